@@ -1,0 +1,78 @@
+"""What the platform did: the immutable prediction log and the ground truth that comes later."""
+
+from django.db import models
+
+from mlops.choices import Decision, ModelRole
+from mlops.models import ModelVersion
+
+
+class DiffClass(models.TextChoices):
+    MINIMAL = "minimal", "Minimal"
+    MODERATE = "moderate", "Moderate"
+    SIGNIFICANT = "significant", "Significant"
+
+
+class PredictionLog(models.Model):
+    """One model run that answered (or shadowed) a request. Append-only.
+
+    A request produces one row for the model that answered (role ``production`` or
+    ``canary``) and, when a shadow ran, one more row (role ``shadow``) that points at the
+    answering row through ``primary_prediction_id`` and carries the comparison with it.
+    Keeping the shadow in its own row lets the answer be logged at once and never rewritten.
+    """
+
+    prediction_id = models.UUIDField(primary_key=True, editable=False, help_text="Made by the service; idempotency key.")
+    request_id = models.CharField(max_length=64, blank=True)
+    event_id = models.CharField(max_length=200)
+    product = models.SlugField(max_length=64)
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    role = models.CharField(max_length=16, choices=ModelRole.choices)
+    features = models.JSONField(help_text="After redaction.")
+    score = models.FloatField()
+    decision = models.CharField(max_length=8, choices=Decision.choices)
+    threshold = models.FloatField(help_text="The model version's threshold when it decided.")
+    explain_summary = models.JSONField(default=list)
+    latency_ms = models.FloatField()
+    cached = models.BooleanField(default=False)
+    # Canary route that failed over to production: which model failed and why.
+    fallback_from = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    fallback_reason = models.CharField(max_length=32, blank=True)
+    # Shadow rows only: the answering prediction and how far this one is from it.
+    primary_prediction_id = models.UUIDField(null=True, blank=True)
+    score_diff = models.FloatField(null=True, blank=True, help_text="|primary score - shadow score|")
+    diff_class = models.CharField(max_length=12, choices=DiffClass.choices, blank=True)
+    decision_agrees = models.BooleanField(null=True, blank=True)
+    created_at = models.DateTimeField(help_text="When the prediction was made (not when the row was written).")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["product", "created_at"]),
+            models.Index(fields=["product", "role", "created_at"]),
+            models.Index(fields=["model_version", "created_at"]),
+            models.Index(fields=["event_id"]),
+            models.Index(fields=["primary_prediction_id"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.prediction_id} {self.product} {self.role} {self.decision}"
+
+
+class Outcome(models.Model):
+    """Ground truth observed later for a prediction or an event (e.g. a confirmed fraud)."""
+
+    product = models.SlugField(max_length=64)
+    event_id = models.CharField(max_length=200)
+    prediction_id = models.UUIDField(null=True, blank=True)
+    label = models.BooleanField(help_text="True when the event really was positive (e.g. fraud).")
+    observed_at = models.DateTimeField()
+    source = models.CharField(max_length=100, default="api")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-observed_at"]
+        constraints = [models.UniqueConstraint(fields=["product", "event_id", "source"], name="outcome_once_per_event_and_source")]
+        indexes = [models.Index(fields=["product", "observed_at"]), models.Index(fields=["prediction_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.product}/{self.event_id}: {self.label}"

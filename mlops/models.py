@@ -1,0 +1,130 @@
+"""The model registry: model versions and the per-product rollout configuration."""
+
+import uuid
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+from simple_history.models import HistoricalRecords
+
+from mlops.choices import BASIS_POINTS_MAX, ModelStatus
+
+
+class ChangeStamp(models.Model):
+    """Who made the last change, when and why; history rows keep every earlier one."""
+
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    changed_at = models.DateTimeField(null=True, blank=True)
+    change_reason = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class ModelVersion(ChangeStamp):
+    """One immutable ONNX artifact of a product's model, and where it is in its lifecycle.
+
+    The artifact itself never changes: a new model is a new version. Only the lifecycle
+    status (and the who/when/why of its last change) moves, through `mlops.services`.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    product = models.SlugField(max_length=64)
+    name = models.CharField(max_length=100)
+    version = models.CharField(max_length=100)
+    artifact_uri = models.CharField(max_length=1024)
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.BigIntegerField(default=0)
+    input_schema = models.JSONField(help_text="Ordered feature names and types, read from the ONNX graph.")
+    output_schema = models.JSONField(default=dict, help_text="The model's outputs and which one is the score.")
+    threshold = models.FloatField(
+        default=0.5, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)], help_text="Score at or above which the decision is 'block'."
+    )
+    status = models.CharField(max_length=16, choices=ModelStatus.choices, default=ModelStatus.CANDIDATE)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    loaded_at = models.DateTimeField(null=True, blank=True, help_text="When the artifact was last downloaded and verified.")
+    promoted_at = models.DateTimeField(null=True, blank=True, help_text="When it last became production.")
+    rolled_back_at = models.DateTimeField(null=True, blank=True, help_text="When it was last rolled back from production.")
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["product", "-created_at"]
+        permissions = [("manage_lifecycle", "Can validate, promote, roll back and archive model versions")]
+        constraints = [
+            models.UniqueConstraint(fields=["product", "name", "version"], name="model_version_unique_per_product"),
+            # The database, not a comment, guarantees a single production version per product.
+            models.UniqueConstraint(
+                fields=["product"], condition=Q(status=ModelStatus.PRODUCTION), name="one_production_version_per_product"
+            ),
+            models.CheckConstraint(condition=Q(status__in=ModelStatus.values), name="model_version_status_valid"),
+            models.CheckConstraint(condition=Q(threshold__gte=0.0, threshold__lte=1.0), name="model_version_threshold_0_1"),
+        ]
+        indexes = [models.Index(fields=["product", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.product}/{self.name}@{self.version}"
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [feature["name"] for feature in self.input_schema.get("features", [])]
+
+
+class CanaryConfig(ChangeStamp):
+    """The canary of one product: which version takes which share of the traffic."""
+
+    product = models.SlugField(max_length=64, unique=True)
+    production_model = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    canary_model = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    canary_basis_points = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(BASIS_POINTS_MAX)])
+    started_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        permissions = [("manage_rollout", "Can start, step, stop and promote canaries and control shadows")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(canary_basis_points__gte=0, canary_basis_points__lte=BASIS_POINTS_MAX),
+                name="canary_basis_points_range",
+            ),
+            models.CheckConstraint(condition=~Q(canary_model=F("production_model")), name="canary_differs_from_production"),
+        ]
+
+    def __str__(self) -> str:
+        return f"canary of {self.product}"
+
+    @property
+    def canary_percent(self) -> float:
+        return self.canary_basis_points / 100
+
+
+class ShadowOverride(ChangeStamp):
+    """A runtime override of a product's shadow model over the environment default."""
+
+    product = models.SlugField(max_length=64, unique=True)
+    enabled = models.BooleanField(default=True)
+    shadow_model = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    sample_basis_points = models.PositiveIntegerField(
+        default=BASIS_POINTS_MAX, validators=[MaxValueValidator(BASIS_POINTS_MAX)]
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(sample_basis_points__gte=0, sample_basis_points__lte=BASIS_POINTS_MAX),
+                name="shadow_sample_basis_points_range",
+            ),
+            models.CheckConstraint(condition=Q(enabled=False) | Q(shadow_model__isnull=False), name="enabled_shadow_has_model"),
+        ]
+
+    def __str__(self) -> str:
+        return f"shadow override of {self.product}"
