@@ -57,7 +57,14 @@ class FixedJSONNegotiation(BaseContentNegotiation):
 
 
 class BaseAPIView(APIView):
-    """Base of every API endpoint: fixed JSON, and the platform's authentication and permissions."""
+    """Base of every API endpoint: fixed JSON, and the platform's authentication and permissions.
+
+    Each endpoint names the capability it needs in ``api_permission`` (see
+    ``mlops.choices.ApiCapability``); roles grant capabilities. ``None`` marks the few
+    endpoints that are public (health probes).
+    """
+
+    api_permission: str | None = None
 
     parser_classes = [OrjsonParser]
     renderer_classes = [OrjsonRenderer]

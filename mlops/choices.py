@@ -28,3 +28,15 @@ class Decision(models.TextChoices):
 # Canary and shadow shares are stored in basis points (1/100 of a percent) so that routing is
 # an integer comparison and 0.25 % steps are representable.
 BASIS_POINTS_MAX = 10_000
+
+
+class ApiCapability(models.TextChoices):
+    """What an API endpoint requires; roles (Django groups) grant these."""
+
+    PREDICT = "predict", "Call inference"
+    READ_PREDICTIONS = "read_predictions", "Read predictions"
+    POST_OUTCOMES = "post_outcomes", "Post outcomes"
+    READ_MODELS = "read_models", "Read models and rollout state"
+    MANAGE_MODELS = "manage_models", "Manage models"
+    MANAGE_ROLLOUT = "manage_rollout", "Manage canary, shadow and rollbacks"
+    READ_AUDIT = "read_audit", "Read the audit log"
