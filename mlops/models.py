@@ -128,3 +128,42 @@ class ShadowOverride(ChangeStamp):
 
     def __str__(self) -> str:
         return f"shadow override of {self.product}"
+
+
+class RollbackReason(models.TextChoices):
+    """Why a canary was rolled back (the guard's measured breaches, or a person)."""
+
+    HIGH_ERROR_RATE = "high_error_rate", "High error rate"
+    HIGH_LATENCY = "high_latency", "High latency"
+    FP_RATE_THRESHOLD = "fp_rate_threshold", "False-positive rate over threshold"
+    SHADOW_SIGNIFICANT_DIFF = "shadow_significant_diff", "Significant shadow differences"
+    MANUAL = "manual", "Manual"
+
+
+class RollbackEvent(models.Model):
+    """One rollback of a product's canary, with what was measured. Write-once.
+
+    The guard writes one when a canary breaches a threshold over its sliding window (and stops
+    the canary in the same transaction); a person rolling back from the rollout page writes one
+    with reason ``manual``.
+    """
+
+    product = models.SlugField(max_length=64)
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+", help_text="The canary that was stopped.")
+    production_model = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    reason = models.CharField(max_length=32, choices=RollbackReason.choices)
+    canary_basis_points = models.PositiveIntegerField(default=0, help_text="The canary's share when it was stopped.")
+    measured = models.JSONField(default=dict, help_text="The values measured over the window, with the thresholds they were compared to.")
+    window_seconds = models.PositiveIntegerField(default=0)
+    window_start = models.DateTimeField(null=True, blank=True)
+    window_end = models.DateTimeField(null=True, blank=True)
+    message = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["product", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"rollback of {self.product} ({self.reason}) at {self.created_at:%Y-%m-%d %H:%M:%S}"
