@@ -12,10 +12,13 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env")  # optional; absent in the embedded default
+
+# SQLite database, model store, model cache and spill files of the embedded default.
+VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env.bool("DEBUG", default=True)
 
@@ -41,12 +44,15 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "simple_history",
     "channels",
+    "django_prometheus",
     "mlops.apps.MlopsConfig",
     "inference.apps.InferenceConfig",
     "audit.apps.AuditConfig",
 ]
 
 MIDDLEWARE = [
+    # First and last: django-prometheus times the whole stack (request counts, latency by view).
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -55,6 +61,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "mlops.urls"
@@ -176,3 +183,31 @@ LOGGING = {
 # |primary score - shadow score| at or above these is a moderate / significant difference.
 SHADOW_DIFF_MODERATE = env.float("SHADOW_DIFF_MODERATE", default=0.05)
 SHADOW_DIFF_SIGNIFICANT = env.float("SHADOW_DIFF_SIGNIFICANT", default=0.2)
+
+# --- Inference ---
+# The serving path (inference/). Every value has an environment variable of the same name.
+# Shadow model per product when no ShadowOverride row says otherwise: {"product": "<model version id>"}.
+SHADOW_MODELS = env.json("SHADOW_MODELS", default={})
+# In-process TTL LRU of (score, explanation) per model version and feature vector.
+INFERENCE_CACHE_MAX_ITEMS = env.int("INFERENCE_CACHE_MAX_ITEMS", default=5_000)
+INFERENCE_CACHE_TTL_SECONDS = env.float("INFERENCE_CACHE_TTL_SECONDS", default=300.0)
+# Optional second tier in the shared (Redis) cache: one network round trip per miss, so off by default.
+INFERENCE_CACHE_SHARED = env.bool("INFERENCE_CACHE_SHARED", default=False)
+# A model run longer than this is cancelled (RunOptions.terminate); a canary then falls back to production.
+INFERENCE_MODEL_TIMEOUT_MS = env.float("INFERENCE_MODEL_TIMEOUT_MS", default=200.0)
+# Per-model overrides, keyed by model version id or "product/name": {"fraud_score/gbdt": 50}.
+INFERENCE_MODEL_TIMEOUTS_MS = env.json("INFERENCE_MODEL_TIMEOUTS_MS", default={})
+# Bodies larger than this are refused from Content-Length, before anything is read or parsed.
+INFERENCE_MAX_BODY_BYTES = env.int("INFERENCE_MAX_BODY_BYTES", default=64 * 1024)
+INFERENCE_BATCH_MAX_ITEMS = env.int("INFERENCE_BATCH_MAX_ITEMS", default=256)
+INFERENCE_BATCH_MAX_BODY_BYTES = env.int("INFERENCE_BATCH_MAX_BODY_BYTES", default=4 * 1024 * 1024)
+# The background refresher: how often it reads the configuration generation, and the slower
+# unconditional reload (also the retry interval of a refused model).
+INFERENCE_BACKGROUND_REFRESH = env.bool("INFERENCE_BACKGROUND_REFRESH", default=True)
+INFERENCE_GENERATION_POLL_SECONDS = env.float("INFERENCE_GENERATION_POLL_SECONDS", default=0.5)
+INFERENCE_RELOAD_SECONDS = env.float("INFERENCE_RELOAD_SECONDS", default=30.0)
+# How long the first requests of a new process wait for the first load (once per process).
+INFERENCE_STARTUP_WAIT_SECONDS = env.float("INFERENCE_STARTUP_WAIT_SECONDS", default=10.0)
+# Shadow runs: worker threads and how many jobs may wait; beyond that a shadow run is skipped.
+INFERENCE_SHADOW_WORKERS = env.int("INFERENCE_SHADOW_WORKERS", default=1)
+INFERENCE_SHADOW_QUEUE = env.int("INFERENCE_SHADOW_QUEUE", default=64)

@@ -1,8 +1,13 @@
 """Fixtures shared by every test package: demo ONNX files, a registered product, users."""
 
+import os
+import socket
+import uuid
 from pathlib import Path
 
+import boto3
 import pytest
+from moto.server import ThreadedMotoServer
 
 from mlops import services
 from mlops.demo import PRODUCT, build_demo_models
@@ -39,3 +44,36 @@ def production_model(push_demo):
     model = push_demo("logreg")
     services.model_version_validate(model_version_id=model.pk, user=None, reason="test")
     return services.model_version_promote(model_version_id=model.pk, user=None, reason="test")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-protocol server (moto in server mode) on 127.0.0.1, reached by boto3 over TCP."""
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    credentials = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    previous = {key: os.environ.get(key) for key in credentials}
+    os.environ.update(credentials)
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+    for key, value in previous.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def s3_bucket(s3_server, settings):
+    """An empty bucket on the S3 server; settings point boto3 at it. Returns the bucket name."""
+    settings.AWS_ENDPOINT_URL = s3_server
+    name = f"models-{uuid.uuid4().hex[:16]}"
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=name)
+    return name

@@ -1,9 +1,114 @@
-from django.contrib import admin
+"""Model versions in the admin: read-only records whose lifecycle moves through actions.
+
+Each action asks for a reason on an intermediate page, then calls the lifecycle service; the
+service's own error message is shown when a transition is not allowed.
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
+from mlops import services
 from mlops.models import ModelVersion
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(max_length=500, widget=forms.TextInput(attrs={"size": 80}), help_text="Recorded in the history.")
+
+
+def _with_reason(request, queryset, *, title: str, action: str, apply):
+    """Show the reason form; once submitted, apply ``apply(model_version, user, reason)`` to each row."""
+    form = ReasonForm(request.POST if "apply" in request.POST else None)
+    if form.is_valid():
+        for model_version in queryset:
+            try:
+                result = apply(model_version, request.user, form.cleaned_data["reason"])
+            except services.LifecycleError as exc:
+                messages.error(request, str(exc))
+            else:
+                messages.success(request, f"{title}: {result}")
+        return None
+    return TemplateResponse(
+        request,
+        "admin/mlops/modelversion/action_reason.html",
+        {
+            **admin.site.each_context(request),
+            "title": title,
+            "action": action,
+            "queryset": queryset,
+            "form": form,
+            "opts": ModelVersion._meta,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        },
+    )
 
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(SimpleHistoryAdmin):
-    list_display = ["__str__", "product", "status", "created_at"]
+    list_display = ["__str__", "product", "name", "version", "status_badge", "threshold", "created_at", "changed_by", "rollout_link"]
+    list_filter = ["product", "status", "created_at"]
+    search_fields = ["product", "name", "version", "sha256", "id"]
+    list_select_related = ["changed_by"]
+    ordering = ["product", "-created_at"]
+    actions = ["validate", "promote", "rollback", "archive"]
+    readonly_fields = [
+        "id", "product", "name", "version", "status", "artifact_uri", "sha256", "size_bytes", "threshold", "input_schema",
+        "output_schema", "description", "created_at", "loaded_at", "promoted_at", "rolled_back_at", "changed_by", "changed_at",
+        "change_reason",
+    ]  # fmt: skip
+    history_list_display = ["status", "change_reason"]
+
+    def has_add_permission(self, request):
+        return False  # versions come from the store: `manage.py push_model` / `sync_models`
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # predictions refer to them; archive instead
+
+    def has_lifecycle_permission(self, request):
+        return request.user.has_perm("mlops.manage_lifecycle")
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj):
+        colours = {"production": "#2e7d32", "canary": "#ef6c00", "validated": "#1565c0", "candidate": "#616161", "archived": "#9e9e9e"}
+        return format_html('<strong style="color:{}">{}</strong>', colours.get(obj.status, "#000"), obj.get_status_display())
+
+    @admin.display(description="rollout")
+    def rollout_link(self, obj):
+        try:
+            url = reverse("admin:mlops_rollout", args=[obj.product])
+        except NoReverseMatch:
+            return "-"
+        return format_html('<a href="{}">rollout page</a>', url)
+
+    @admin.action(description="Validate selected candidates", permissions=["lifecycle"])
+    def validate(self, request, queryset):
+        return _with_reason(
+            request, queryset, title="Validate", action="validate",
+            apply=lambda mv, user, reason: services.model_version_validate(model_version_id=mv.pk, user=user, reason=reason),
+        )  # fmt: skip
+
+    @admin.action(description="Promote selected version to production", permissions=["lifecycle"])
+    def promote(self, request, queryset):
+        return _with_reason(
+            request, queryset, title="Promote", action="promote",
+            apply=lambda mv, user, reason: services.model_version_promote(model_version_id=mv.pk, user=user, reason=reason),
+        )  # fmt: skip
+
+    @admin.action(description="Roll back the product of the selected version to its last good production", permissions=["lifecycle"])
+    def rollback(self, request, queryset):
+        products = queryset.order_by().values_list("product", flat=True).distinct()
+        first_per_product = ModelVersion.objects.filter(pk__in=[queryset.filter(product=p).first().pk for p in products])
+        return _with_reason(
+            request, first_per_product, title="Roll back", action="rollback",
+            apply=lambda mv, user, reason: services.model_version_rollback(product=mv.product, user=user, reason=reason),
+        )  # fmt: skip
+
+    @admin.action(description="Archive selected versions", permissions=["lifecycle"])
+    def archive(self, request, queryset):
+        return _with_reason(
+            request, queryset, title="Archive", action="archive",
+            apply=lambda mv, user, reason: services.model_version_archive(model_version_id=mv.pk, user=user, reason=reason),
+        )  # fmt: skip

@@ -1,0 +1,38 @@
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from mlops import services
+from mlops.onnx_schema import SchemaError
+from mlops.stores import StoreError, store_from_url
+
+
+class Command(BaseCommand):
+    help = "Upload an ONNX model to the model store and register it as a candidate."
+
+    def add_arguments(self, parser):
+        parser.add_argument("path", help="the .onnx file")
+        parser.add_argument("--product", required=True)
+        parser.add_argument("--name", required=True)
+        parser.add_argument("--version", required=True, dest="model_version")
+        parser.add_argument("--threshold", type=float, default=0.5, help="decision threshold (0-1), default 0.5")
+        parser.add_argument("--description", default="")
+        parser.add_argument("--store", help="store URL; default MODEL_STORE_URL")
+
+    def handle(self, *args, path, product, name, model_version, threshold, description, store, **options):
+        source = Path(path)
+        if not source.is_file():
+            raise CommandError(f"{path} is not a file")
+        try:
+            registered = services.model_push(
+                source=source,
+                store=store_from_url(store),
+                product=product,
+                name=name,
+                version=model_version,
+                threshold=threshold,
+                description=description,
+            )
+        except (services.LifecycleError, SchemaError, StoreError) as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(self.style.SUCCESS(f"registered {registered} as candidate (id {registered.pk}, sha256 {registered.sha256[:12]}…)"))

@@ -1,0 +1,64 @@
+"""The demo platform: product ``fraud_score`` with two registered models and an admin user."""
+
+import secrets
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from mlops.choices import ModelStatus
+from mlops.demo import PRODUCT, build_demo_models
+from mlops.models import ModelVersion
+from mlops.services.lifecycle import model_push, model_version_promote, model_version_validate
+from mlops.stores import ModelStore
+
+PRODUCTION_DEMO = "logreg"
+CREDENTIALS_FILE = "demo-admin.txt"
+
+
+@dataclass
+class DemoReport:
+    lines: list[str] = field(default_factory=list)
+
+
+def demo_bootstrap(*, store: ModelStore, admin_username: str, admin_password: str | None) -> DemoReport:
+    """Create what is missing of the demo; running it again changes nothing."""
+    report = DemoReport()
+    missing = [name for name in ("logreg", "gbdt") if not ModelVersion.objects.filter(product=PRODUCT, name=name, version="1").exists()]
+    if missing:
+        with tempfile.TemporaryDirectory() as folder:
+            for demo in build_demo_models(Path(folder)):
+                if demo.name in missing:
+                    pushed = model_push(
+                        source=demo.path, store=store, product=PRODUCT, name=demo.name, version=demo.version,
+                        threshold=demo.threshold, description=demo.description,
+                    )
+                    report.lines.append(f"registered {pushed}")
+    if not ModelVersion.objects.filter(product=PRODUCT, status=ModelStatus.PRODUCTION).exists():
+        model = ModelVersion.objects.get(product=PRODUCT, name=PRODUCTION_DEMO, version="1")
+        with transaction.atomic():
+            if model.status == ModelStatus.CANDIDATE:
+                model_version_validate(model_version_id=model.pk, user=None, reason="demo bootstrap")
+            model_version_promote(model_version_id=model.pk, user=None, reason="demo bootstrap")
+        report.lines.append(f"promoted {model} to production")
+    report.lines.append(_ensure_admin(admin_username, admin_password))
+    return report
+
+
+def _ensure_admin(username: str, password: str | None) -> str:
+    user_model = get_user_model()
+    if user_model.objects.filter(username=username).exists():
+        return f"admin user {username!r} exists (password unchanged)"
+    generated = password is None
+    password = password or secrets.token_urlsafe(12)
+    user_model.objects.create_superuser(username=username, email="", password=password)
+    if not generated:
+        return f"created admin user {username!r} with the given password"
+    credentials = Path(settings.VAR_DIR) / CREDENTIALS_FILE
+    credentials.parent.mkdir(parents=True, exist_ok=True)
+    credentials.write_text(f"username: {username}\npassword: {password}\n")
+    credentials.chmod(0o600)
+    return f"created admin user {username!r} with password {password} (also in {credentials})"
