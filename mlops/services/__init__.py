@@ -1,6 +1,7 @@
 """Registry services: every write to the registry goes through one of these functions.
 
 - `lifecycle`: model versions (register, validate, promote, roll back, archive, sync, push).
+- `rollout`: each product's canary (set, step, stop, promote, roll back) and shadow override.
 """
 
 from mlops.services.lifecycle import (
@@ -14,10 +15,25 @@ from mlops.services.lifecycle import (
     model_version_validate,
     models_sync,
 )
+from mlops.services.rollout import (
+    canary_promote,
+    canary_set,
+    canary_step,
+    canary_stop,
+    percent_to_basis_points,
+    rollout_rollback,
+    shadow_clear,
+    shadow_disable,
+    shadow_enable,
+)
 
 __all__ = [
     "LifecycleError",
     "SyncResult",
+    "canary_promote",
+    "canary_set",
+    "canary_step",
+    "canary_stop",
     "model_push",
     "model_version_archive",
     "model_version_promote",
@@ -25,4 +41,9 @@ __all__ = [
     "model_version_rollback",
     "model_version_validate",
     "models_sync",
+    "percent_to_basis_points",
+    "rollout_rollback",
+    "shadow_clear",
+    "shadow_disable",
+    "shadow_enable",
 ]

@@ -1,0 +1,185 @@
+"""Reads of the registry's rollout state: what serves a product, its canary, its effective shadow."""
+
+import uuid
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db.models import QuerySet
+
+from mlops.choices import BASIS_POINTS_MAX, ModelStatus
+from mlops.models import CanaryConfig, ModelVersion, RollbackEvent, ShadowOverride
+
+SOURCE_OVERRIDE = "override"
+SOURCE_ENVIRONMENT = "environment"
+SOURCE_NONE = "none"
+
+
+@dataclass(frozen=True)
+class ShadowState:
+    """The shadow a product effectively runs, and where that comes from.
+
+    ``source`` is ``override`` (a `ShadowOverride` row, enabled or not), ``environment`` (the
+    ``SHADOW_MODELS`` setting) or ``none``.
+    """
+
+    product: str
+    source: str
+    enabled: bool
+    shadow_model: ModelVersion | None
+    sample_basis_points: int
+    override: ShadowOverride | None = None
+    environment_model_id: str | None = None
+    problem: str = ""
+
+    @property
+    def sample_percent(self) -> float:
+        return self.sample_basis_points / 100
+
+
+@dataclass(frozen=True)
+class RolloutOverview:
+    product: str
+    production: ModelVersion | None
+    config: CanaryConfig | None
+    shadow: ShadowState
+    rollbacks: list = field(default_factory=list)
+
+    @property
+    def canary_model(self) -> ModelVersion | None:
+        return self.config.canary_model if self.config else None
+
+    @property
+    def canary_basis_points(self) -> int:
+        """The share the canary really gets: 0 when stopped or when production changed under it."""
+        if not self.config or not self.config.canary_model_id or self.production is None:
+            return 0
+        if self.config.production_model_id != self.production.pk:
+            return 0
+        return self.config.canary_basis_points
+
+    @property
+    def canary_percent(self) -> float:
+        return self.canary_basis_points / 100
+
+    @property
+    def production_percent(self) -> float:
+        return (BASIS_POINTS_MAX - self.canary_basis_points) / 100 if self.production else 0.0
+
+    @property
+    def canary_active(self) -> bool:
+        return self.canary_basis_points > 0
+
+    @property
+    def stale_config(self) -> bool:
+        """The canary row names a production version that no longer is production."""
+        return bool(
+            self.config and self.production and self.config.production_model_id != self.production.pk and self.config.canary_model_id
+        )
+
+
+def product_exists(*, product: str) -> bool:
+    return ModelVersion.objects.filter(product=product).exists()
+
+
+def rollout_products() -> list[str]:
+    return list(ModelVersion.objects.order_by("product").values_list("product", flat=True).distinct())
+
+
+def canary_config_get(*, product: str) -> CanaryConfig | None:
+    return CanaryConfig.objects.select_related("production_model", "canary_model", "changed_by").filter(product=product).first()
+
+
+def shadow_effective(*, product: str) -> ShadowState:
+    """The override when the product has one, else the environment default, else no shadow."""
+    override = ShadowOverride.objects.select_related("shadow_model", "changed_by").filter(product=product).first()
+    default_id = (getattr(settings, "SHADOW_MODELS", None) or {}).get(product)
+    if override is not None:
+        return ShadowState(
+            product=product,
+            source=SOURCE_OVERRIDE,
+            enabled=override.enabled and override.shadow_model is not None,
+            shadow_model=override.shadow_model,
+            sample_basis_points=override.sample_basis_points,
+            override=override,
+            environment_model_id=str(default_id) if default_id else None,
+        )
+    if default_id:
+        model_version, problem = None, ""
+        try:
+            model_version = ModelVersion.objects.filter(pk=uuid.UUID(str(default_id)), product=product).first()
+        except ValueError:
+            problem = f"SHADOW_MODELS[{product!r}] = {default_id!r} is not a model version id"
+        if model_version is None and not problem:
+            problem = f"SHADOW_MODELS[{product!r}] names no model version of {product!r}"
+        return ShadowState(
+            product=product,
+            source=SOURCE_ENVIRONMENT,
+            enabled=model_version is not None,
+            shadow_model=model_version,
+            sample_basis_points=BASIS_POINTS_MAX if model_version else 0,
+            environment_model_id=str(default_id),
+            problem=problem,
+        )
+    return ShadowState(product=product, source=SOURCE_NONE, enabled=False, shadow_model=None, sample_basis_points=0)
+
+
+def rollback_events(*, product: str | None = None) -> QuerySet[RollbackEvent]:
+    events = RollbackEvent.objects.select_related("model_version", "production_model", "created_by").order_by("-created_at")
+    return events.filter(product=product) if product else events
+
+
+def rollout_overview(*, product: str, rollbacks: int = 20) -> RolloutOverview:
+    """Production, canary and shadow of one product at a glance, with its latest rollbacks."""
+    return RolloutOverview(
+        product=product,
+        production=ModelVersion.objects.filter(product=product, status=ModelStatus.PRODUCTION).first(),
+        config=canary_config_get(product=product),
+        shadow=shadow_effective(product=product),
+        rollbacks=list(rollback_events(product=product)[:rollbacks]),
+    )
+
+
+def active_canaries() -> QuerySet[CanaryConfig]:
+    """Canary rows that route traffic: a canary, a share above 0, and still on the current production."""
+    return (
+        CanaryConfig.objects.select_related("production_model", "canary_model")
+        .filter(canary_model__isnull=False, canary_basis_points__gt=0, production_model__status=ModelStatus.PRODUCTION)
+        .order_by("product")
+    )
+
+
+def rollout_history(*, product: str, limit: int = 50) -> list[dict]:
+    """Changes of the product's canary and shadow rows, newest first, as one list for a page."""
+    rows = []
+    for record in CanaryConfig.history.filter(product=product).select_related("history_user", "canary_model", "production_model")[:limit]:
+        rows.append(
+            {
+                "when": record.history_date,
+                "what": "canary",
+                "who": record.history_user,
+                "why": record.history_change_reason or "",
+                "summary": (
+                    f"canary {record.canary_model} at {record.canary_basis_points / 100:g}% beside {record.production_model}"
+                    if record.canary_model_id
+                    else f"no canary; production {record.production_model}"
+                ),
+            }
+        )
+    for record in ShadowOverride.history.filter(product=product).select_related("history_user", "shadow_model")[:limit]:
+        if record.history_type == "-":
+            summary = "override cleared; environment default applies"
+        elif record.enabled:
+            summary = f"shadow {record.shadow_model} on {record.sample_basis_points / 100:g}% of requests"
+        else:
+            summary = "shadow disabled"
+        rows.append(
+            {
+                "when": record.history_date,
+                "what": "shadow",
+                "who": record.history_user,
+                "why": record.history_change_reason or "",
+                "summary": summary,
+            }
+        )
+    rows.sort(key=lambda row: row["when"], reverse=True)
+    return rows[:limit]
