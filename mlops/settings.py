@@ -211,3 +211,27 @@ INFERENCE_STARTUP_WAIT_SECONDS = env.float("INFERENCE_STARTUP_WAIT_SECONDS", def
 # Shadow runs: worker threads and how many jobs may wait; beyond that a shadow run is skipped.
 INFERENCE_SHADOW_WORKERS = env.int("INFERENCE_SHADOW_WORKERS", default=1)
 INFERENCE_SHADOW_QUEUE = env.int("INFERENCE_SHADOW_QUEUE", default=64)
+
+# --- Rollout ---
+# Canary ladder in percent: `canary_step` moves to the next rung above the current share.
+CANARY_LADDER = env.list("CANARY_LADDER", cast=float, default=[10, 25, 50, 100])
+# The rollout guard (mlops/guard.py) judges each active canary over a sliding window and stops it on a breach.
+# In the embedded default it runs as a thread of the serving process (one evaluator at a time, through a lock in
+# the shared cache); in production run `manage.py rollout_guard` as its own process and turn the thread off.
+ROLLOUT_GUARD_IN_PROCESS = env.bool("ROLLOUT_GUARD_IN_PROCESS", default=DEBUG)
+ROLLOUT_GUARD_INTERVAL_SECONDS = env.float("ROLLOUT_GUARD_INTERVAL_SECONDS", default=10.0)
+ROLLOUT_GUARD_WINDOW_SECONDS = env.int("ROLLOUT_GUARD_WINDOW_SECONDS", default=300)
+# Below this many canary attempts (or production answers, for latency) in the window nothing is judged.
+ROLLOUT_GUARD_MIN_REQUESTS = env.int("ROLLOUT_GUARD_MIN_REQUESTS", default=50)
+# Share of canary attempts that failed over to production.
+ROLLOUT_GUARD_MAX_ERROR_RATE = env.float("ROLLOUT_GUARD_MAX_ERROR_RATE", default=0.05)
+# Canary p95 above ratio x production p95, and at least this many ms above it (sub-millisecond noise is not a breach).
+ROLLOUT_GUARD_LATENCY_RATIO = env.float("ROLLOUT_GUARD_LATENCY_RATIO", default=1.3)
+ROLLOUT_GUARD_LATENCY_MIN_DELTA_MS = env.float("ROLLOUT_GUARD_LATENCY_MIN_DELTA_MS", default=1.0)
+# False-positive rate of the canary (blocked among events whose outcome was negative), judged from this many negatives.
+ROLLOUT_GUARD_MAX_FP_RATE = env.float("ROLLOUT_GUARD_MAX_FP_RATE", default=0.05)
+ROLLOUT_GUARD_MIN_OUTCOMES = env.int("ROLLOUT_GUARD_MIN_OUTCOMES", default=20)
+# Share of the canary model's shadow runs whose difference from production is significant.
+ROLLOUT_GUARD_MAX_SIGNIFICANT_DIFF_RATE = env.float("ROLLOUT_GUARD_MAX_SIGNIFICANT_DIFF_RATE", default=0.2)
+# The rollout page's counters and chart cover this many minutes.
+ROLLOUT_STATS_MINUTES = env.int("ROLLOUT_STATS_MINUTES", default=10)
