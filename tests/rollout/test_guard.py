@@ -1,0 +1,198 @@
+"""The rollout guard stops a misbehaving canary from what the prediction log records, and leaves a healthy one alone."""
+
+import uuid
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.cache import cache
+from django.core.management import call_command
+from django.utils import timezone
+
+from audit.models import Outcome, PredictionLog
+from mlops import guard
+from mlops.models import CanaryConfig, RollbackEvent
+
+pytestmark = pytest.mark.django_db
+
+PRODUCT = "fraud_score"
+
+
+@pytest.fixture(autouse=True)
+def thresholds(settings):
+    settings.ROLLOUT_GUARD_WINDOW_SECONDS = 300
+    settings.ROLLOUT_GUARD_MIN_REQUESTS = 20
+    settings.ROLLOUT_GUARD_MAX_ERROR_RATE = 0.05
+    settings.ROLLOUT_GUARD_LATENCY_RATIO = 1.3
+    settings.ROLLOUT_GUARD_LATENCY_MIN_DELTA_MS = 1.0
+    settings.ROLLOUT_GUARD_MAX_FP_RATE = 0.1
+    settings.ROLLOUT_GUARD_MIN_OUTCOMES = 10
+    settings.ROLLOUT_GUARD_MAX_SIGNIFICANT_DIFF_RATE = 0.2
+
+
+def log(config, *, role, count, latency_ms=5.0, fallback=False, decision="allow", when=None, diff_class="", **extra):
+    """``count`` prediction log rows as the serving path would write them."""
+    when = when or timezone.now()
+    model_id = config.canary_model_id if role in ("canary", "shadow") else config.production_model_id
+    rows = [
+        PredictionLog(
+            prediction_id=uuid.uuid4(),
+            event_id=f"evt-{uuid.uuid4().hex[:12]}",
+            product=PRODUCT,
+            model_version_id=model_id,
+            role=role,
+            features={},
+            score=0.9 if decision == "block" else 0.1,
+            decision=decision,
+            threshold=0.5,
+            latency_ms=latency_ms,
+            fallback_from_id=config.canary_model_id if fallback else None,
+            fallback_reason="error" if fallback else "",
+            diff_class=diff_class,
+            created_at=when,
+            **extra,
+        )
+        for _ in range(count)
+    ]
+    return PredictionLog.objects.bulk_create(rows)
+
+
+def evaluate():
+    return guard.rollout_guard_evaluate(now=timezone.now() + timedelta(seconds=1))
+
+
+def test_a_failing_canary_is_stopped_with_a_rollback_event(canary):
+    log(canary, role="production", count=60)
+    log(canary, role="canary", count=30)
+    log(canary, role="production", count=10, fallback=True)  # canary errors that production answered
+    before = guard.ROLLBACKS.labels(product=PRODUCT, reason="high_error_rate")._value.get()
+
+    [verdict] = evaluate()
+
+    assert (verdict.result, verdict.reason) == ("rolled_back", "high_error_rate")
+    config = CanaryConfig.objects.get(product=PRODUCT)
+    assert (config.canary_basis_points, config.canary_model_id) == (0, canary.canary_model_id)
+    assert config.change_reason.startswith("automatic rollback (high_error_rate)")
+    event = RollbackEvent.objects.get()
+    assert (event.product, event.model_version_id, event.reason, event.canary_basis_points) == (
+        PRODUCT,
+        canary.canary_model_id,
+        "high_error_rate",
+        1000,
+    )
+    assert event.measured["error_rate"] == pytest.approx(0.25)
+    assert event.measured["canary_attempts"] == 40
+    assert event.measured["thresholds"]["max_error_rate"] == 0.05
+    assert 0 < event.window_seconds <= 300
+    assert guard.ROLLBACKS.labels(product=PRODUCT, reason="high_error_rate")._value.get() == before + 1
+
+
+def test_a_slow_canary_is_stopped_for_latency(canary, caplog):
+    log(canary, role="production", count=50, latency_ms=4.0)
+    log(canary, role="canary", count=40, latency_ms=30.0)
+
+    [verdict] = evaluate()
+
+    assert (verdict.result, verdict.reason) == ("rolled_back", "high_latency")
+    event = RollbackEvent.objects.get()
+    assert (event.measured["canary_p95_ms"], event.measured["production_p95_ms"]) == (30.0, 4.0)
+    assert CanaryConfig.objects.get(product=PRODUCT).canary_basis_points == 0
+    assert "rollout guard stopped the canary" in caplog.text
+
+
+def test_a_healthy_canary_is_left_alone(canary):
+    log(canary, role="production", count=80, latency_ms=5.0)
+    log(canary, role="canary", count=40, latency_ms=5.5)
+    log(canary, role="production", count=1, fallback=True)  # one error in 41 attempts is under 5 %
+
+    [verdict] = evaluate()
+
+    assert verdict.result == "healthy"
+    assert CanaryConfig.objects.get(product=PRODUCT).canary_basis_points == 1000
+    assert not RollbackEvent.objects.exists()
+
+
+def test_too_few_requests_are_not_judged(canary):
+    log(canary, role="production", count=5, fallback=True)
+
+    [verdict] = evaluate()
+
+    assert verdict.result == "insufficient_data"
+    assert CanaryConfig.objects.get(product=PRODUCT).canary_basis_points == 1000
+
+
+def test_errors_before_the_window_or_the_canary_start_do_not_count(canary):
+    log(canary, role="production", count=30, fallback=True, when=timezone.now() - timedelta(seconds=400))
+    log(canary, role="production", count=30, fallback=True, when=canary.started_at - timedelta(seconds=5))
+    log(canary, role="canary", count=30)
+
+    [verdict] = evaluate()
+
+    assert verdict.result == "healthy"
+    assert verdict.measured["canary_errors"] == 0
+
+
+def test_a_canary_blocking_good_events_is_stopped_for_false_positives(canary):
+    rows = log(canary, role="canary", count=20, decision="block")
+    log(canary, role="canary", count=20)
+    Outcome.objects.bulk_create(
+        [
+            Outcome(product=PRODUCT, event_id=row.event_id, prediction_id=row.prediction_id, label=False, observed_at=timezone.now())
+            for row in rows[:12]
+        ]
+    )
+
+    [verdict] = evaluate()
+
+    assert (verdict.result, verdict.reason) == ("rolled_back", "fp_rate_threshold")
+    assert RollbackEvent.objects.get().measured["fp_rate"] == 1.0
+
+
+def test_significant_shadow_differences_stop_the_canary(canary):
+    log(canary, role="shadow", count=15, diff_class="significant", score_diff=0.5)
+    log(canary, role="shadow", count=15, diff_class="minimal", score_diff=0.01)
+
+    [verdict] = evaluate()
+
+    assert (verdict.result, verdict.reason) == ("rolled_back", "shadow_significant_diff")
+    assert RollbackEvent.objects.get().measured["significant_diff_rate"] == 0.5
+
+
+def test_a_stopped_canary_is_not_evaluated(canary):
+    from mlops import services
+
+    services.canary_stop(product=PRODUCT, user=None, reason="paused")
+    log(canary, role="production", count=30, fallback=True)
+
+    assert evaluate() == []
+
+
+def test_the_command_prints_one_line_per_canary(canary):
+    log(canary, role="production", count=30, fallback=True)
+    out = StringIO()
+
+    call_command("rollout_guard", "--once", stdout=out)
+
+    assert "fraud_score: canary fraud_score/gbdt@1 rolled back: error rate 100.0%" in out.getvalue()
+
+
+def test_only_one_worker_gets_each_turn():
+    cache.delete(guard.LOCK_KEY)
+    assert guard.acquire_turn(5) is True
+    assert guard.acquire_turn(5) is False
+    cache.delete(guard.LOCK_KEY)
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "expected"),
+    [
+        (["/usr/bin/gunicorn", "mlops.wsgi"], {}, True),
+        (["daphne", "mlops.asgi:application"], {}, True),
+        (["manage.py", "runserver"], {"RUN_MAIN": "true"}, True),
+        (["manage.py", "runserver"], {}, False),  # the autoreloader's parent
+        (["manage.py", "migrate"], {}, False),
+        (["/venv/bin/pytest", "tests"], {}, False),
+    ],
+)
+def test_the_in_process_guard_starts_only_in_serving_processes(argv, environ, expected):
+    assert guard.serving_process(argv, environ) is expected
