@@ -5,4 +5,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("inference.urls")),
     path("", include("audit.urls")),
+    path("", include("mlops.urls_api")),
 ]

@@ -1,0 +1,291 @@
+"""Rollout API: canary, shadow and rollbacks of a product. One view per operation.
+
+Views parse input with an explicit serializer, call one service or selector and shape the
+answer with an output serializer. A bad field answers 400 naming it, an unknown product 404,
+a change the current state does not allow (``LifecycleError``) 409.
+"""
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.http import Http404
+from rest_framework import exceptions, serializers, status
+from rest_framework.response import Response
+
+from mlops import selectors, services
+from mlops.api import BaseAPIView
+from mlops.choices import ApiCapability
+from mlops.models import ModelVersion, RollbackReason
+from mlops.services import LifecycleError
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "illegal_state"
+    default_detail = "The current state does not allow this change."
+
+
+# --- Serializers ------------------------------------------------------------------------------
+
+PERCENT = {"max_digits": 5, "decimal_places": 2, "min_value": 0, "max_value": 100}
+
+
+class ReasonInput(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, trim_whitespace=True)
+
+
+class ModelVersionIdField(serializers.UUIDField):
+    """A model version id that must exist (400 naming the field otherwise)."""
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not ModelVersion.objects.filter(pk=value).exists():
+            raise serializers.ValidationError("No model version has this id.")
+        return value
+
+
+class CanarySetInput(ReasonInput):
+    product = serializers.SlugField(max_length=64)
+    canary_model_id = ModelVersionIdField()
+    production_model_id = ModelVersionIdField(required=False, allow_null=True)
+    canary_percent = serializers.DecimalField(**PERCENT)
+
+
+class ShadowEnableInput(ReasonInput):
+    shadow_model_id = ModelVersionIdField()
+    sample_percent = serializers.DecimalField(**PERCENT, required=False, default=100)
+
+
+class RollbacksQuery(serializers.Serializer):
+    product = serializers.SlugField(max_length=64, required=False)
+    limit = serializers.IntegerField(min_value=1, max_value=500, required=False, default=100)
+
+
+class ModelVersionRef(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    version = serializers.CharField()
+    status = serializers.CharField()
+
+
+class CanaryOutput(serializers.Serializer):
+    product = serializers.CharField()
+    production_model = ModelVersionRef(source="production", allow_null=True)
+    canary_model = ModelVersionRef(allow_null=True)
+    canary_percent = serializers.FloatField()
+    canary_basis_points = serializers.IntegerField()
+    active = serializers.BooleanField(source="canary_active")
+    stale = serializers.BooleanField(source="stale_config", help_text="The canary row names a production version that was replaced.")
+    started_at = serializers.DateTimeField(source="config.started_at", allow_null=True, default=None)
+    changed_at = serializers.DateTimeField(source="config.changed_at", allow_null=True, default=None)
+    changed_by = serializers.CharField(source="config.changed_by.get_username", allow_null=True, default=None)
+    change_reason = serializers.CharField(source="config.change_reason", default="")
+
+
+class ShadowOutput(serializers.Serializer):
+    product = serializers.CharField()
+    source = serializers.ChoiceField(choices=[selectors.SOURCE_OVERRIDE, selectors.SOURCE_ENVIRONMENT, selectors.SOURCE_NONE])
+    enabled = serializers.BooleanField()
+    shadow_model = ModelVersionRef(allow_null=True)
+    sample_percent = serializers.FloatField()
+    environment_model_id = serializers.CharField(allow_null=True)
+    problem = serializers.CharField()
+    changed_at = serializers.DateTimeField(source="override.changed_at", allow_null=True, default=None)
+    changed_by = serializers.CharField(source="override.changed_by.get_username", allow_null=True, default=None)
+    change_reason = serializers.CharField(source="override.change_reason", default="")
+
+
+class RollbackEventOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    product = serializers.CharField()
+    model_version = ModelVersionRef()
+    production_model = ModelVersionRef(allow_null=True)
+    reason = serializers.ChoiceField(choices=RollbackReason.choices)
+    canary_percent = serializers.SerializerMethodField()
+    measured = serializers.JSONField()
+    window_seconds = serializers.IntegerField()
+    window_start = serializers.DateTimeField(allow_null=True)
+    window_end = serializers.DateTimeField(allow_null=True)
+    message = serializers.CharField()
+    created_by = serializers.CharField(source="created_by.get_username", allow_null=True, default=None)
+    created_at = serializers.DateTimeField()
+
+    def get_canary_percent(self, event) -> float:
+        return event.canary_basis_points / 100
+
+
+# --- Helpers ----------------------------------------------------------------------------------
+
+
+def _parse(serializer_class, data):
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _require_product(product: str) -> None:
+    if not selectors.product_exists(product=product):
+        raise Http404(f"unknown product {product!r}")
+
+
+def _actor(request) -> tuple[AbstractBaseUser | None, str]:
+    """The Django user to stamp (signed-in staff), and a prefix naming a key or token caller in the reason."""
+    user = getattr(request, "user", None)
+    if isinstance(user, AbstractBaseUser) and user.is_authenticated:
+        return user, ""
+    principal = getattr(request, "auth", None)
+    name = getattr(principal, "name", None)
+    return None, f"[{getattr(principal, 'kind', 'api')}:{name}] " if name else ""
+
+
+def _change(request, service, **kwargs):
+    user, prefix = _actor(request)
+    reason = kwargs.pop("reason")
+    try:
+        return service(user=user, reason=f"{prefix}{reason}", **kwargs)
+    except LifecycleError as exc:
+        raise Conflict(str(exc)) from None
+
+
+def _canary_answer(product: str, code=status.HTTP_200_OK) -> Response:
+    return Response(CanaryOutput(selectors.rollout_overview(product=product, rollbacks=0)).data, status=code)
+
+
+def _shadow_answer(product: str) -> Response:
+    return Response(ShadowOutput(selectors.shadow_effective(product=product)).data)
+
+
+# --- Canary -----------------------------------------------------------------------------------
+
+
+class CanarySetView(BaseAPIView):
+    """POST /v1/canary: start or restart a product's canary at a percentage."""
+
+    api_permission = ApiCapability.MANAGE_ROLLOUT
+
+    def post(self, request):
+        data = _parse(CanarySetInput, request.data)
+        _require_product(data["product"])
+        _change(
+            request,
+            services.canary_set,
+            product=data["product"],
+            canary_model_id=data["canary_model_id"],
+            production_model_id=data.get("production_model_id"),
+            canary_percent=data["canary_percent"],
+            reason=data["reason"],
+        )
+        return _canary_answer(data["product"], status.HTTP_201_CREATED)
+
+
+class CanaryDetailView(BaseAPIView):
+    """GET /v1/canary/{product}: production, canary and its share."""
+
+    api_permission = ApiCapability.READ_MODELS
+
+    def get(self, request, product: str):
+        _require_product(product)
+        return _canary_answer(product)
+
+
+class _CanaryChangeView(BaseAPIView):
+    api_permission = ApiCapability.MANAGE_ROLLOUT
+    service = None
+
+    def post(self, request, product: str):
+        data = _parse(ReasonInput, request.data)
+        _require_product(product)
+        _change(request, type(self).service, product=product, reason=data["reason"])
+        return _canary_answer(product)
+
+
+class CanaryStopView(_CanaryChangeView):
+    """POST /v1/canary/{product}/stop: no more canary traffic (the canary model stays on record)."""
+
+    service = staticmethod(services.canary_stop)
+
+
+class CanaryStepView(_CanaryChangeView):
+    """POST /v1/canary/{product}/step: the next rung of the canary ladder."""
+
+    service = staticmethod(services.canary_step)
+
+
+class CanaryPromoteView(_CanaryChangeView):
+    """POST /v1/canary/{product}/promote: the canary becomes production."""
+
+    service = staticmethod(services.canary_promote)
+
+
+# --- Shadow -----------------------------------------------------------------------------------
+
+
+class ShadowDetailView(BaseAPIView):
+    """GET /v1/shadow/{product}: the effective shadow and where it comes from."""
+
+    api_permission = ApiCapability.READ_MODELS
+
+    def get(self, request, product: str):
+        _require_product(product)
+        return _shadow_answer(product)
+
+
+class ShadowEnableView(BaseAPIView):
+    """POST /v1/shadow/{product}/enable: shadow a sample of the traffic with a model."""
+
+    api_permission = ApiCapability.MANAGE_ROLLOUT
+
+    def post(self, request, product: str):
+        data = _parse(ShadowEnableInput, request.data)
+        _require_product(product)
+        _change(
+            request,
+            services.shadow_enable,
+            product=product,
+            shadow_model_id=data["shadow_model_id"],
+            sample_percent=data["sample_percent"],
+            reason=data["reason"],
+        )
+        return _shadow_answer(product)
+
+
+class ShadowDisableView(BaseAPIView):
+    """POST /v1/shadow/{product}/disable: no shadow, whatever the environment default says."""
+
+    api_permission = ApiCapability.MANAGE_ROLLOUT
+
+    def post(self, request, product: str):
+        data = _parse(ReasonInput, request.data)
+        _require_product(product)
+        _change(request, services.shadow_disable, product=product, reason=data["reason"])
+        return _shadow_answer(product)
+
+
+class ShadowOverrideView(BaseAPIView):
+    """DELETE /v1/shadow/{product}/override: back to the environment default.
+
+    The reason comes in the body or, for clients that send no body with DELETE, as ``?reason=``.
+    """
+
+    api_permission = ApiCapability.MANAGE_ROLLOUT
+
+    def delete(self, request, product: str):
+        body = request.data if isinstance(request.data, dict) and request.data else {}
+        data = _parse(ReasonInput, body or {"reason": request.query_params.get("reason", "")})
+        _require_product(product)
+        _change(request, services.shadow_clear, product=product, reason=data["reason"])
+        return _shadow_answer(product)
+
+
+# --- Rollbacks --------------------------------------------------------------------------------
+
+
+class RollbackListView(BaseAPIView):
+    """GET /v1/rollbacks?product=: rollbacks, newest first (the guard's and people's)."""
+
+    api_permission = ApiCapability.READ_MODELS
+
+    def get(self, request):
+        query = _parse(RollbacksQuery, request.query_params)
+        if query.get("product"):
+            _require_product(query["product"])
+        events = selectors.rollback_events(product=query.get("product"))[: query["limit"]]
+        return Response({"results": RollbackEventOutput(events, many=True).data})
