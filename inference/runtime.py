@@ -1,0 +1,456 @@
+"""The process-wide runtime: onnxruntime sessions per model version and the serving snapshot.
+
+The request path only ever reads ``runtime.snapshot()``: one attribute read of an immutable
+`Snapshot` (per product: production, canary and shadow sessions, shares, thresholds and
+schemas). Everything that touches the database, the model store or the disk happens in
+`Runtime.refresh`, called by a background thread that
+
+- reads the configuration generation (`mlops.config_generation`) every
+  ``INFERENCE_GENERATION_POLL_SECONDS`` and rebuilds when it changed, and
+- rebuilds unconditionally every ``INFERENCE_RELOAD_SECONDS`` (a missed bump, a Redis
+  outage, or a refused model to retry).
+
+A rebuild loads what is new (download verified against the registered sha256, the bytes
+re-hashed in memory and the session built from those bytes so nothing can change between
+check and use, a warm-up run and explanation on a synthetic row), then publishes the new
+snapshot with one reference assignment. Requests already running keep the old snapshot and
+its sessions until they finish; nothing is closed under them (sessions are freed by
+reference counting when the last request lets go).
+
+A model that cannot be loaded (checksum mismatch, unreadable or failing graph, schema that
+does not match) is refused, logged and counted, and the product keeps serving what it served
+before in that role (see `_route`).
+
+The thread starts lazily in each process (gunicorn forks workers: a changed pid means a new
+process, which drops what it inherited and loads its own sessions).
+"""
+
+import hashlib
+import logging
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from django.conf import settings
+from django.db import connections
+from django.utils import timezone
+
+from inference import metrics
+from inference.explain import Explainer, build_explainer
+from inference.selectors import ModelSpec, ProductConfig, serving_config
+from mlops import config_generation
+from mlops.stores import ChecksumMismatch, download_verified
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {"float": np.float32, "double": np.float64, "int64": np.int64, "int32": np.int32}
+
+
+class ModelLoadError(Exception):
+    """A model version cannot be served; it is refused."""
+
+
+class ModelRunError(Exception):
+    """A model run failed."""
+
+    reason = "error"
+
+
+class ModelTimeout(ModelRunError):
+    reason = "timeout"
+
+
+class _Watchdog:
+    """Cancels model runs that outlive their timeout by setting ``RunOptions.terminate``.
+
+    One thread per process polls the runs in flight every 5 ms; registering a run is a dict
+    insert, far cheaper than handing each run to another thread. onnxruntime checks the flag
+    between graph nodes, so a run is cancelled at its next node boundary.
+    """
+
+    _TICK = 0.005
+
+    def __init__(self):
+        self._runs: dict[int, tuple[float, ort.RunOptions]] = {}
+        self._pid = None
+        self._lock = threading.Lock()
+
+    def watch(self, run_options: ort.RunOptions, timeout: float) -> int:
+        if self._pid != os.getpid():
+            self._start()
+        key = id(run_options)
+        self._runs[key] = (time.monotonic() + timeout, run_options)
+        return key
+
+    def release(self, key: int) -> None:
+        self._runs.pop(key, None)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._runs = {}
+                threading.Thread(target=self._loop, name="inference-watchdog", daemon=True).start()
+                self._pid = os.getpid()
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(self._TICK)
+            if not self._runs:
+                continue
+            now = time.monotonic()
+            for deadline, run_options in list(self._runs.values()):
+                if now >= deadline:
+                    run_options.terminate = True
+
+
+_watchdog = _Watchdog()
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """One model version, loaded and warmed, with what scoring it needs."""
+
+    spec: ModelSpec
+    uuid: uuid.UUID
+    label: str  # "name@version", the metrics label
+    feature_names: tuple[str, ...]
+    dtype: type
+    input_name: str  # "tensor" layout; empty for one input per feature ("columns")
+    score_output: str
+    score_column: int
+    session: ort.InferenceSession = field(repr=False)
+    explainer: Explainer = field(repr=False)
+    timeout: float  # seconds
+    loaded_at: datetime
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def threshold(self) -> float:
+        return self.spec.threshold
+
+    def run(self, matrix: np.ndarray, *, timeout: float | None = None) -> np.ndarray:
+        """Scores (positive-class probability) for the rows of ``matrix``, or `ModelRunError`."""
+        feed = {self.input_name: matrix} if self.input_name else {name: matrix[:, i : i + 1] for i, name in enumerate(self.feature_names)}
+        run_options = ort.RunOptions()
+        key = _watchdog.watch(run_options, timeout or self.timeout)
+        try:
+            output = self.session.run([self.score_output], feed, run_options)[0]
+        except Exception as exc:
+            if run_options.terminate:
+                raise ModelTimeout(f"{self.label} took longer than {timeout or self.timeout:.3f} s") from None
+            raise ModelRunError(f"{self.label} failed: {str(exc)[:200]}") from None
+        finally:
+            _watchdog.release(key)
+        scores = np.asarray(output, dtype=np.float64).reshape(matrix.shape[0], -1)[:, self.score_column]
+        if not np.isfinite(scores).all():
+            raise ModelRunError(f"{self.label} returned a non-finite score")
+        return scores
+
+    def contributions(self, matrix: np.ndarray) -> np.ndarray:
+        return self.explainer.contributions(matrix, lambda rows: self.run(rows, timeout=self.timeout * 4))
+
+
+def _timeout_for(spec: ModelSpec) -> float:
+    overrides = settings.INFERENCE_MODEL_TIMEOUTS_MS or {}
+    milliseconds = overrides.get(spec.id, overrides.get(f"{spec.product}/{spec.name}", settings.INFERENCE_MODEL_TIMEOUT_MS))
+    return float(milliseconds) / 1000
+
+
+def load_model(spec: ModelSpec) -> LoadedModel:
+    """Download (verified), build the session, check it against the registered schema, warm it up."""
+    try:
+        path = download_verified(spec.artifact_uri, spec.sha256)
+        data = path.read_bytes()
+    except ChecksumMismatch as exc:
+        raise ModelLoadError(f"checksum: {exc}") from None
+    except Exception as exc:  # StoreError, OSError: the store or the disk failed
+        raise ModelLoadError(f"download: {exc}") from None
+    if hashlib.sha256(data).hexdigest() != spec.sha256:
+        raise ModelLoadError("checksum: the cached artifact changed after it was verified")
+    schema = spec.input_schema or {}
+    names = tuple(feature["name"] for feature in schema.get("features", []))
+    try:
+        dtype = _DTYPES[schema["features"][0]["type"]] if names else None
+        proto = onnx.load_model_from_string(data)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1  # one worker per core; onnxruntime's own pool would fight it
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ModelLoadError(f"graph: {str(exc)[:300]}") from None
+    if not names or dtype is None:
+        raise ModelLoadError("schema: the registered input schema lists no features")
+    input_names = [item.name for item in session.get_inputs()]
+    if schema.get("layout") == "tensor":
+        input_name = schema.get("input_name", "")
+        if input_names != [input_name]:
+            raise ModelLoadError(f"schema: graph inputs {input_names} do not match the registered input {input_name!r}")
+    else:
+        input_name = ""
+        if sorted(input_names) != sorted(names):
+            raise ModelLoadError("schema: graph inputs do not match the registered features")
+    score_output = (spec.output_schema or {}).get("score_output")
+    if score_output not in [item.name for item in session.get_outputs()]:
+        raise ModelLoadError(f"schema: no output {score_output!r} to read the score from")
+    model = LoadedModel(
+        spec=spec,
+        uuid=uuid.UUID(spec.id),
+        label=f"{spec.name}@{spec.version}",
+        feature_names=names,
+        dtype=dtype,
+        input_name=input_name,
+        score_output=score_output,
+        score_column=int(spec.output_schema.get("score_column", 0)),
+        session=session,
+        explainer=build_explainer(proto, input_name, len(names)) if input_name else build_explainer(proto, "", len(names)),
+        timeout=_timeout_for(spec),
+        loaded_at=timezone.now(),
+    )
+    synthetic = np.zeros((1, len(names)), dtype=dtype)
+    try:
+        # Warm-up: the first run allocates and plans; it must not be a client's request.
+        model.run(synthetic, timeout=max(model.timeout, 5.0))
+        model.contributions(synthetic)
+    except ModelRunError as exc:
+        raise ModelLoadError(f"warm-up: {exc}") from None
+    return model
+
+
+@dataclass(frozen=True, eq=False)
+class Route:
+    """How one product is served right now."""
+
+    product: str
+    production: LoadedModel
+    canary: LoadedModel | None = None
+    canary_basis_points: int = 0
+    shadow: LoadedModel | None = None
+    shadow_basis_points: int = 0
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.production.feature_names
+
+
+@dataclass(frozen=True, eq=False)
+class Refusal:
+    product: str
+    label: str
+    reason: str
+    at: datetime
+    retry_after: float  # time.monotonic()
+
+
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    generation: int
+    routes: dict[str, Route]
+    expected: dict[str, str]  # product -> its production version id in the registry
+    refused: dict[str, Refusal]  # model version id -> why it is not loaded
+    built_at: datetime
+
+    @property
+    def models(self) -> dict[str, LoadedModel]:
+        models = {}
+        for route in self.routes.values():
+            for model in (route.production, route.canary, route.shadow):
+                if model is not None:
+                    models[model.id] = model
+        return models
+
+    @property
+    def missing(self) -> list[str]:
+        """Products whose registered production version is not the one serving (or none is)."""
+        return sorted(p for p, version_id in self.expected.items() if p not in self.routes or self.routes[p].production.id != version_id)
+
+    @property
+    def ready(self) -> bool:
+        return all(product in self.routes for product in self.expected)
+
+
+class Runtime:
+    def __init__(self):
+        self._snapshot: Snapshot | None = None
+        self._refresh_lock = threading.Lock()  # serialises rebuilds; never taken by a request
+        self._start_lock = threading.Lock()
+        self._pid: int | None = None
+        self._first_load = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_full = 0.0
+
+    # --- request path -------------------------------------------------------------------
+    def snapshot(self) -> Snapshot | None:
+        """The current snapshot. Starts the refresher in a new process and, only while the
+        process has never loaded, waits up to ``INFERENCE_STARTUP_WAIT_SECONDS`` for it."""
+        if self._pid != os.getpid():
+            self.ensure_started()
+        snapshot = self._snapshot
+        if snapshot is None and self._thread is not None:
+            self._first_load.wait(settings.INFERENCE_STARTUP_WAIT_SECONDS)
+            snapshot = self._snapshot
+        return snapshot
+
+    def peek(self) -> Snapshot | None:
+        """The current snapshot without waiting (health and readiness probes)."""
+        if self._pid != os.getpid():
+            self.ensure_started()
+        return self._snapshot
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def ensure_started(self) -> None:
+        with self._start_lock:
+            if self._pid == os.getpid():
+                return
+            if self._pid is not None:  # forked: sessions and threads of the parent are not ours
+                self._snapshot = None
+                self._first_load.clear()
+                self._refresh_lock = threading.Lock()
+            self._pid = os.getpid()
+            self._thread = None
+            if settings.INFERENCE_BACKGROUND_REFRESH:
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._loop, name="inference-refresher", daemon=True)
+                self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the refresher (tests)."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=10)
+
+    def reset(self) -> None:
+        """Forget everything loaded and stop the refresher (tests)."""
+        self.stop()
+        with self._start_lock:
+            self._snapshot = None
+            self._first_load.clear()
+            self._pid = None
+            self._thread = None
+            self._last_full = 0.0
+
+    def _loop(self) -> None:
+        poll = settings.INFERENCE_GENERATION_POLL_SECONDS
+        retry_at = 0.0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            try:
+                snapshot = self._snapshot
+                due = snapshot is None or now - self._last_full >= settings.INFERENCE_RELOAD_SECONDS
+                if not due and now >= retry_at:
+                    due = config_generation.current() != snapshot.generation
+                if due:
+                    self.refresh()
+            except Exception:
+                logger.exception("serving snapshot refresh failed; the previous one keeps serving")
+                retry_at = now + min(5.0, settings.INFERENCE_RELOAD_SECONDS)
+            finally:
+                self._first_load.set()
+                connections.close_all()  # this thread's connections only; back to the pool
+            self._stop.wait(poll)
+
+    # --- rebuild ------------------------------------------------------------------------
+    def refresh(self) -> Snapshot:
+        """Rebuild the snapshot from the registry and publish it. Not for the request path."""
+        with self._refresh_lock:
+            try:
+                snapshot = self._build()
+            except Exception:
+                metrics.REFRESHES.labels("error").inc()
+                raise
+            self._snapshot = snapshot  # the swap: one reference assignment
+            self._last_full = time.monotonic()
+            self._first_load.set()
+            metrics.REFRESHES.labels("ok").inc()
+            metrics.MODELS_LOADED.set(len(snapshot.models))
+            for product in snapshot.expected:
+                route = snapshot.routes.get(product)
+                metrics.CANARY_RATIO.labels(product).set(route.canary_basis_points / 10_000 if route and route.canary else 0.0)
+            return snapshot
+
+    def _build(self) -> Snapshot:
+        generation = config_generation.current()  # read first: a change during the build triggers another
+        configs = serving_config()
+        previous = self._snapshot
+        loaded = previous.models if previous else {}
+        refused = dict(previous.refused) if previous else {}
+        now = time.monotonic()
+
+        def obtain(spec: ModelSpec | None) -> LoadedModel | None:
+            if spec is None:
+                return None
+            model = loaded.get(spec.id)
+            if model is not None:
+                return replace(model, spec=spec) if model.spec != spec else model
+            refusal = refused.get(spec.id)
+            if refusal is not None and now < refusal.retry_after:
+                return None
+            try:
+                model = load_model(spec)
+            except ModelLoadError as exc:
+                reason = str(exc)
+                logger.error("refused model %s/%s@%s (%s): %s", spec.product, spec.name, spec.version, spec.id, reason)
+                metrics.MODEL_LOADS.labels(spec.product, f"{spec.name}@{spec.version}", "refused").inc()
+                refused[spec.id] = Refusal(
+                    spec.product, f"{spec.name}@{spec.version}", reason, timezone.now(), now + settings.INFERENCE_RELOAD_SECONDS
+                )
+                return None
+            logger.info("loaded model %s/%s@%s (%s)", spec.product, spec.name, spec.version, spec.id)
+            metrics.MODEL_LOADS.labels(spec.product, model.label, "ok").inc()
+            refused.pop(spec.id, None)
+            loaded[spec.id] = model
+            return model
+
+        routes = {}
+        for config in configs:
+            route = self._route(config, obtain, previous.routes.get(config.product) if previous else None)
+            if route is not None:
+                routes[config.product] = route
+        wanted = {spec.id for config in configs for spec in (config.production, config.canary, config.shadow) if spec}
+        return Snapshot(
+            generation=generation,
+            routes=routes,
+            expected={config.product: config.production.id for config in configs},
+            refused={key: value for key, value in refused.items() if key in wanted},
+            built_at=timezone.now(),
+        )
+
+    @staticmethod
+    def _route(config: ProductConfig, obtain, previous: Route | None) -> Route | None:
+        """The product's new route; a role whose new model was refused keeps its previous model.
+
+        Production refused: the previous production keeps answering (no production before: the
+        product is not served and the process is not ready). Canary refused: the previous
+        canary and share stay, or there is no canary. Shadow refused: the previous shadow.
+        """
+        production = obtain(config.production)
+        if production is None:
+            if previous is None:
+                return None
+            production = previous.production
+        canary, canary_bp = obtain(config.canary), config.canary_basis_points
+        if config.canary is not None and canary is None and previous is not None:
+            canary, canary_bp = previous.canary, previous.canary_basis_points
+        shadow, shadow_bp = obtain(config.shadow), config.shadow_basis_points
+        if config.shadow is not None and shadow is None and previous is not None:
+            shadow, shadow_bp = previous.shadow, previous.shadow_basis_points
+        if canary is not None and (canary.id == production.id or canary.feature_names != production.feature_names):
+            canary, canary_bp = None, 0
+        if shadow is not None and (shadow.id == production.id or set(shadow.feature_names) != set(production.feature_names)):
+            shadow, shadow_bp = None, 0
+        return Route(config.product, production, canary, canary_bp if canary else 0, shadow, shadow_bp if shadow else 0)
+
+
+runtime = Runtime()

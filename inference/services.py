@@ -1,0 +1,479 @@
+"""The serving path: route, score, decide, explain, log, shadow (DESIGN.md §3).
+
+Nothing here waits on the database, the model store or another model: the configuration and
+the sessions come from the in-process snapshot (`inference.runtime`), the log record goes to
+the audit writer's queue, and the shadow run to a bounded background pool after the answer is
+computed.
+"""
+
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.utils import timezone
+
+from audit import writer
+from audit.diffs import classify_diff
+from inference import metrics, routing, selectors
+from inference.cache import cache_key, prediction_cache
+from inference.explain import summarize
+from inference.runtime import LoadedModel, ModelRunError, Route, Snapshot, runtime
+from inference.shadow import pool as shadow_pool
+from inference.validation import InferRequest, InvalidInput, feature_row
+from mlops.choices import Decision, ModelRole
+
+logger = logging.getLogger(__name__)
+
+REVIEW_FACTOR = 0.7  # review at or above 0.7 x threshold
+# Plain strings (not the enum members) on the hot path: cheaper to compare, label and render.
+PRODUCTION, CANARY, SHADOW = ModelRole.PRODUCTION.value, ModelRole.CANARY.value, ModelRole.SHADOW.value
+BLOCK, REVIEW, ALLOW = Decision.BLOCK.value, Decision.REVIEW.value, Decision.ALLOW.value
+
+
+class ServiceUnavailable(Exception):
+    """The request is valid but cannot be answered now (not loaded yet, model failing, log full)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Prediction:
+    prediction_id: uuid.UUID
+    event_id: str
+    product: str
+    model: LoadedModel
+    role: str
+    score: float
+    decision: str
+    explain_summary: list
+    latency_ms: float
+    cached: bool
+    fallback_from: LoadedModel | None = None
+    fallback_reason: str = ""
+    features: Mapping = field(default_factory=dict, repr=False)
+
+    def as_response(self) -> dict:
+        return {
+            "prediction_id": str(self.prediction_id),
+            "model_id": self.model.id,
+            "model_version": self.model.spec.version,
+            "model_role": self.role,
+            "score": self.score,
+            "decision": self.decision,
+            "explain_summary": self.explain_summary,
+            "latency_ms": self.latency_ms,
+            "cached": self.cached,
+        }
+
+
+def decide(score: float, threshold: float) -> str:
+    """``block`` at or above the threshold, ``review`` at or above 0.7 x threshold, else ``allow``."""
+    if score >= threshold:
+        return BLOCK
+    if score >= REVIEW_FACTOR * threshold:
+        return REVIEW
+    return ALLOW
+
+
+# --- one prediction ------------------------------------------------------------------------------
+
+
+def predict(*, event_id: str, product: str, features: Mapping, request_id: str = "") -> Prediction:
+    """Answer one request; raises `InvalidInput` or `ServiceUnavailable`."""
+    started = time.perf_counter()
+    snapshot = _snapshot()
+    route = _route(snapshot, product)
+    row = feature_row(features, route.feature_names, route.production.dtype)
+    model, role = route.production, PRODUCTION
+    if route.canary is not None and routing.in_canary(product, event_id, route.canary_basis_points):
+        model, role = route.canary, CANARY
+    fallback_from, fallback_reason = None, ""
+    try:
+        (score, summary), source = _score(model, row)
+    except ModelRunError as exc:
+        if role != CANARY:
+            _count_error(product, model, role, exc)
+            raise ServiceUnavailable("model_error", f"The model of {product!r} failed to answer.") from None
+        _count_error(product, model, role, exc)
+        metrics.FALLBACKS.labels(product, exc.reason).inc()
+        logger.warning("canary %s of %s fell back to production: %s", model.label, product, exc)
+        fallback_from, fallback_reason = model, exc.reason
+        model, role = route.production, PRODUCTION
+        try:
+            (score, summary), source = _score(model, row)
+        except ModelRunError as exc2:
+            _count_error(product, model, role, exc2)
+            raise ServiceUnavailable("model_error", f"The model of {product!r} failed to answer.") from None
+    prediction = Prediction(
+        prediction_id=uuid.uuid4(),
+        event_id=event_id,
+        product=product,
+        model=model,
+        role=role,
+        score=score,
+        decision=decide(score, model.threshold),
+        explain_summary=summary,
+        latency_ms=0.0,
+        cached=source != "miss",
+        fallback_from=fallback_from,
+        fallback_reason=fallback_reason,
+        features=features,
+    )
+    metrics.CACHE.labels(product, model.label, source).inc()
+    elapsed = time.perf_counter() - started
+    prediction.latency_ms = round(elapsed * 1000, 3)
+    _log(prediction, request_id)
+    _observe(prediction, elapsed)
+    if route.shadow is not None and route.shadow.id != model.id and routing.in_shadow_sample(product, event_id, route.shadow_basis_points):
+        _offer_shadow(route, [prediction], row, request_id)
+    return prediction
+
+
+def _snapshot() -> Snapshot:
+    snapshot = runtime.snapshot()
+    if snapshot is None:
+        raise ServiceUnavailable("not_ready", "The models are still loading; retry shortly.")
+    return snapshot
+
+
+def _route(snapshot: Snapshot, product: str, prefix: str = "") -> Route:
+    route = snapshot.routes.get(product)
+    if route is None:
+        if product in snapshot.expected:
+            raise ServiceUnavailable("not_ready", f"The model of {product!r} is not loaded yet; retry shortly.")
+        raise InvalidInput({f"{prefix}product": [f"Unknown product {product!r}."]}, "unknown_product")
+    return route
+
+
+def _score(model: LoadedModel, row: np.ndarray) -> tuple[tuple[float, list], str]:
+    """``((score, explanation), cache source)`` for one row, computed at most once at a time."""
+
+    def compute() -> tuple[float, list]:
+        score = float(model.run(row)[0])
+        return score, _explain(model, row)[0]
+
+    return prediction_cache().get_or_compute(cache_key(model.id, row), compute, wait=model.timeout * 2)
+
+
+def _explain(model: LoadedModel, matrix: np.ndarray) -> list[list]:
+    """Explanation summaries per row; an explanation that fails is empty, never an error."""
+    try:
+        contributions = model.contributions(matrix)
+    except Exception as exc:
+        logger.warning("explanation of %s failed: %s", model.label, exc)
+        metrics.ERRORS.labels(model.spec.product, model.label, "explain", "explain").inc()
+        return [[] for _ in range(matrix.shape[0])]
+    return [summarize(model.feature_names, matrix[i], contributions[i]) for i in range(matrix.shape[0])]
+
+
+def _count_error(product: str, model: LoadedModel, role: str, exc: ModelRunError) -> None:
+    metrics.ERRORS.labels(product, model.label, role, exc.reason).inc()
+
+
+def _observe(prediction: Prediction, elapsed: float) -> None:
+    label = prediction.model.label
+    status = "fallback" if prediction.fallback_from is not None else "ok"
+    metrics.REQUESTS.labels(prediction.product, label, prediction.role, prediction.decision, status).inc()
+    metrics.LATENCY.labels(prediction.product, label, prediction.role).observe(elapsed)
+
+
+def _record(prediction: Prediction, request_id: str) -> dict:
+    return {
+        "prediction_id": prediction.prediction_id,
+        "request_id": request_id,
+        "event_id": prediction.event_id,
+        "product": prediction.product,
+        "model_version_id": prediction.model.uuid,
+        "role": prediction.role,
+        "features": prediction.features,
+        "score": prediction.score,
+        "decision": prediction.decision,
+        "threshold": prediction.model.threshold,
+        "explain_summary": prediction.explain_summary,
+        "latency_ms": prediction.latency_ms,
+        "cached": prediction.cached,
+        "fallback_from_id": prediction.fallback_from.uuid if prediction.fallback_from else None,
+        "fallback_reason": prediction.fallback_reason,
+        "created_at": timezone.now(),
+    }
+
+
+def _log(prediction: Prediction, request_id: str) -> None:
+    """Hand the record to the audit writer. A 200 must have a log row, so a refusal is a 503."""
+    try:
+        writer.submit(_record(prediction, request_id))
+    except Exception:
+        logger.exception("the prediction log refused a record")
+        metrics.ERRORS.labels(prediction.product, prediction.model.label, prediction.role, "log").inc()
+        raise ServiceUnavailable("log_unavailable", "The prediction log cannot accept records; retry shortly.") from None
+
+
+# --- shadow --------------------------------------------------------------------------------------
+
+
+def _offer_shadow(route: Route, predictions: list[Prediction], matrix: np.ndarray, request_id: str) -> None:
+    shadow = route.shadow
+    if not shadow_pool().offer(lambda: _run_shadow(shadow, route.feature_names, predictions, matrix, request_id)):
+        metrics.SHADOW_SKIPS.labels(route.product).inc(len(predictions))
+
+
+def _run_shadow(shadow: LoadedModel, names: tuple[str, ...], primaries: list[Prediction], matrix: np.ndarray, request_id: str) -> None:
+    """Score the same features with the shadow and log one shadow row per primary prediction."""
+    started = time.perf_counter()
+    if shadow.feature_names != names:
+        order = [names.index(name) for name in shadow.feature_names]
+        matrix = matrix[:, order]
+    product = primaries[0].product
+    try:
+        scores = shadow.run(matrix.astype(shadow.dtype, copy=False), timeout=shadow.timeout * max(1, len(primaries) / 32))
+    except ModelRunError as exc:
+        metrics.SHADOW_RUNS.labels(product, shadow.label, "error").inc(len(primaries))
+        metrics.ERRORS.labels(product, shadow.label, SHADOW, exc.reason).inc()
+        logger.warning("shadow %s of %s failed: %s", shadow.label, product, exc)
+        return
+    latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    for primary, score in zip(primaries, scores.tolist(), strict=True):
+        decision = decide(score, shadow.threshold)
+        diff, diff_class = classify_diff(primary.score, score)
+        record = {
+            "prediction_id": uuid.uuid4(),
+            "request_id": request_id,
+            "event_id": primary.event_id,
+            "product": product,
+            "model_version_id": shadow.uuid,
+            "role": SHADOW,
+            "features": primary.features,
+            "score": score,
+            "decision": decision,
+            "threshold": shadow.threshold,
+            "explain_summary": [],  # shadows are compared, not explained: it would double their cost
+            "latency_ms": latency_ms,
+            "cached": False,
+            "fallback_from_id": None,
+            "fallback_reason": "",
+            "primary_prediction_id": primary.prediction_id,
+            "score_diff": diff,
+            "diff_class": str(diff_class),
+            "decision_agrees": decision == primary.decision,
+            "created_at": timezone.now(),
+        }
+        try:
+            writer.submit(record)
+        except Exception:
+            logger.exception("the prediction log refused a shadow record")
+    metrics.SHADOW_RUNS.labels(product, shadow.label, "ok").inc(len(primaries))
+
+
+# --- batch ---------------------------------------------------------------------------------------
+
+
+def predict_batch(*, items: list[InferRequest], request_id: str = "") -> list[Prediction]:
+    """Answer several requests with one session run per model (cache hits excluded).
+
+    All items are validated first; any invalid item refuses the whole batch, naming
+    ``items.<i>.<field>``. A canary run that fails falls back to production for its rows.
+    """
+    started = time.perf_counter()
+    snapshot = _snapshot()
+    problems: InvalidInput | None = None
+    routes: list[Route] = []
+    rows: list[np.ndarray] = []
+    for index, item in enumerate(items):
+        prefix = f"items.{index}."
+        try:
+            route = _route(snapshot, item.product, prefix)
+            rows.append(feature_row(item.features, route.feature_names, route.production.dtype, prefix))
+            routes.append(route)
+        except InvalidInput as exc:
+            if problems is None:
+                problems = exc
+            else:
+                problems.merge(exc)
+    if problems is not None:
+        raise problems
+
+    chosen: list[tuple[LoadedModel, str]] = []
+    for item, route in zip(items, routes, strict=True):
+        if route.canary is not None and routing.in_canary(item.product, item.event_id, route.canary_basis_points):
+            chosen.append((route.canary, CANARY))
+        else:
+            chosen.append((route.production, PRODUCTION))
+    results: list[tuple | None] = [None] * len(items)  # (score, summary, cached)
+    fallbacks: dict[int, tuple[LoadedModel, str]] = {}
+
+    groups: dict[str, list[int]] = defaultdict(list)
+    for index, (model, _role) in enumerate(chosen):
+        groups[model.id].append(index)
+    # Canary groups first, so that their fallbacks join the production run of the same product.
+    ordered = sorted(groups.items(), key=lambda entry: chosen[entry[1][0]][1] != CANARY)
+    pending_production: dict[str, list[int]] = defaultdict(list)
+    for _model_id, indices in ordered:
+        model, role = chosen[indices[0]]
+        if role == PRODUCTION:
+            pending_production[model.id].extend(indices)
+            continue
+        try:
+            _score_rows(model, indices, rows, results)
+        except ModelRunError as exc:
+            _count_error(model.spec.product, model, role, exc)
+            metrics.FALLBACKS.labels(model.spec.product, exc.reason).inc(len(indices))
+            logger.warning("canary %s fell back to production for %d batch rows: %s", model.label, len(indices), exc)
+            for index in indices:
+                fallbacks[index] = (model, exc.reason)
+                chosen[index] = (routes[index].production, PRODUCTION)
+                pending_production[routes[index].production.id].append(index)
+    for indices in pending_production.values():
+        model = chosen[indices[0]][0]
+        try:
+            _score_rows(model, indices, rows, results)
+        except ModelRunError as exc:
+            _count_error(model.spec.product, model, PRODUCTION, exc)
+            raise ServiceUnavailable("model_error", f"The model of {model.spec.product!r} failed to answer.") from None
+
+    elapsed = time.perf_counter() - started
+    latency_ms = round(elapsed * 1000, 3)
+    predictions = []
+    for index, item in enumerate(items):
+        model, role = chosen[index]
+        score, summary, cached = results[index]
+        fallback_from, fallback_reason = fallbacks.get(index, (None, ""))
+        prediction = Prediction(
+            prediction_id=uuid.uuid4(),
+            event_id=item.event_id,
+            product=item.product,
+            model=model,
+            role=role,
+            score=score,
+            decision=decide(score, model.threshold),
+            explain_summary=summary,
+            latency_ms=latency_ms,
+            cached=cached,
+            fallback_from=fallback_from,
+            fallback_reason=fallback_reason,
+            features=item.features,
+        )
+        metrics.CACHE.labels(item.product, model.label, "hit" if cached else "miss").inc()
+        _log(prediction, request_id)
+        _observe(prediction, elapsed)
+        predictions.append(prediction)
+
+    shadow_groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for index, (prediction, route) in enumerate(zip(predictions, routes, strict=True)):
+        if (
+            route.shadow is not None
+            and route.shadow.id != prediction.model.id
+            and routing.in_shadow_sample(prediction.product, prediction.event_id, route.shadow_basis_points)
+        ):
+            shadow_groups[(route.product, route.shadow.id)].append(index)
+    for indices in shadow_groups.values():
+        route = routes[indices[0]]
+        _offer_shadow(route, [predictions[i] for i in indices], np.vstack([rows[i] for i in indices]), request_id)
+    return predictions
+
+
+def _score_rows(model: LoadedModel, indices: list[int], rows: list[np.ndarray], results: list) -> None:
+    """Fill ``results[i]`` for ``indices``: cache hits first, the rest in one session run."""
+    cache = prediction_cache()
+    misses = []
+    keys = {}
+    for index in indices:
+        key = keys[index] = cache_key(model.id, rows[index])
+        value = cache.get(key)
+        if value is not None:
+            results[index] = (value[0], value[1], True)
+        else:
+            misses.append(index)
+    if not misses:
+        return
+    matrix = np.vstack([rows[i] for i in misses])
+    scores = model.run(matrix, timeout=model.timeout * max(1, len(misses) / 32))
+    summaries = _explain(model, matrix)
+    for index, score, summary in zip(misses, scores.tolist(), summaries, strict=True):
+        cache.put(keys[index], (score, summary))
+        results[index] = (score, summary, False)
+
+
+# --- reads -------------------------------------------------------------------------------------
+
+
+def prediction_get(*, prediction_id: uuid.UUID) -> dict | None:
+    """A recorded prediction: from the log writer while this process holds it, else the database."""
+    record = writer.lookup(prediction_id) or selectors.prediction_log_get(prediction_id=prediction_id)
+    if record is None:
+        return None
+    model_id = str(record["model_version_id"])
+    snapshot = runtime.peek()
+    loaded = snapshot.models.get(model_id) if snapshot else None
+    if loaded is not None:
+        version = loaded.spec.version
+    else:
+        version = selectors.model_version_labels(model_version_ids=[record["model_version_id"]]).get(record["model_version_id"], "")
+    fallback_from = record.get("fallback_from_id")
+    return {
+        "prediction_id": str(record["prediction_id"]),
+        "event_id": record["event_id"],
+        "product": record["product"],
+        "model_id": model_id,
+        "model_version": version,
+        "model_role": record["role"],
+        "score": record["score"],
+        "decision": record["decision"],
+        "threshold": record["threshold"],
+        "explain_summary": record["explain_summary"],
+        "latency_ms": record["latency_ms"],
+        "cached": record["cached"],
+        "fallback_from": str(fallback_from) if fallback_from else None,
+        "fallback_reason": record.get("fallback_reason", ""),
+        "primary_prediction_id": str(record["primary_prediction_id"]) if record.get("primary_prediction_id") else None,
+        "created_at": record["created_at"].isoformat(),
+    }
+
+
+def serving_models() -> dict:
+    """What this process serves: loaded models with role, and refused versions with the reason."""
+    snapshot = runtime.peek()
+    if snapshot is None:
+        return {"ready": False, "generation": None, "models": [], "refused": []}
+    models = []
+    for product, route in sorted(snapshot.routes.items()):
+        for model, role, share in (
+            (route.production, PRODUCTION, None),
+            (route.canary, CANARY, route.canary_basis_points),
+            (route.shadow, SHADOW, route.shadow_basis_points),
+        ):
+            if model is None:
+                continue
+            entry = {
+                "model_id": model.id,
+                "product": product,
+                "name": model.spec.name,
+                "version": model.spec.version,
+                "role": str(role),
+                "threshold": model.threshold,
+                "explain_method": model.explainer.method,
+                "loaded_at": model.loaded_at.isoformat(),
+            }
+            if share is not None:
+                entry["basis_points"] = share
+            models.append(entry)
+    refused = [
+        {"model_id": key, "product": value.product, "model": value.label, "reason": value.reason, "at": value.at.isoformat()}
+        for key, value in sorted(snapshot.refused.items())
+    ]
+    return {"ready": snapshot.ready, "generation": snapshot.generation, "models": models, "refused": refused}
+
+
+def readiness() -> tuple[bool, dict]:
+    """Ready when every product with a production version is served by a loaded, warmed model."""
+    snapshot = runtime.peek()
+    if snapshot is None:
+        return False, {"status": "loading"}
+    if snapshot.ready:
+        return True, {"status": "ready", "generation": snapshot.generation}
+    return False, {"status": "loading", "missing": sorted(p for p in snapshot.expected if p not in snapshot.routes)}

@@ -1,0 +1,149 @@
+"""Explicit input validation of the inference API.
+
+Written as plain functions rather than DRF serializers: a DRF ``DictField(child=FloatField())``
+over 30 features costs more than the model run, and these checks need the product's schema
+from the serving snapshot anyway. Every error names the field (dotted path) it is about, so
+the API answers ``{"error": {"code": "invalid_input", "fields": {"features.amount": [...]}}}``.
+
+Each refusal also carries a *reason* for the ``mlops_inference_invalid_inputs`` metric:
+``malformed_json``, ``body_too_large``, ``batch_too_large``, ``invalid_envelope``,
+``unknown_product``, ``missing_feature``, ``extra_feature``, ``non_numeric``, ``non_finite``.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+EVENT_ID_MAX_LENGTH = 200  # PredictionLog.event_id
+_NUMBER_TYPES = (int, float)
+
+
+class InvalidInput(Exception):
+    """The request cannot be served as sent; ``fields`` maps each bad field to its messages."""
+
+    def __init__(self, fields: dict[str, list[str]], reasons: set[str] | str):
+        super().__init__("; ".join(f"{name}: {' '.join(messages)}" for name, messages in fields.items()))
+        self.fields = fields
+        self.reasons = {reasons} if isinstance(reasons, str) else set(reasons)
+
+    def merge(self, other: "InvalidInput") -> None:
+        self.fields.update(other.fields)
+        self.reasons |= other.reasons
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    event_id: str
+    product: str
+    features: dict
+
+
+def check_body_size(content_length: str | None, limit: int) -> None:
+    """Refuse a body announced larger than ``limit`` before a byte of it is read."""
+    try:
+        length = int(content_length or 0)
+    except ValueError:
+        raise InvalidInput({"body": ["Content-Length is not a number."]}, "malformed_json") from None
+    if length > limit:
+        raise InvalidInput({"body": [f"The body is {length} bytes; at most {limit} are accepted."]}, "body_too_large")
+
+
+def parse_json(raw: bytes, limit: int) -> Any:
+    if len(raw) > limit:  # a body sent without Content-Length (chunked) is cut at limit + 1
+        raise InvalidInput({"body": [f"The body is larger than {limit} bytes."]}, "body_too_large")
+    if not raw:
+        raise InvalidInput({"body": ["The body is empty; send a JSON object."]}, "malformed_json")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput({"body": [f"Malformed JSON: {exc}."]}, "malformed_json") from None
+
+
+_ALLOWED_KEYS = {"event_id", "product", "features", "payload"}
+
+
+def infer_request(data: Any, prefix: str = "") -> InferRequest:
+    """The envelope of one prediction request: ``{event_id, product, features}`` or seed 001's
+    ``{event_id, product, payload: {features}}``; both become the same `InferRequest`."""
+    where = prefix.rstrip(".") or "body"
+    if not isinstance(data, dict):
+        raise InvalidInput({where: ["Expected a JSON object."]}, "invalid_envelope")
+    fields: dict[str, list[str]] = {}
+    for key in data.keys() - _ALLOWED_KEYS:
+        fields[f"{prefix}{key}"] = ["Unknown field."]
+    event_id = data.get("event_id")
+    if isinstance(event_id, int) and not isinstance(event_id, bool):
+        event_id = str(event_id)
+    if not isinstance(event_id, str) or not event_id.strip():
+        fields[f"{prefix}event_id"] = ["This field is required and must be a non-empty string."]
+    elif len(event_id) > EVENT_ID_MAX_LENGTH:
+        fields[f"{prefix}event_id"] = [f"At most {EVENT_ID_MAX_LENGTH} characters."]
+    product = data.get("product")
+    if not isinstance(product, str) or not product:
+        fields[f"{prefix}product"] = ["This field is required and must be a string."]
+    features = data.get("features")
+    if "payload" in data:
+        payload = data["payload"]
+        if features is not None:
+            fields[f"{prefix}payload"] = ["Send either features or payload.features, not both."]
+        elif not isinstance(payload, dict) or not isinstance(payload.get("features"), dict):
+            fields[f"{prefix}payload.features"] = ["This field is required and must be an object of feature values."]
+        else:
+            for key in payload.keys() - {"features"}:
+                fields[f"{prefix}payload.{key}"] = ["Unknown field."]
+            features = payload["features"]
+    elif not isinstance(features, dict):
+        fields[f"{prefix}features"] = ["This field is required and must be an object of feature values."]
+    if fields:
+        raise InvalidInput(fields, "invalid_envelope")
+    return InferRequest(event_id=event_id, product=product, features=features)
+
+
+def feature_row(features: dict, names: tuple[str, ...], dtype, prefix: str = "") -> np.ndarray:
+    """The features as one ``[1, n]`` row in schema order and model dtype, or `InvalidInput`."""
+    if len(features) == len(names):
+        try:
+            values = [features[name] for name in names]
+        except KeyError:
+            values = None
+        if values is not None and all(type(value) in _NUMBER_TYPES for value in values):
+            with np.errstate(over="ignore"):
+                row = np.array(values, dtype=dtype).reshape(1, -1)
+            if np.isfinite(row).all():
+                return row
+    return _feature_errors(features, names, dtype, prefix)
+
+
+def _feature_errors(features: dict, names: tuple[str, ...], dtype, prefix: str) -> np.ndarray:
+    fields: dict[str, list[str]] = {}
+    reasons: set[str] = set()
+    for name in names:
+        key = f"{prefix}features.{name}"
+        if name not in features:
+            fields[key] = ["This feature is required."]
+            reasons.add("missing_feature")
+            continue
+        value = features[name]
+        if isinstance(value, bool) or not isinstance(value, _NUMBER_TYPES):
+            fields[key] = [f"Must be a number, not {type(value).__name__ if value is not None else 'null'}."]
+            reasons.add("non_numeric")
+        elif not math.isfinite(float(value)) or not _fits(value, dtype):
+            fields[key] = ["Must be a finite number within the model's range."]
+            reasons.add("non_finite")
+    known = set(names)
+    for name in features:
+        if name not in known:
+            fields[f"{prefix}features.{name}"] = ["Unknown feature for this product."]
+            reasons.add("extra_feature")
+    if not fields:  # cannot happen, but never return garbage
+        fields[f"{prefix}features"] = ["Invalid features."]
+        reasons.add("non_numeric")
+    raise InvalidInput(fields, reasons)
+
+
+def _fits(value, dtype) -> bool:
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(np.array(value, dtype=dtype)))

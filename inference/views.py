@@ -1,0 +1,114 @@
+"""The inference API: thin views that read the body, call a service and shape the answer.
+
+Every view derives from `mlops.api.BaseAPIView` (fixed orjson parsing and rendering, the
+platform's authentication and permissions). Bodies are read here rather than through
+``request.data`` so that an oversized body is refused from its Content-Length before a byte
+is read or parsed.
+"""
+
+import uuid
+
+from django.conf import settings
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+from inference import metrics, services, validation
+from inference.validation import InvalidInput
+from mlops.api import BaseAPIView
+
+
+class ServiceUnavailableError(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "unavailable"
+    default_detail = "The service cannot answer now; retry shortly."
+
+
+class InferenceAPIView(BaseAPIView):
+    """Maps the serving path's errors onto the platform's error body (400 / 503, never 500)."""
+
+    def handle_exception(self, exc):
+        if isinstance(exc, InvalidInput):
+            for reason in exc.reasons:
+                metrics.INVALID.labels(reason).inc()
+            exc = exceptions.ValidationError(exc.fields)
+        elif isinstance(exc, services.ServiceUnavailable):
+            exc = ServiceUnavailableError(str(exc), code=exc.code)
+        return super().handle_exception(exc)
+
+    @staticmethod
+    def read_json(request, limit: int):
+        validation.check_body_size(request.META.get("CONTENT_LENGTH"), limit)
+        stream = request.stream
+        return validation.parse_json(stream.read(limit + 1) if stream is not None else b"", limit)
+
+
+class InferView(InferenceAPIView):
+    """``POST /v1/infer``: one prediction."""
+
+    def post(self, request):
+        data = self.read_json(request, settings.INFERENCE_MAX_BODY_BYTES)
+        item = validation.infer_request(data)
+        prediction = services.predict(
+            event_id=item.event_id, product=item.product, features=item.features, request_id=request.headers.get("X-Request-ID", "")[:64]
+        )
+        return Response(prediction.as_response())
+
+
+class InferBatchView(InferenceAPIView):
+    """``POST /v1/infer/batch``: ``{"items": [<infer request>, ...]}`` -> ``{"items": [<prediction>, ...]}``."""
+
+    def post(self, request):
+        data = self.read_json(request, settings.INFERENCE_BATCH_MAX_BODY_BYTES)
+        if not isinstance(data, dict) or not isinstance(data.get("items"), list) or not data["items"]:
+            raise InvalidInput({"items": ["This field is required and must be a non-empty list."]}, "invalid_envelope")
+        limit = settings.INFERENCE_BATCH_MAX_ITEMS
+        if len(data["items"]) > limit:
+            raise InvalidInput({"items": [f"At most {limit} items per batch; got {len(data['items'])}."]}, "batch_too_large")
+        if extra := data.keys() - {"items"}:
+            raise InvalidInput({key: ["Unknown field."] for key in extra}, "invalid_envelope")
+        items, problems = [], None
+        for index, entry in enumerate(data["items"]):
+            try:
+                items.append(validation.infer_request(entry, prefix=f"items.{index}."))
+            except InvalidInput as exc:
+                problems = exc if problems is None else (problems.merge(exc) or problems)
+        if problems is not None:
+            raise problems
+        predictions = services.predict_batch(items=items, request_id=request.headers.get("X-Request-ID", "")[:64])
+        return Response({"items": [prediction.as_response() for prediction in predictions]})
+
+
+class PredictionDetailView(InferenceAPIView):
+    """``GET /v1/infer/<prediction_id>``: a recorded prediction, even before its log batch is written."""
+
+    def get(self, request, prediction_id: str):
+        try:
+            key = uuid.UUID(prediction_id)
+        except ValueError:
+            raise exceptions.NotFound("No prediction has this id.") from None
+        record = services.prediction_get(prediction_id=key)
+        if record is None:
+            raise exceptions.NotFound("No prediction has this id.")
+        return Response(record)
+
+
+class ModelsView(InferenceAPIView):
+    """``GET /v1/models``: the models this process serves, and the versions it refused."""
+
+    def get(self, request):
+        return Response(services.serving_models())
+
+
+class HealthView(InferenceAPIView):
+    """``GET /healthz``: 200 while the process runs."""
+
+    def get(self, request):
+        return Response({"status": "ok"})
+
+
+class ReadyView(InferenceAPIView):
+    """``GET /readyz``: 503 until every product's production model is loaded and warmed."""
+
+    def get(self, request):
+        ready, body = services.readiness()
+        return Response(body, status=status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE)

@@ -1,0 +1,90 @@
+"""Fixtures of the serving-path tests: a clean runtime per test, real demo models, misbehaving models.
+
+The background refresher is off in these tests: each test rebuilds the serving snapshot when it
+wants (``runtime.refresh()``), so what is served is exactly what the test set up. Tests that
+predict use ``transaction=True``: the audit writer's thread inserts the log rows through its own
+connection, which must see the model versions.
+"""
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from audit import writer
+from inference import cache, shadow
+from inference.runtime import runtime
+from mlops import services
+from mlops.demo import PRODUCT, demo_feature_names
+from mlops.stores import store_from_url
+from tests.inference.onnx_models import build_broken_model, build_failing_model, build_slow_model
+
+
+@pytest.fixture(autouse=True)
+def inference_state(settings):
+    settings.INFERENCE_BACKGROUND_REFRESH = False
+    runtime.reset()
+    cache.reset()
+    shadow.reset()
+    yield
+    shadow.reset(wait=True)
+    writer.flush(10)
+    runtime.reset()
+    cache.reset()
+
+
+@pytest.fixture
+def local_store():
+    """A store under a short path (registry history keeps "synced from <uri>" reasons short)."""
+    folder = tempfile.mkdtemp(prefix="inf")
+    yield store_from_url(f"file://{folder}")
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def events() -> list[dict]:
+    """Real feature rows (as the API receives them) of the demo data set."""
+    data = load_breast_cancer().data
+    names = demo_feature_names()
+    return [{name: float(value) for name, value in zip(names, row, strict=True)} for row in data[:200]]
+
+
+@pytest.fixture
+def serving(production_model):
+    """``fraud_score`` with ``logreg`` in production, loaded into this process."""
+    runtime.refresh()
+    return production_model
+
+
+@pytest.fixture
+def validated(push_demo):
+    """Push a demo model and validate it: ``validated("gbdt")``."""
+
+    def make(name: str = "gbdt", version: str = "1"):
+        model = push_demo(name, version)
+        return services.model_version_validate(model_version_id=model.pk, user=None, reason="test")
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def misbehaving_files(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("misbehaving")
+    return {
+        "slow": build_slow_model(folder / "slow.onnx"),
+        "failing": build_failing_model(folder / "failing.onnx"),
+        "broken": build_broken_model(folder / "broken.onnx"),
+    }
+
+
+@pytest.fixture
+def push_misbehaving(local_store, misbehaving_files):
+    """Register and validate the ``slow``, ``failing`` or ``broken`` model for ``fraud_score``."""
+
+    def push(kind: str, version: str = "1"):
+        model = services.model_push(source=misbehaving_files[kind], store=local_store, product=PRODUCT, name=kind, version=version)
+        return services.model_version_validate(model_version_id=model.pk, user=None, reason="test")
+
+    return push

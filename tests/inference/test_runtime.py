@@ -1,0 +1,147 @@
+"""The runtime registry: loading, readiness, hot swap, refused artifacts, configuration changes."""
+
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from django.conf import settings
+from prometheus_client import REGISTRY
+
+from inference import services
+from inference.runtime import runtime
+from mlops import services as registry
+from mlops.demo import PRODUCT
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _sample(name: str, **labels) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_not_ready_before_the_first_load_and_ready_after(production_model):
+    assert services.readiness()[0] is False
+    runtime.refresh()
+    ready, body = services.readiness()
+    assert ready is True and body["status"] == "ready"
+
+
+def test_models_are_warmed_and_listed_with_their_role(serving, validated):
+    gbdt = validated("gbdt")
+    registry.canary_set(product=PRODUCT, canary_model_id=gbdt.pk, canary_percent=10, user=None, reason="test")
+    runtime.refresh()
+    listed = {(entry["name"], entry["role"]) for entry in services.serving_models()["models"]}
+    assert listed == {("logreg", "production"), ("gbdt", "canary")}
+    assert _sample("mlops_inference_models_loaded") == 2
+    assert _sample("mlops_inference_canary_ratio", product=PRODUCT) == 0.1
+
+
+def test_unknown_product_is_refused_and_a_product_being_loaded_is_unavailable(serving, events):
+    with pytest.raises(services.InvalidInput) as refused:
+        services.predict(event_id="e", product="nope", features=events[0])
+    assert "product" in refused.value.fields
+
+
+def test_hot_swap_under_concurrent_requests_fails_no_request(serving, validated, events):
+    gbdt = validated("gbdt")
+    failures: list[BaseException] = []
+    seen: set[str] = set()
+    stop = threading.Event()
+
+    def hammer(worker: int):
+        i = 0
+        while not stop.is_set():
+            try:
+                prediction = services.predict(event_id=f"w{worker}-{i}", product=PRODUCT, features=events[(worker * 50 + i) % len(events)])
+                seen.add(prediction.model.spec.name)
+            except BaseException as exc:
+                failures.append(exc)
+            i += 1
+
+    threads = [threading.Thread(target=hammer, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.2)
+        registry.model_version_promote(model_version_id=gbdt.pk, user=None, reason="swap")
+        runtime.refresh()
+        time.sleep(0.2)
+        registry.model_version_rollback(product=PRODUCT, user=None, reason="swap back")
+        runtime.refresh()
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+    assert seen == {"logreg", "gbdt"}
+    assert runtime.peek().routes[PRODUCT].production.spec.name == "logreg"
+
+
+def _store_path(model_version) -> Path:
+    return Path(urlparse(model_version.artifact_uri).path)
+
+
+def _cache_path(model_version) -> Path:
+    return Path(settings.MODEL_CACHE_DIR) / f"{model_version.sha256}.onnx"
+
+
+def test_tampered_artifact_is_refused_and_the_previous_version_keeps_serving(serving, validated, events):
+    gbdt = validated("gbdt")
+    for path in (_store_path(gbdt), _cache_path(gbdt)):
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+    refused_before = _sample("mlops_inference_model_loads_total", product=PRODUCT, model="gbdt@1", outcome="refused")
+    registry.model_version_promote(model_version_id=gbdt.pk, user=None, reason="tampered")
+    snapshot = runtime.refresh()
+
+    assert snapshot.routes[PRODUCT].production.id == str(serving.pk)
+    assert "checksum" in snapshot.refused[str(gbdt.pk)].reason
+    assert _sample("mlops_inference_model_loads_total", product=PRODUCT, model="gbdt@1", outcome="refused") == refused_before + 1
+    assert services.predict(event_id="e1", product=PRODUCT, features=events[0]).model.id == str(serving.pk)
+    assert services.readiness()[0] is True  # still serving; the refusal is reported in /v1/models
+    assert [entry["model_id"] for entry in services.serving_models()["refused"]] == [str(gbdt.pk)]
+
+
+def test_tampered_cached_copy_is_fetched_again_from_the_store(serving, validated):
+    gbdt = validated("gbdt")
+    _cache_path(gbdt).write_bytes(b"not an onnx model")
+    registry.model_version_promote(model_version_id=gbdt.pk, user=None, reason="cache tampered")
+    snapshot = runtime.refresh()
+    assert snapshot.routes[PRODUCT].production.id == str(gbdt.pk)
+    assert _cache_path(gbdt).read_bytes() == _store_path(gbdt).read_bytes()
+
+
+def test_a_model_whose_warm_up_fails_is_refused_and_production_keeps_serving(serving, push_misbehaving, events):
+    broken = push_misbehaving("broken")
+    registry.model_version_promote(model_version_id=broken.pk, user=None, reason="broken graph")
+    snapshot = runtime.refresh()
+    assert snapshot.routes[PRODUCT].production.id == str(serving.pk)
+    assert snapshot.refused[str(broken.pk)].reason.startswith(("warm-up", "graph"))
+    assert services.predict(event_id="e1", product=PRODUCT, features=events[0]).model.id == str(serving.pk)
+
+
+def test_a_first_production_that_cannot_load_leaves_the_process_not_ready(push_misbehaving):
+    broken = push_misbehaving("broken")
+    registry.model_version_promote(model_version_id=broken.pk, user=None, reason="broken graph")
+    runtime.refresh()
+    ready, body = services.readiness()
+    assert ready is False and body["missing"] == [PRODUCT]
+    with pytest.raises(services.ServiceUnavailable):
+        services.predict(event_id="e1", product=PRODUCT, features={})
+
+
+def test_workers_see_a_configuration_change_within_two_seconds(production_model, validated, settings):
+    settings.INFERENCE_BACKGROUND_REFRESH = True
+    settings.INFERENCE_GENERATION_POLL_SECONDS = 0.1
+    snapshot = runtime.snapshot()  # starts the refresher and waits for its first load
+    assert snapshot is not None and snapshot.routes[PRODUCT].production.spec.name == "logreg"
+    gbdt = validated("gbdt")
+    registry.model_version_promote(model_version_id=gbdt.pk, user=None, reason="bump")  # bumps the generation on commit
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline and runtime.peek().routes[PRODUCT].production.spec.name != "gbdt":
+        time.sleep(0.05)
+    assert runtime.peek().routes[PRODUCT].production.spec.name == "gbdt"
