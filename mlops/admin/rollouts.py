@@ -1,0 +1,330 @@
+"""Rollouts in the admin: one page per product, and the read-only records behind it.
+
+The page (``/admin/mlops/canaryconfig/rollout/<product>/``, ``admin:mlops_rollout``) shows
+production, canary and shadow at a glance, the traffic split, live-ish counters per role
+(polled from a small JSON endpoint) and the history of changes and rollbacks. Its buttons post
+a form with a reason to one action view that calls the rollout service and reports the result
+as a message. Looking needs the view permission on canary configurations; acting needs
+``mlops.manage_rollout``.
+"""
+
+import logging
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.cache import add_never_cache_headers
+from django.utils.html import format_html
+from simple_history.admin import SimpleHistoryAdmin
+
+from mlops import guard, selectors, services
+from mlops.choices import ModelStatus
+from mlops.models import CanaryConfig, ModelVersion, RollbackEvent, ShadowOverride
+from mlops.services.rollout import canary_ladder
+
+logger = logging.getLogger(__name__)
+
+MANAGE_PERMISSION = "mlops.manage_rollout"
+STATS_CACHE_SECONDS = 2  # several staff polling one page cost one set of queries per product
+
+
+# --- Forms ------------------------------------------------------------------------------------
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(
+        max_length=500, strip=True, widget=forms.TextInput(attrs={"size": 60, "placeholder": "why (recorded in the history)"})
+    )
+
+
+def _model_choices(product: str, statuses) -> forms.ModelChoiceField:
+    queryset = ModelVersion.objects.filter(product=product, status__in=statuses).order_by("-created_at")
+    return forms.ModelChoiceField(queryset=queryset, empty_label=None)
+
+
+class CanarySetForm(ReasonForm):
+    canary_percent = forms.DecimalField(min_value=0, max_value=100, decimal_places=2, initial=10, label="percent")
+
+    def __init__(self, *args, product: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["canary_model"] = _model_choices(product, [ModelStatus.VALIDATED, ModelStatus.CANARY])
+        self.order_fields(["canary_model", "canary_percent", "reason"])
+
+
+class ShadowEnableForm(ReasonForm):
+    sample_percent = forms.DecimalField(min_value=0, max_value=100, decimal_places=2, initial=100, label="sample percent")
+
+    def __init__(self, *args, product: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["shadow_model"] = _model_choices(product, [ModelStatus.CANDIDATE, ModelStatus.VALIDATED, ModelStatus.CANARY])
+        self.order_fields(["shadow_model", "sample_percent", "reason"])
+
+
+# action -> (form class, service call, success message). Each call gets the form's cleaned data.
+ACTIONS = {
+    "set": (
+        CanarySetForm,
+        lambda product, user, data: services.canary_set(
+            product=product,
+            canary_model_id=data["canary_model"].pk,
+            canary_percent=data["canary_percent"],
+            user=user,
+            reason=data["reason"],
+        ),
+        "Canary started",
+    ),
+    "step": (
+        ReasonForm,
+        lambda product, user, data: services.canary_step(product=product, user=user, reason=data["reason"]),
+        "Canary stepped up",
+    ),
+    "stop": (
+        ReasonForm,
+        lambda product, user, data: services.canary_stop(product=product, user=user, reason=data["reason"]),
+        "Canary stopped",
+    ),
+    "promote": (
+        ReasonForm,
+        lambda product, user, data: services.canary_promote(product=product, user=user, reason=data["reason"]),
+        "Canary promoted to production",
+    ),
+    "rollback": (
+        ReasonForm,
+        lambda product, user, data: services.rollout_rollback(product=product, user=user, reason=data["reason"]),
+        "Rolled back",
+    ),
+    "shadow_enable": (
+        ShadowEnableForm,
+        lambda product, user, data: services.shadow_enable(
+            product=product,
+            shadow_model_id=data["shadow_model"].pk,
+            sample_percent=data["sample_percent"],
+            user=user,
+            reason=data["reason"],
+        ),
+        "Shadow enabled",
+    ),
+    "shadow_disable": (
+        ReasonForm,
+        lambda product, user, data: services.shadow_disable(product=product, user=user, reason=data["reason"]),
+        "Shadow disabled",
+    ),
+    "shadow_clear": (
+        ReasonForm,
+        lambda product, user, data: services.shadow_clear(product=product, user=user, reason=data["reason"]),
+        "Shadow override cleared; the environment default applies",
+    ),
+}
+
+
+def _form_for(action: str, product: str, data=None):
+    form_class = ACTIONS[action][0]
+    kwargs = {"product": product} if form_class is not ReasonForm else {}
+    return form_class(data, prefix=action, **kwargs)
+
+
+# --- Canary configurations: the rollout pages --------------------------------------------------
+
+
+@admin.register(CanaryConfig)
+class CanaryConfigAdmin(SimpleHistoryAdmin):
+    list_display = ["product", "production_model", "canary_model", "canary_share", "started_at", "changed_at", "changed_by", "rollout_link"]
+    list_filter = ["changed_at"]
+    search_fields = ["product", "canary_model__name", "production_model__name"]
+    list_select_related = ["production_model", "canary_model", "changed_by"]
+    readonly_fields = [
+        "product", "production_model", "canary_model", "canary_basis_points", "started_at", "updated_at", "changed_by", "changed_at",
+        "change_reason",
+    ]  # fmt: skip
+    history_list_display = ["canary_basis_points", "change_reason"]
+
+    # Changes go through the rollout page (and its services), never through the change form.
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def can_manage(self, request) -> bool:
+        return request.user.has_perm(MANAGE_PERMISSION)
+
+    @admin.display(description="canary share", ordering="canary_basis_points")
+    def canary_share(self, obj):
+        return f"{obj.canary_percent:g}%" if obj.canary_model_id else "-"
+
+    @admin.display(description="rollout")
+    def rollout_link(self, obj):
+        return format_html('<a href="{}">rollout page</a>', reverse("admin:mlops_rollout", args=[obj.product]))
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("rollout/", wrap(self.rollout_index_view), name="mlops_rollout_index"),
+            path("rollout/<slug:product>/", wrap(self.rollout_view), name="mlops_rollout"),
+            path("rollout/<slug:product>/stats/", wrap(self.rollout_stats_view), name="mlops_rollout_stats"),
+            path("rollout/<slug:product>/<slug:action>/", wrap(self.rollout_action_view), name="mlops_rollout_action"),
+            *super().get_urls(),
+        ]
+
+    def _check_view(self, request, product: str | None = None) -> None:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        if product is not None and not selectors.product_exists(product=product):
+            raise Http404(f"unknown product {product!r}")
+
+    def rollout_index_view(self, request):
+        self._check_view(request)
+        return TemplateResponse(
+            request,
+            "admin/mlops/canaryconfig/rollout_index.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Rollouts",
+                "opts": self.model._meta,
+                "products": selectors.rollout_products(),
+            },
+        )
+
+    def rollout_view(self, request, product: str):
+        self._check_view(request, product)
+        overview = selectors.rollout_overview(product=product)
+        can_manage = self.can_manage(request)
+        ladder = canary_ladder()
+        next_rung = next((rung for rung in ladder if rung > overview.canary_basis_points), None)
+        forms_by_action = {action: _form_for(action, product) for action in ACTIONS} if can_manage else {}
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Rollout of {product}",
+            "opts": self.model._meta,
+            "product": product,
+            "overview": overview,
+            "can_manage": can_manage,
+            "forms": forms_by_action,
+            "next_percent": next_rung / 100 if next_rung else None,
+            "ladder": [rung / 100 for rung in ladder],
+            "history": selectors.rollout_history(product=product),
+            "stats_url": reverse("admin:mlops_rollout_stats", args=[product]),
+            "stats_minutes": _stats_minutes(),
+            "stats": _stats(product),
+            "model_admin_url": "admin:mlops_modelversion_change",
+        }
+        return TemplateResponse(request, "admin/mlops/canaryconfig/rollout.html", context)
+
+    def rollout_stats_view(self, request, product: str):
+        self._check_view(request, product)
+        response = JsonResponse(_stats(product))
+        add_never_cache_headers(response)
+        return response
+
+    def rollout_action_view(self, request, product: str, action: str):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        self._check_view(request, product)
+        if not self.can_manage(request):
+            raise PermissionDenied
+        if action not in ACTIONS:
+            raise Http404(f"unknown rollout action {action!r}")
+        form = _form_for(action, product, request.POST)
+        page = HttpResponseRedirect(reverse("admin:mlops_rollout", args=[product]))
+        if not form.is_valid():
+            problems = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
+            messages.error(request, f"Nothing changed ({problems}).")
+            return page
+        _, call, done = ACTIONS[action]
+        try:
+            call(product, request.user, form.cleaned_data)
+        except services.LifecycleError as exc:
+            messages.error(request, f"Nothing changed: {exc}")
+        else:
+            overview = selectors.rollout_overview(product=product, rollbacks=0)
+            messages.success(request, f"{done}. Canary {overview.canary_percent:g}%, production {overview.production_percent:g}%.")
+        cache.delete(_stats_key(product))
+        return page
+
+
+def _stats_minutes() -> int:
+    return settings.ROLLOUT_STATS_MINUTES
+
+
+def _stats_key(product: str) -> str:
+    return f"rollout-stats:{product}"
+
+
+def _stats(product: str) -> dict:
+    """Counters per role over the last minutes, cached for a couple of seconds in the shared cache."""
+    key = _stats_key(product)
+    try:
+        cached = cache.get(key)
+    except Exception:
+        logger.warning("could not read the cached rollout stats of %s", product, exc_info=True)
+        cached = None
+    if cached is not None:
+        return cached
+    stats = guard.role_stats(product=product, minutes=_stats_minutes())
+    overview = selectors.rollout_overview(product=product, rollbacks=0)
+    stats["split"] = {"production_percent": overview.production_percent, "canary_percent": overview.canary_percent}
+    try:
+        cache.set(key, stats, STATS_CACHE_SECONDS)
+    except Exception:  # the cache is an optimisation
+        logger.warning("could not cache the rollout stats of %s", product, exc_info=True)
+    return stats
+
+
+# --- Read-only records ------------------------------------------------------------------------
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Write-once records: viewable, never added, changed or deleted here."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(RollbackEvent)
+class RollbackEventAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "product", "reason", "model_version", "canary_share", "message", "created_by", "rollout_link"]
+    list_filter = ["reason", "product", "created_at"]
+    search_fields = ["product", "message", "model_version__name", "model_version__version"]
+    list_select_related = ["model_version", "production_model", "created_by"]
+    date_hierarchy = "created_at"
+
+    @admin.display(description="canary share", ordering="canary_basis_points")
+    def canary_share(self, obj):
+        return f"{obj.canary_basis_points / 100:g}%"
+
+    @admin.display(description="rollout")
+    def rollout_link(self, obj):
+        return format_html('<a href="{}">rollout page</a>', reverse("admin:mlops_rollout", args=[obj.product]))
+
+
+@admin.register(ShadowOverride)
+class ShadowOverrideAdmin(SimpleHistoryAdmin, ReadOnlyAdmin):
+    """Read-only list: shadows change on the rollout page, through the services."""
+
+    list_display = ["product", "enabled", "shadow_model", "sample_share", "changed_at", "changed_by", "change_reason", "rollout_link"]
+    list_filter = ["enabled", "changed_at"]
+    search_fields = ["product", "shadow_model__name"]
+    list_select_related = ["shadow_model", "changed_by"]
+    history_list_display = ["enabled", "sample_basis_points", "change_reason"]
+
+    @admin.display(description="sample", ordering="sample_basis_points")
+    def sample_share(self, obj):
+        return f"{obj.sample_basis_points / 100:g}%"
+
+    @admin.display(description="rollout")
+    def rollout_link(self, obj):
+        return format_html('<a href="{}">rollout page</a>', reverse("admin:mlops_rollout", args=[obj.product]))
