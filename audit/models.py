@@ -46,6 +46,10 @@ class PredictionLog(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # Rows are written by the log writer, never through the admin: only "view" exists, plus the
+        # retention permission (the one delete path, `manage.py audit_retention`).
+        default_permissions = ("view",)
+        permissions = [("purge_predictionlog", "Can delete prediction log rows older than the retention period")]
         indexes = [
             models.Index(fields=["product", "created_at"]),
             models.Index(fields=["product", "role", "created_at"]),
@@ -71,6 +75,8 @@ class Outcome(models.Model):
 
     class Meta:
         ordering = ["-observed_at"]
+        # Outcomes arrive through the API and `import_outcomes`; the admin only shows them.
+        default_permissions = ("add", "view")
         constraints = [models.UniqueConstraint(fields=["product", "event_id", "source"], name="outcome_once_per_event_and_source")]
         indexes = [models.Index(fields=["product", "observed_at"]), models.Index(fields=["prediction_id"])]
 

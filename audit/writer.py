@@ -1,106 +1,516 @@
 """The prediction log writer: the serving path hands records over without waiting; a background
-thread inserts them in batches.
+thread inserts them in batches, spills them to disk when the database is away, and replays
+the spill when it is back.
 
 Public interface (used by `inference`):
 - ``submit(record)``: non-blocking; ``record`` is a dict keyed by `PredictionLog` field names
   (``model_version_id``, ``fallback_from_id`` for foreign keys; ``prediction_id`` a UUID made by
-  the caller; ``created_at`` an aware datetime).
-- ``lookup(prediction_id)``: the record if this process still holds it (queued or just
-  written), so a prediction can be read back before its batch reaches the database.
+  the caller; ``created_at`` an aware datetime). Redaction (``AUDIT_REDACT_DROP`` /
+  ``AUDIT_REDACT_HASH``) is applied here, before anything is kept, written or spilled.
+- ``lookup(prediction_id)``: the (redacted) record if this process still holds it (queued or
+  just written), so a prediction can be read back before its batch reaches the database.
 - ``flush(timeout)``: write everything queued so far; used on shutdown and by tests.
+
+Batching: a batch closes after ``AUDIT_FLUSH_INTERVAL`` (0.2 s) or ``AUDIT_BATCH_SIZE`` (500)
+records, whichever comes first; on PostgreSQL it goes in by COPY (see `audit.logstore` for the
+measurement), elsewhere by ``bulk_create``.
+
+Queue full (``AUDIT_QUEUE_MAX`` records, default 100,000: the writer is stuck behind a
+database that hangs rather than fails): the submitting thread appends the record to the spill
+file itself, without fsync, waiting at most ``AUDIT_OVERFLOW_LOCK_TIMEOUT`` (50 ms) for the
+spill lock; it counts ``audit_log_spilled_total{reason="queue_full"}``. Only if that fails too
+(the lock stays busy, or the disk refuses) is the record dropped: counted in
+``audit_log_dropped_total{reason=...}`` and logged (at most one warning line per 10 s, with the
+count since the last line). The request thread is never blocked indefinitely.
+
+Database unavailable: the failed batch, and every batch for the next ``AUDIT_RETRY_INTERVAL``
+seconds, is appended to the spill file (fsynced per batch; rotated at
+``AUDIT_SPILL_MAX_BYTES``, default 50 MB; folder ``AUDIT_SPILL_DIR``). The first batch that
+gets in again closes the spill file, and the writer replays every closed spill file of the
+folder (idempotently: ``ON CONFLICT (prediction_id) DO NOTHING``). ``manage.py audit_replay``
+does the same by hand. Records the database refuses for their content (a foreign key to a
+missing model version, a missing field) are retried one by one and the bad ones kept in
+``AUDIT_SPILL_DIR/rejected/`` with a log line; they would never get in by retrying.
+
+Shutdown: ``shutdown()`` flushes (at most ``AUDIT_SHUTDOWN_TIMEOUT`` s, default 10) and closes
+the spill file. It runs from ``atexit`` in every process, from SIGTERM/SIGINT handlers that
+chain to the previous handler (installed by the first ``submit`` made on the main thread,
+e.g. a script or management command), and from gunicorn's ``worker_exit`` hook
+(``gunicorn.conf.py``, which also turns the signal handlers off: gunicorn's worker owns its
+signals and finishes its in-flight requests first). Daphne: Twisted installs its own handlers
+when the reactor starts and exits cleanly on SIGTERM, so ``atexit`` does the flush. Graceful
+timeouts: gunicorn ``graceful_timeout`` (30 s in ``gunicorn.conf.py``) must exceed the longest
+request plus ``AUDIT_SHUTDOWN_TIMEOUT``; for daphne give the process manager's stop timeout
+(systemd ``TimeoutStopSec``, Kubernetes ``terminationGracePeriodSeconds``, default 30 s)
+the same margin over daphne's ``--application-close-timeout`` (10 s).
 """
 
+import atexit
 import logging
+import os
 import queue
+import signal
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
 
-from django.conf import settings
-from django.db import close_old_connections
+from django.db import DataError, IntegrityError
 
-from audit.models import PredictionLog
+from audit import spill
+from audit.conf import setting
+from audit.logstore import RecordError, store_for
+from audit.metrics import (
+    BATCH_SIZE,
+    DROPPED,
+    QUEUE_DEPTH,
+    QUEUED,
+    REJECTED,
+    REPLAYED,
+    SPILLED,
+    WRITE_SECONDS,
+    WRITTEN,
+)
+from audit.publish import Publisher
+from audit.redaction import Redactor
 
 logger = logging.getLogger(__name__)
 
 
+def _is_data_error(exc: BaseException) -> bool:
+    """True when retrying ``exc`` can never help: the records themselves are wrong."""
+    if isinstance(exc, RecordError | IntegrityError | DataError | TypeError | ValueError):
+        return True
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, psycopg.IntegrityError | psycopg.DataError)
+
+
+@dataclass
+class ReplayResult:
+    path: Path
+    records: int = 0
+    inserted: int = 0
+    bad_lines: int = 0
+    rejected: int = 0
+    error: str | None = None
+
+
+def _insert_or_reject(store, records: list[dict], *, spill_dir: Path, source: str) -> tuple[int, int]:
+    """Insert ``records`` idempotently; on a data error, one by one, keeping the refused ones.
+
+    Returns ``(inserted, rejected)``; connection errors propagate to the caller.
+    """
+    try:
+        return store.insert(records, idempotent=True), 0
+    except Exception as exc:
+        if not _is_data_error(exc):
+            raise
+    inserted = rejected = 0
+    for record in records:
+        try:
+            inserted += store.insert([record], idempotent=True)
+        except Exception as exc:
+            if not _is_data_error(exc):
+                raise
+            rejected += 1
+            REJECTED.inc()
+            path = spill.write_rejected(spill_dir, source, [spill.dumps(record)])
+            logger.error("prediction log record %s refused by the database (%s); kept in %s", record.get("prediction_id"), exc, path)
+    return inserted, rejected
+
+
+def replay_file(path: Path, *, store, spill_dir: Path, chunk: int = 500) -> ReplayResult:
+    """Put one spill file's records into the database and delete it; idempotent.
+
+    The file is claimed first (renamed), so concurrent replayers never share it. On a
+    connection failure it is released for a later attempt and ``error`` says why.
+    """
+    result = ReplayResult(path=Path(path))
+    claimed = spill.claim(Path(path))
+    if claimed is None:
+        result.error = "taken by another process"
+        return result
+    try:
+        for records, bad in spill.read_records(claimed, chunk=chunk):
+            if bad:
+                result.bad_lines += len(bad)
+                kept = spill.write_rejected(spill_dir, "unreadable", [line.raw for line in bad])
+                logger.error(
+                    "%d unreadable lines in %s (first: line %d, %s); kept in %s", len(bad), path, bad[0].line_number, bad[0].error, kept
+                )
+            if records:
+                inserted, rejected = _insert_or_reject(store, records, spill_dir=spill_dir, source="replay")
+                result.records += len(records)
+                result.inserted += inserted
+                result.rejected += rejected
+                REPLAYED.inc(len(records))
+    except Exception as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+        try:
+            spill.release(claimed)
+        except OSError:
+            logger.exception("could not release spill file %s", claimed)
+        return result
+    claimed.unlink()
+    return result
+
+
 class PredictionLogWriter:
-    def __init__(self, *, batch_size: int, interval: float, max_queue: int, recent_size: int):
+    """One per process; see the module docstring for the policies."""
+
+    def __init__(
+        self,
+        *,
+        batch_size: int = 500,
+        interval: float = 0.2,
+        max_queue: int = 100_000,
+        recent_size: int = 10_000,
+        spill_dir: Path,
+        spill_max_bytes: int = 50 * 1024 * 1024,
+        retry_interval: float = 2.0,
+        replay_interval: float = 5.0,
+        overflow_lock_timeout: float = 0.05,
+        shutdown_timeout: float = 10.0,
+        redactor: Redactor | None = None,
+        publisher: Publisher | None = None,
+        write_method: str | None = None,
+        using: str = "default",
+    ):
         self.batch_size = batch_size
         self.interval = interval
-        self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
+        self.max_queue = max_queue
+        self.recent_size = recent_size
+        self.spill_dir = Path(spill_dir)
+        self.spill_max_bytes = spill_max_bytes
+        self.retry_interval = retry_interval
+        self.replay_interval = replay_interval
+        self.overflow_lock_timeout = overflow_lock_timeout
+        self.shutdown_timeout = shutdown_timeout
+        self.redactor = redactor or Redactor()
+        self.publisher = publisher
+        self.write_method = write_method
+        self.using = using
+        self.install_signal_handlers = True
+        self._reset()
+
+    def _reset(self) -> None:
+        """Fresh runtime state: at construction and in a forked child (locks, thread, files)."""
+        self._queue: queue.Queue = queue.Queue(maxsize=self.max_queue)
         self._recent: OrderedDict = OrderedDict()
-        self._recent_size = recent_size
         self._recent_lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._pid = None
+        self._pid: int | None = None
         self._start_lock = threading.Lock()
-        self._idle = threading.Event()
-        self._idle.set()
+        self._flush_requested = threading.Event()
+        self._store = None
+        self._db_down_since: float | None = None
+        self._retry_at = 0.0
+        self._next_replay_check = 0.0
+        self._spill = spill.SpillFile(self.spill_dir, max_bytes=self.spill_max_bytes)
+        self._overflow_count = 0
+        self._overflow_logged_at = 0.0
+        if self.publisher is not None:
+            self.publisher.reset_after_fork()
 
-    def _ensure_thread(self) -> None:
-        import os
-
-        if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
-            return
-        with self._start_lock:
-            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-                self._pid = os.getpid()
-                self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
-                self._thread.start()
-
+    # --- the request side -------------------------------------------------------------------
     def submit(self, record: dict) -> None:
-        self._ensure_thread()
+        if self.redactor.active:
+            record = self.redactor.redact(record)
+        if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
+            self._ensure_thread()
         with self._recent_lock:
-            self._recent[record["prediction_id"]] = record
-            while len(self._recent) > self._recent_size:
+            self._recent[str(record["prediction_id"])] = record
+            if len(self._recent) > self.recent_size:
                 self._recent.popitem(last=False)
-        self._idle.clear()
-        self._queue.put_nowait(record)
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            self._overflow(record)
+            return
+        QUEUED.inc()
 
     def lookup(self, prediction_id) -> dict | None:
         with self._recent_lock:
-            return self._recent.get(prediction_id)
+            return self._recent.get(str(prediction_id))
+
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    def _overflow(self, record: dict) -> None:
+        if self._spill.lock.acquire(timeout=self.overflow_lock_timeout):
+            try:
+                self._spill.append([record], fsync=False)
+                SPILLED.labels("queue_full").inc()
+                outcome = "spilled"
+            except OSError:
+                DROPPED.labels("spill_failed").inc()
+                outcome = "dropped (spill failed)"
+            finally:
+                self._spill.lock.release()
+        else:
+            DROPPED.labels("queue_full").inc()
+            outcome = "dropped (spill busy)"
+        self._overflow_count += 1
+        now = time.monotonic()
+        if now - self._overflow_logged_at >= 10.0:
+            logger.warning(
+                "prediction log queue full (%d records); %d records overflowed since the last report, last one %s",
+                self.max_queue,
+                self._overflow_count,
+                outcome,
+            )
+            self._overflow_logged_at = now
+            self._overflow_count = 0
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def _ensure_thread(self) -> None:
+        with self._start_lock:
+            if self._pid != os.getpid():
+                if self._pid is not None:
+                    self._reset()  # forked after use: the parent's thread and queue are not ours
+                self._pid = os.getpid()
+                install_shutdown_hooks(self)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
+                self._thread.start()
 
     def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every record queued so far is written or spilled; False on timeout."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._queue.empty() and self._idle.is_set():
-                return True
-            time.sleep(0.01)
-        return False
-
-    def _run(self) -> None:
-        while True:
-            batch = [self._queue.get()]
-            deadline = time.monotonic() + self.interval
-            while len(batch) < self.batch_size:
+        if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+            self._drain_here()
+            return True
+        self._flush_requested.set()
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    break
+                    logger.error("prediction log flush timed out with %d records unwritten", self._queue.unfinished_tasks)
+                    return False
+                self._queue.all_tasks_done.wait(min(remaining, 0.05))
+        return True
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Flush, then close the spill file so that any process can replay it."""
+        done = self.flush(self.shutdown_timeout if timeout is None else timeout)
+        with self._spill.lock:
+            try:
+                self._spill.close()
+            except OSError:
+                logger.exception("could not close the spill file")
+        return done
+
+    def _drain_here(self) -> None:
+        """No writer thread (not started, or died): write what is queued from the caller's thread."""
+        while True:
+            batch = []
+            while len(batch) < self.batch_size:
                 try:
-                    batch.append(self._queue.get(timeout=remaining))
+                    batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            self._write(batch)
-            if self._queue.empty():
-                self._idle.set()
+            if not batch:
+                return
+            self._process(batch)
 
-    def _write(self, batch: list[dict]) -> None:
-        close_old_connections()
+    # --- the writer thread --------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            try:
+                self._cycle()
+            except Exception:  # the thread must outlive any bug in one cycle
+                logger.exception("prediction log writer cycle failed")
+                time.sleep(0.5)
+
+    def _cycle(self) -> None:
+        QUEUE_DEPTH.set(self._queue.qsize())
         try:
-            PredictionLog.objects.bulk_create([PredictionLog(**record) for record in batch], ignore_conflicts=True)
-        except Exception:
-            logger.exception("could not write %d prediction log records", len(batch))
+            first = self._queue.get(timeout=0.5)
+        except queue.Empty:
+            self._maybe_replay()
+            return
+        batch = [first]
+        deadline = time.monotonic() + self.interval
+        while len(batch) < self.batch_size:
+            if self._flush_requested.is_set():
+                try:
+                    batch.append(self._queue.get_nowait())
+                    continue
+                except queue.Empty:
+                    self._flush_requested.clear()
+                    break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(self._queue.get(timeout=min(remaining, 0.02)))
+            except queue.Empty:
+                continue
+        self._process(batch)
+        self._maybe_replay()
+
+    def _process(self, batch: list[dict]) -> None:
+        try:
+            self._write_or_spill(batch)
+        finally:
+            for _ in batch:
+                self._queue.task_done()
+
+    def _get_store(self):
+        if self._store is None:
+            self._store = store_for(using=self.using, method=self.write_method)
+        return self._store
+
+    def _write_or_spill(self, batch: list[dict]) -> None:
+        if self._db_down_since is not None and time.monotonic() < self._retry_at:
+            self._spill_batch(batch, reason="db_unavailable")
+            return
+        started = time.perf_counter()
+        store = None
+        try:
+            store = self._get_store()
+            store.insert(batch)
+        except Exception as exc:
+            if store is not None and _is_data_error(exc):
+                inserted, _ = _insert_or_reject(store, batch, spill_dir=self.spill_dir, source="write")
+                WRITTEN.inc(inserted)
+            else:
+                self._database_down(exc)
+                self._spill_batch(batch, reason="db_unavailable")
+                return
+        else:
+            WRITE_SECONDS.observe(time.perf_counter() - started)
+            BATCH_SIZE.observe(len(batch))
+            WRITTEN.inc(len(batch))
+        self._database_up()
+        if self.publisher is not None:
+            self.publisher.publish(batch)
+
+    def _database_down(self, exc: BaseException) -> None:
+        if self._db_down_since is None:
+            self._db_down_since = time.monotonic()
+            logger.warning("prediction log database unavailable (%s: %s); spilling to %s", type(exc).__name__, exc, self.spill_dir)
+        self._retry_at = time.monotonic() + self.retry_interval
+        if self._store is not None:
+            try:
+                self._store.close()
+            except Exception:
+                logger.debug("closing the log store failed", exc_info=True)
+
+    def _spill_batch(self, batch: list[dict], *, reason: str) -> None:
+        with self._spill.lock:
+            try:
+                self._spill.append(batch)
+            except OSError:
+                DROPPED.labels("spill_failed").inc(len(batch))
+                logger.exception("could not spill %d prediction log records to %s: they are lost", len(batch), self.spill_dir)
+                return
+        SPILLED.labels(reason).inc(len(batch))
+
+    def _database_up(self) -> None:
+        if self._db_down_since is not None:
+            logger.warning("prediction log database is back after %.1f s; replaying the spill", time.monotonic() - self._db_down_since)
+            self._db_down_since = None
+        if self._spill.is_open:
+            with self._spill.lock:
+                self._spill.close()
+            self._next_replay_check = 0.0  # replay right away
+
+    def _maybe_replay(self) -> None:
+        if self._db_down_since is not None:
+            # Probe while idle too: the spill must come back even if no new batch arrives.
+            if time.monotonic() < self._retry_at:
+                return
+            try:
+                self._get_store().ping()
+            except Exception as exc:
+                self._database_down(exc)
+                return
+            self._database_up()
+        if time.monotonic() < self._next_replay_check:
+            return
+        self._next_replay_check = time.monotonic() + self.replay_interval
+        for path in spill.replayable(self.spill_dir):
+            result = replay_file(path, store=self._get_store(), spill_dir=self.spill_dir, chunk=self.batch_size)
+            if result.error:
+                if result.error != "taken by another process":
+                    self._database_down(RuntimeError(result.error))
+                    return
+                continue
+            logger.info("replayed %d prediction log records from %s (%d new)", result.records, path.name, result.inserted)
 
 
-_writer = PredictionLogWriter(
-    batch_size=getattr(settings, "AUDIT_BATCH_SIZE", 500),
-    interval=getattr(settings, "AUDIT_FLUSH_INTERVAL", 0.2),
-    max_queue=getattr(settings, "AUDIT_QUEUE_MAX", 100_000),
-    recent_size=getattr(settings, "AUDIT_RECENT_SIZE", 10_000),
-)
+# --- shutdown hooks -------------------------------------------------------------------------
+_hooked: dict[int, set[int]] = {}  # pid -> ids of writers whose hooks are installed
+
+
+def install_shutdown_hooks(writer: PredictionLogWriter) -> None:
+    """``atexit`` always; SIGTERM/SIGINT handlers when called on the main thread and allowed."""
+    hooked = _hooked.setdefault(os.getpid(), set())
+    if id(writer) in hooked:
+        return
+    hooked.add(id(writer))
+    atexit.register(writer.shutdown)
+    if not writer.install_signal_handlers or threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(signum)
+        signal.signal(signum, _chained_handler(writer, previous))
+
+
+def _chained_handler(writer: PredictionLogWriter, previous):
+    def handler(signum, frame):
+        writer.shutdown()
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_IGN:
+            return
+        else:  # SIG_DFL (or unknown): die by the signal, as the process would have
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    return handler
+
+
+def writer_from_settings() -> PredictionLogWriter:
+    return PredictionLogWriter(
+        batch_size=setting("AUDIT_BATCH_SIZE"),
+        interval=setting("AUDIT_FLUSH_INTERVAL"),
+        max_queue=setting("AUDIT_QUEUE_MAX"),
+        recent_size=setting("AUDIT_RECENT_SIZE"),
+        spill_dir=Path(setting("AUDIT_SPILL_DIR")),
+        spill_max_bytes=setting("AUDIT_SPILL_MAX_BYTES"),
+        retry_interval=setting("AUDIT_RETRY_INTERVAL"),
+        replay_interval=setting("AUDIT_REPLAY_INTERVAL"),
+        overflow_lock_timeout=setting("AUDIT_OVERFLOW_LOCK_TIMEOUT"),
+        shutdown_timeout=setting("AUDIT_SHUTDOWN_TIMEOUT"),
+        redactor=Redactor(
+            drop=setting("AUDIT_REDACT_DROP"),
+            hash_keys=setting("AUDIT_REDACT_HASH"),
+            hash_key=setting("AUDIT_REDACT_HASH_KEY"),
+        ),
+        publisher=Publisher() if setting("AUDIT_PUBLISH_LIVE") else None,
+        write_method=setting("AUDIT_WRITE_METHOD") or None,
+    )
+
+
+_writer = writer_from_settings()
+_writer.install_signal_handlers = setting("AUDIT_SIGNAL_HANDLERS")
 
 submit = _writer.submit
 lookup = _writer.lookup
 flush = _writer.flush
+shutdown = _writer.shutdown
+
+
+def use_server_signal_handling() -> None:
+    """For servers that own their signals (gunicorn workers): rely on their exit hook + atexit."""
+    _writer.install_signal_handlers = False
+
+
+def default_writer() -> PredictionLogWriter:
+    return _writer

@@ -1,0 +1,109 @@
+"""Best-effort publication of written predictions to the channel layer, for the live pages.
+
+After a batch is in the database, its records go to the channel-layer group
+``predictions.<product>`` as messages ``{"type": "predictions.batch", "records": [...]}`` of
+at most ``CHUNK`` compact records (no features: the live page shows scores, decisions and
+shadow diffs, and features may carry PII even after redaction). A thread of its own sends
+them, behind a small bounded queue: a slow or absent Redis costs dropped live updates
+(counted in ``audit_log_publish_dropped_total``), never a slower or failed log write.
+"""
+
+import logging
+import queue
+import threading
+
+from audit.metrics import PUBLISH_DROPPED
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 100
+LIVE_FIELDS = (
+    "prediction_id",
+    "event_id",
+    "product",
+    "model_version_id",
+    "role",
+    "score",
+    "decision",
+    "latency_ms",
+    "cached",
+    "fallback_reason",
+    "primary_prediction_id",
+    "score_diff",
+    "diff_class",
+    "decision_agrees",
+    "created_at",
+)
+
+
+def group_name(product: str) -> str:
+    return f"predictions.{product}"
+
+
+def live_record(record: dict) -> dict:
+    """The compact, msgpack-safe form of a record sent to the live pages."""
+    out = {}
+    for key in LIVE_FIELDS:
+        value = record.get(key)
+        if value is None or isinstance(value, bool | int | float | str):
+            out[key] = value
+        elif hasattr(value, "isoformat"):
+            out[key] = value.isoformat()
+        else:
+            out[key] = str(value) if not hasattr(value, "item") else value.item()
+    return out
+
+
+class Publisher:
+    def __init__(self, *, max_batches: int = 64):
+        self._queue: queue.Queue = queue.Queue(maxsize=max_batches)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._layer = None
+
+    def publish(self, records: list[dict]) -> None:
+        """Hand a written batch over; never blocks, never raises."""
+        try:
+            self._ensure_thread()
+            self._queue.put_nowait(records)
+        except queue.Full:
+            PUBLISH_DROPPED.inc()
+        except Exception:
+            PUBLISH_DROPPED.inc()
+            logger.debug("prediction publish failed", exc_info=True)
+
+    def _ensure_thread(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="prediction-log-publisher", daemon=True)
+                self._thread.start()
+
+    def reset_after_fork(self) -> None:
+        self._queue = queue.Queue(maxsize=self._queue.maxsize)
+        self._thread = None
+        self._lock = threading.Lock()
+        self._layer = None
+
+    def _run(self) -> None:
+        from asgiref.sync import async_to_sync
+        from channels.layers import get_channel_layer
+
+        while True:
+            records = self._queue.get()
+            try:
+                if self._layer is None:
+                    self._layer = get_channel_layer()
+                if self._layer is None:
+                    continue
+                by_product: dict[str, list[dict]] = {}
+                for record in records:
+                    by_product.setdefault(record["product"], []).append(live_record(record))
+                for product, items in by_product.items():
+                    for start in range(0, len(items), CHUNK):
+                        message = {"type": "predictions.batch", "records": items[start : start + CHUNK]}
+                        async_to_sync(self._layer.group_send)(group_name(product), message)
+            except Exception:
+                PUBLISH_DROPPED.inc()
+                logger.warning("could not publish %d predictions to the live channel group", len(records), exc_info=True)

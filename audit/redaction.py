@@ -1,0 +1,78 @@
+"""PII redaction of prediction log records, before they are persisted or spilled to disk.
+
+``AUDIT_REDACT_DROP`` lists feature/payload keys removed outright; ``AUDIT_REDACT_HASH`` lists
+keys whose value is replaced by a keyed hash (HMAC-SHA256 with ``AUDIT_REDACT_HASH_KEY``,
+default the ``SECRET_KEY``), so equal values still group together without being readable, and
+low-entropy values (e-mail addresses, phone numbers) can not be recovered by hashing guesses.
+Keys match at any depth of ``features`` and at the top level of ``explain_summary`` items.
+"""
+
+import hashlib
+import hmac
+from collections.abc import Iterable
+
+HASH_PREFIX = "hmac-sha256:"
+
+
+class Redactor:
+    def __init__(self, *, drop: Iterable[str] = (), hash_keys: Iterable[str] = (), hash_key: str | bytes = b""):
+        self.drop = frozenset(drop)
+        self.hash_keys = frozenset(hash_keys) - self.drop
+        self._key = hash_key.encode() if isinstance(hash_key, str) else hash_key
+
+    @property
+    def active(self) -> bool:
+        return bool(self.drop or self.hash_keys)
+
+    def hash_value(self, value) -> str:
+        return HASH_PREFIX + hmac.new(self._key, str(value).encode(), hashlib.sha256).hexdigest()
+
+    def _clean(self, value):
+        if isinstance(value, dict):
+            cleaned = {}
+            for key, item in value.items():
+                if key in self.drop:
+                    continue
+                cleaned[key] = self.hash_value(item) if key in self.hash_keys and item is not None else self._clean(item)
+            return cleaned
+        if isinstance(value, list):
+            return [self._clean(item) for item in value]
+        return value
+
+    def redact(self, record: dict) -> dict:
+        """A redacted shallow copy of ``record`` (the caller's dict is left alone)."""
+        if not self.active:
+            return record
+        redacted = dict(record)
+        for key in self.drop.intersection(record):
+            if key not in _STRUCTURAL_KEYS:
+                del redacted[key]
+        if isinstance(record.get("features"), dict | list):
+            redacted["features"] = self._clean(record["features"])
+        if isinstance(record.get("explain_summary"), list):
+            redacted["explain_summary"] = [self._explain_item(item) for item in record["explain_summary"]]
+        return redacted
+
+    def _explain_item(self, item):
+        # Explanations name features; a dropped feature's contribution leaves with it.
+        if isinstance(item, dict) and item.get("feature") in self.drop:
+            return {**item, "feature": "[redacted]"}
+        return self._clean(item)
+
+
+# Fields of the log itself are never dropped by a key listed for the payload.
+_STRUCTURAL_KEYS = frozenset(
+    {
+        "prediction_id",
+        "event_id",
+        "product",
+        "model_version_id",
+        "role",
+        "features",
+        "score",
+        "decision",
+        "threshold",
+        "latency_ms",
+        "created_at",
+    }
+)

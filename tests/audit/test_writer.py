@@ -1,0 +1,157 @@
+"""The log writer against the real PostgreSQL: batching, outages, spill and replay, redaction."""
+
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+
+import orjson
+import psycopg
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from audit import spill
+from audit.logstore import APPLICATION_NAME
+from audit.models import PredictionLog
+from audit.redaction import HASH_PREFIX, Redactor
+from tests.audit.conftest import make_record
+
+pytestmark = pytest.mark.skipif(connection.vendor != "postgresql", reason="durability is measured against PostgreSQL")
+
+
+def submit_concurrently(writer, records: list[dict], threads: int = 8) -> None:
+    chunks = [records[i::threads] for i in range(threads)]
+    workers = [threading.Thread(target=lambda chunk=chunk: [writer.submit(r) for r in chunk]) for chunk in chunks]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+
+@contextmanager
+def database_down():
+    """Refuse new connections to the test database and cut the writer's current one."""
+    name = connection.settings_dict["NAME"]
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        try:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
+                [name, APPLICATION_NAME],
+            )
+            yield
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+
+def wait_for(predicate, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def spilled_lines(folder) -> list[dict]:
+    return [orjson.loads(line) for path in folder.glob("spill-*") for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def test_concurrent_submits_are_all_written_after_flush(transactional_db, production_version, writer_factory):
+    writer = writer_factory()
+    records = [make_record(production_version) for _ in range(2000)]
+    submit_concurrently(writer, records)
+    assert writer.flush(20)
+    assert PredictionLog.objects.count() == 2000
+    assert set(PredictionLog.objects.values_list("pk", flat=True)) == {r["prediction_id"] for r in records}
+
+
+def test_submit_does_not_wait_for_the_database(transactional_db, production_version, writer_factory):
+    writer = writer_factory(interval=1.0)
+    records = [make_record(production_version) for _ in range(1000)]
+    started = time.perf_counter()
+    for record in records:
+        writer.submit(record)
+    per_submit = (time.perf_counter() - started) / len(records)
+    assert per_submit < 0.0005  # microseconds in practice; nothing on the caller's path waits for I/O
+    assert writer.flush(10)
+
+
+def test_outage_spills_and_replays_every_record_exactly_once(transactional_db, production_version, writer_factory):
+    writer = writer_factory()
+    before = [make_record(production_version) for _ in range(300)]
+    submit_concurrently(writer, before)
+    assert writer.flush(10)
+
+    during = [make_record(production_version) for _ in range(600)]
+    with database_down():
+        submit_concurrently(writer, during)
+        assert writer.flush(20)
+        assert {r["prediction_id"] for r in spilled_lines(writer.spill_dir)} == {str(r["prediction_id"]) for r in during}
+
+    after = [make_record(production_version) for _ in range(100)]
+    submit_concurrently(writer, after)
+    assert writer.flush(10)
+    expected = {r["prediction_id"] for r in before + during + after}
+    assert wait_for(lambda: PredictionLog.objects.count() == len(expected) and not list(writer.spill_dir.glob("spill-*")))
+    assert set(PredictionLog.objects.values_list("pk", flat=True)) == expected
+
+
+def test_replay_command_is_idempotent(transactional_db, production_version, tmp_path, settings):
+    settings.AUDIT_SPILL_DIR = str(tmp_path / "spill")
+    records = [make_record(production_version) for _ in range(50)]
+    first, second = tmp_path / "a.ndjson", tmp_path / "b.ndjson"
+    for path in (first, second):
+        path.write_bytes(b"".join(spill.dumps(r) for r in records))
+    call_command("audit_replay", str(first))
+    call_command("audit_replay", str(second))
+    assert PredictionLog.objects.count() == 50
+    assert not first.exists() and not second.exists()
+
+
+def test_refused_records_are_kept_aside_and_the_rest_written(transactional_db, production_version, writer_factory):
+    writer = writer_factory()
+    good = [make_record(production_version) for _ in range(5)]
+    bad = make_record(production_version, model_version_id=uuid.uuid4())  # no such model version
+    for record in [*good[:2], bad, *good[2:]]:
+        writer.submit(record)
+    assert writer.flush(10)
+    assert set(PredictionLog.objects.values_list("pk", flat=True)) == {r["prediction_id"] for r in good}
+    rejected = list((writer.spill_dir / "rejected").glob("*.ndjson"))
+    assert [orjson.loads(line)["prediction_id"] for line in rejected[0].read_bytes().splitlines()] == [str(bad["prediction_id"])]
+
+
+def test_full_queue_spills_instead_of_blocking(transactional_db, production_version, writer_factory):
+    writer = writer_factory(max_queue=1, interval=2.0, batch_size=1000)
+    records = [make_record(production_version) for _ in range(50)]
+    for record in records:
+        writer.submit(record)
+    overflowed = spilled_lines(writer.spill_dir)
+    assert len(overflowed) >= 40
+    assert writer.flush(10)
+    # The next successful batch closed the overflow file and the writer replayed it.
+    assert wait_for(lambda: PredictionLog.objects.count() == 50)
+    assert set(PredictionLog.objects.values_list("pk", flat=True)) == {r["prediction_id"] for r in records}
+
+
+def test_redaction_drops_and_hashes_before_the_database_and_the_spill(transactional_db, production_version, writer_factory):
+    redactor = Redactor(drop=["email"], hash_keys=["country"], hash_key="k")
+    writer = writer_factory(redactor=redactor)
+    written = make_record(production_version)
+    writer.submit(written)
+    assert writer.flush(10)
+    row = PredictionLog.objects.get(pk=written["prediction_id"])
+    assert "email" not in row.features
+    assert row.features["country"] == redactor.hash_value("NL") and row.features["country"].startswith(HASH_PREFIX)
+    assert row.features["amount"] == 12.5
+    assert written["features"]["email"] == "alice@example.com"  # the caller's dict is untouched
+
+    with database_down():
+        spilled = make_record(production_version)
+        writer.submit(spilled)
+        assert writer.flush(10)
+        [line] = spilled_lines(writer.spill_dir)
+    assert "alice@example.com" not in orjson.dumps(line).decode()
+    assert line["features"]["country"] == redactor.hash_value("NL")
+    assert writer.lookup(spilled["prediction_id"])["features"].keys() == {"amount", "country"}
