@@ -11,66 +11,115 @@ validation errors. No traceback or internal name ever reaches a client.
 
 import logging
 
-import orjson
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from django.views import defaults
+from django_ratelimit.exceptions import Ratelimited
 from rest_framework import exceptions, status
-from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.parsers import BaseParser
-from rest_framework.permissions import AllowAny
-from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from mlops import ratelimits
+from mlops.api_json import FixedJSONNegotiation, OrjsonParser, OrjsonRenderer, PayloadTooLarge, max_body_bytes
+from mlops.authentication import DevBypassAuthentication, Principal, StaffSessionAuthentication, TokenAuthentication
+from mlops.permissions import UNSET, HasApiCapability, Unset
+
 logger = logging.getLogger(__name__)
 
-
-class OrjsonParser(BaseParser):
-    media_type = "application/json"
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        try:
-            return orjson.loads(stream.read() if stream is not None else b"")
-        except orjson.JSONDecodeError as exc:
-            raise exceptions.ParseError(f"malformed JSON: {exc}") from None
-
-
-class OrjsonRenderer(BaseRenderer):
-    media_type = "application/json"
-    format = "json"
-    charset = None
-
-    def render(self, data, accepted_media_type=None, renderer_context=None):
-        if data is None:
-            return b""
-        return orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-class FixedJSONNegotiation(BaseContentNegotiation):
-    """JSON in, JSON out: skips DRF's per-request negotiation (about a fifth of a request's cost)."""
-
-    def select_parser(self, request, parsers):
-        return parsers[0]
-
-    def select_renderer(self, request, renderers, format_suffix=None):
-        return renderers[0], renderers[0].media_type
+__all__ = [
+    "UNSET",
+    "BaseAPIView",
+    "FixedJSONNegotiation",
+    "HasApiCapability",
+    "OrjsonParser",
+    "OrjsonRenderer",
+    "PayloadTooLarge",
+    "Unset",
+    "error_body",
+    "exception_handler",
+    "handler404",
+    "handler500",
+    "iter_api_endpoints",
+    "principal_of",
+]
 
 
 class BaseAPIView(APIView):
     """Base of every API endpoint: fixed JSON, and the platform's authentication and permissions.
 
     Each endpoint names the capability it needs in ``api_permission`` (see
-    ``mlops.choices.ApiCapability``); roles grant capabilities. ``None`` marks the few
-    endpoints that are public (health probes).
+    ``mlops.choices.ApiCapability``); roles grant capabilities (``mlops.roles``). ``None``
+    marks the few endpoints that are public (health probes); an endpoint that declares
+    nothing answers nobody. The caller is ``request.auth``, a
+    ``mlops.authentication.Principal`` (``principal_of(request)``).
+
+    Order of checks: body size (before anything is parsed), authentication (401), rate limit
+    of the capability's group (429, also counted for callers without credentials, by IP),
+    capability (403).
     """
 
-    api_permission: str | None = None
+    api_permission: str | Unset | None = UNSET
 
     parser_classes = [OrjsonParser]
     renderer_classes = [OrjsonRenderer]
     content_negotiation_class = FixedJSONNegotiation
-    authentication_classes: list = []
-    permission_classes = [AllowAny]
+    authentication_classes = [TokenAuthentication, StaffSessionAuthentication, DevBypassAuthentication]
+    permission_classes = [HasApiCapability]
+
+    def initial(self, request, *args, **kwargs):
+        length = request.META.get("CONTENT_LENGTH")
+        if length:
+            try:
+                too_large = int(length) > max_body_bytes()
+            except ValueError:
+                raise exceptions.ParseError("invalid Content-Length header") from None
+            if too_large:
+                raise PayloadTooLarge()
+        super().initial(request, *args, **kwargs)
+
+    def check_permissions(self, request):
+        # Rate limit between authentication (done by now) and the capability check, so that
+        # callers without credentials are limited by IP too.
+        permission = self.api_permission
+        request._ratelimit_usage = ratelimits.check(
+            request, capability=None if permission is UNSET else permission, principal=principal_of(request)
+        )
+        super().check_permissions(request)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        usage = getattr(request, "_ratelimit_usage", None)
+        if usage is not None:
+            ratelimits.apply_headers(response, usage)
+        return response
+
+
+def iter_api_endpoints(urlconf=None):
+    """Every URL pattern served by a BaseAPIView subclass: yields (route, view class).
+
+    The route is the concatenated pattern text (``v1/canary/<slug:product>``, or regex text
+    for ``re_path``). Walking the resolver keeps checks and the security tests in step with
+    whatever endpoints the apps add.
+    """
+    from django.urls import URLPattern, URLResolver, get_resolver
+
+    def walk(patterns, prefix):
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                yield from walk(pattern.url_patterns, prefix + str(pattern.pattern))
+            elif isinstance(pattern, URLPattern):
+                view_class = getattr(pattern.callback, "cls", None) or getattr(pattern.callback, "view_class", None)
+                if isinstance(view_class, type) and issubclass(view_class, BaseAPIView):
+                    yield prefix + str(pattern.pattern), view_class
+
+    yield from walk(get_resolver(urlconf).url_patterns, "")
+
+
+def principal_of(request) -> Principal | None:
+    """The caller of an API request (None when it sent no credentials)."""
+    auth = getattr(request, "auth", None)
+    return auth if isinstance(auth, Principal) else None
 
 
 def _flatten(detail, prefix: str = "") -> dict[str, list[str]]:
@@ -101,6 +150,8 @@ def exception_handler(exc, context):
     """DRF exception handler: every failure becomes the platform's JSON error body."""
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
+    elif isinstance(exc, Ratelimited):  # django-ratelimit's decorator: a PermissionDenied that means 429
+        exc = ratelimits.RateLimited(wait=60)
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
     if isinstance(exc, exceptions.ValidationError):
@@ -109,8 +160,29 @@ def exception_handler(exc, context):
     if isinstance(exc, exceptions.APIException):
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
         headers = {}
+        if getattr(exc, "auth_header", None):  # set by DRF on 401s from the first authenticator
+            headers["WWW-Authenticate"] = exc.auth_header
         if getattr(exc, "wait", None):
             headers["Retry-After"] = str(int(exc.wait))
         return Response(error_body(code, str(exc.detail)), status=exc.status_code, headers=headers)
     logger.exception("unhandled error in %s", context.get("view").__class__.__name__ if context.get("view") else "API")
     return Response(error_body("internal_error", "The server failed to handle this request."), status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+# --- Django's own error pages: JSON under the API prefixes ---------------------------------
+
+
+def _is_api_path(request) -> bool:
+    return request.path.startswith(tuple(getattr(settings, "API_PATH_PREFIXES", ("/v1/",))))
+
+
+def handler404(request, exception=None):
+    if _is_api_path(request):
+        return JsonResponse(error_body("not_found", "No such endpoint."), status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def handler500(request):
+    if _is_api_path(request):
+        return JsonResponse(error_body("internal_error", "The server failed to handle this request."), status=500)
+    return defaults.server_error(request)

@@ -167,3 +167,48 @@ class RollbackEvent(models.Model):
 
     def __str__(self) -> str:
         return f"rollback of {self.product} ({self.reason}) at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+# --- API keys (security) ---
+from mlops.choices import ApiCapability  # noqa: E402
+from mlops.roles import Role  # noqa: E402
+
+
+class ApiKey(models.Model):
+    """A credential of one API client; a client may hold several (rotation, one per service).
+
+    The key is ``mlk_<prefix>.<secret>``: the prefix is stored in clear to find the row, the
+    secret only as its SHA-256. The secret is 256 random bits, so a fast hash is enough (no
+    salt or slow hash is needed against guessing) and verification costs microseconds. The
+    plaintext is returned once by ``mlops.services.api_key_create`` and never stored.
+    Keys are never edited or deleted: they expire or are revoked, and the row stays as a record.
+    """
+
+    client = models.CharField(max_length=100, help_text="Who uses the key (a service or partner name).")
+    role = models.CharField(max_length=32, choices=Role.choices)
+    label = models.CharField(max_length=200, blank=True, help_text="What this key is for (e.g. 'checkout, eu-west').")
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    secret_sha256 = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["client", "-created_at"]
+        # ``revoke_apikey`` guards the admin's revoke action; the ``api_*`` permissions are the
+        # API capabilities that role groups (and so staff users) are granted (mlops.roles).
+        permissions = [("revoke_apikey", "Can revoke API keys")] + [
+            (f"api_{capability}", f"API: {label}") for capability, label in ApiCapability.choices
+        ]
+        constraints = [models.CheckConstraint(condition=Q(role__in=Role.values), name="api_key_role_valid")]
+        indexes = [models.Index(fields=["client"])]
+
+    def __str__(self) -> str:
+        return f"{self.client} ({self.role}) mlk_{self.prefix}…"

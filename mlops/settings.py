@@ -146,8 +146,15 @@ SIMPLE_HISTORY_REVERT_DISABLED = True
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "mlops.api.exception_handler",
-    "DEFAULT_PARSER_CLASSES": ["mlops.api.OrjsonParser"],
-    "DEFAULT_RENDERER_CLASSES": ["mlops.api.OrjsonRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["mlops.api_json.OrjsonParser"],
+    "DEFAULT_RENDERER_CLASSES": ["mlops.api_json.OrjsonRenderer"],
+    # Secure by default even for views that do not derive from mlops.api.BaseAPIView.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "mlops.authentication.TokenAuthentication",
+        "mlops.authentication.StaffSessionAuthentication",
+        "mlops.authentication.DevBypassAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["mlops.permissions.HasApiCapability"],
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
@@ -235,3 +242,51 @@ ROLLOUT_GUARD_MIN_OUTCOMES = env.int("ROLLOUT_GUARD_MIN_OUTCOMES", default=20)
 ROLLOUT_GUARD_MAX_SIGNIFICANT_DIFF_RATE = env.float("ROLLOUT_GUARD_MAX_SIGNIFICANT_DIFF_RATE", default=0.2)
 # The rollout page's counters and chart cover this many minutes.
 ROLLOUT_STATS_MINUTES = env.int("ROLLOUT_STATS_MINUTES", default=10)
+
+# --- Security ---------------------------------------------------------------------------------
+# API authentication (mlops.authentication), roles (mlops.roles), rate limits (mlops.ratelimits).
+INSTALLED_APPS += ["django_ratelimit"]  # noqa: F405 - for its system check (wants a shared cache)
+
+# JWT for external clients: HS256 with JWT_SECRET, or RS256/ES256 with JWT_PUBLIC_KEY (PEM).
+# Issuer and audience are always checked; without them (or a key) JWTs are refused.
+JWT_ALGORITHM = env.str("JWT_ALGORITHM", default="HS256")
+JWT_SECRET = env.str("JWT_SECRET", default="")
+JWT_PUBLIC_KEY = env.str("JWT_PUBLIC_KEY", default="", multiline=True)
+JWT_ISSUER = env.str("JWT_ISSUER", default="")
+JWT_AUDIENCE = env.str("JWT_AUDIENCE", default="")
+JWT_LEEWAY = env.int("JWT_LEEWAY", default=30)  # seconds of clock skew tolerated on exp/nbf/iat
+JWT_ROLES_CLAIM = env.str("JWT_ROLES_CLAIM", default="roles")
+# The issuer's role names -> ours ("their-name=inference_client,..."); our own names always map.
+JWT_ROLE_MAP = env.dict("JWT_ROLE_MAP", default={})
+
+# Development only: requests without credentials get every capability. Honoured only when DEBUG
+# is on; a system check (mlops.security.W001) warns loudly whenever it is active.
+API_AUTH_DEV_BYPASS = env.bool("API_AUTH_DEV_BYPASS", default=False)
+# The OpenAPI schema and docs pages without credentials (off: they need any valid credential).
+API_DOCS_PUBLIC = env.bool("API_DOCS_PUBLIC", default=False)
+# Request bodies above this are refused (413) before they are read or parsed.
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)
+# Paths under which Django's own 404/500 pages answer in the API's JSON error format.
+API_PATH_PREFIXES = ("/v1/",)
+
+# Rate limits (django-ratelimit rate syntax, "N/period"; an empty value disables that window).
+# "30/min with a burst of 5" = two fixed windows that must both allow a request: 30 per minute
+# and at most 5 in any one second. Counters live in the shared cache (Redis with REDIS_URL).
+RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
+RATELIMIT_PREDICT = env.str("RATELIMIT_PREDICT", default="30/m")
+RATELIMIT_PREDICT_BURST = env.str("RATELIMIT_PREDICT_BURST", default="5/s")
+RATELIMIT_AUDIT = env.str("RATELIMIT_AUDIT", default="120/m")
+RATELIMIT_ADMIN = env.str("RATELIMIT_ADMIN", default="20/m")
+# Cache down: serve without limits (counted in mlops_ratelimit_fail_open_total), and do not ask
+# the cache again for this many seconds.
+RATELIMIT_FAIL_OPEN = True
+RATELIMIT_FAIL_OPEN_PAUSE = env.float("RATELIMIT_FAIL_OPEN_PAUSE", default=5.0)
+# Behind a reverse proxy: the header that carries the client IP (e.g. "X-Forwarded-For"); its
+# right-most entry is used. Empty: REMOTE_ADDR (never trust the header without a proxy that sets it).
+CLIENT_IP_HEADER = env.str("CLIENT_IP_HEADER", default="")
+RATELIMIT_IP_META_KEY = "mlops.ratelimits.client_ip"  # for any @ratelimit(key="ip") too
+if not REDIS_URL:
+    # The embedded default is one process with a local-memory cache: its counters are per
+    # process, which is exactly right for one process. django-ratelimit's check refuses
+    # local memory because it is not shared between processes; production sets REDIS_URL.
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]

@@ -47,3 +47,9 @@ __all__ = [
     "shadow_disable",
     "shadow_enable",
 ]
+
+# Security: API keys (create, revoke) and the role groups (mlops.roles).
+from mlops.services.api_keys import ApiKeyError, api_key_create, api_key_revoke
+from mlops.services.roles import roles_sync
+
+__all__ += ["ApiKeyError", "api_key_create", "api_key_revoke", "roles_sync"]

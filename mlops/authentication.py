@@ -1,0 +1,372 @@
+"""Who is calling: API keys, JWTs and admin sessions, each turned into a `Principal`.
+
+Every authenticated API request carries a `Principal` in ``request.auth`` (``request.user``
+stays a Django user: the signed-in staff member, or ``AnonymousUser`` for keys and tokens, so
+code that records "who changed it" never sees a non-user object).
+
+The hot path is in process: active API keys are held in a dict keyed by their prefix and
+reloaded only when the configuration generation in the shared cache changes (checked at most
+once a second), so a revocation reaches every worker within about a second and verifying a
+key costs one SHA-256 and a dict lookup. Verified JWTs are remembered until they expire, so a
+client sending the same token again costs a dict lookup too.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import jwt
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from django.db import DatabaseError
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication, SessionAuthentication
+
+from mlops import config_generation
+from mlops.choices import ApiCapability
+from mlops.keyformat import KEY_PREFIX, secret_digest, split_key
+from mlops.roles import RATE_LIMIT_EXEMPT_ROLES, Role, capabilities_of_role, capabilities_of_roles, capability_permission_codename
+
+logger = logging.getLogger(__name__)
+
+_ANONYMOUS = AnonymousUser()
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller of one API request, whatever credential it used.
+
+    ``ident`` identifies the credential (rate limits count per ident); ``owner`` identifies the
+    client across its credentials (what "own predictions" means: store it with a prediction
+    and filter on it).
+    """
+
+    kind: str  # "api_key" | "jwt" | "session" | "dev"
+    ident: str  # "key:<prefix>", "jwt:<subject>", "user:<pk>", "dev"
+    owner: str  # "client:<name>", "jwt:<subject>", "user:<username>", "dev"
+    name: str  # for people: client name, token subject or username
+    roles: frozenset[str]
+    capabilities: frozenset[str]
+    user: object = field(default=None, compare=False)  # the Django user of a session, else None
+
+    is_authenticated = True
+
+    @property
+    def rate_limit_exempt(self) -> bool:
+        return not self.roles.isdisjoint(RATE_LIMIT_EXEMPT_ROLES)
+
+    def has_capability(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+
+class CredentialsUnavailable(exceptions.APIException):
+    status_code = 503
+    default_detail = "Credentials cannot be checked right now; retry shortly."
+    default_code = "auth_unavailable"
+
+
+# --- API keys -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyEntry:
+    id: int
+    digest: bytes
+    principal: Principal
+    expires_at: float | None  # epoch seconds
+
+
+class ApiKeyCache:
+    """The active (not revoked) API keys of this process, by prefix."""
+
+    CHECK_INTERVAL = 1.0  # how often the shared generation is read (seconds)
+    FALLBACK_RELOAD = 5.0  # reload period while the shared cache cannot be read
+    MAX_AGE = 300.0  # reload at least this often even when nothing signalled a change
+
+    def __init__(self) -> None:
+        self._entries: dict[str, _KeyEntry] = {}
+        self._generation: int | None = None
+        self._loaded_at = float("-inf")
+        self._next_check = 0.0
+        self._loaded = False
+        self._lock = threading.Lock()
+
+    def lookup(self, prefix: str) -> _KeyEntry | None:
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._refresh(now)
+        if not self._loaded:
+            raise CredentialsUnavailable()
+        return self._entries.get(prefix)
+
+    def invalidate(self) -> None:
+        """Forget everything; the next lookup reloads (tests, and after a local change)."""
+        with self._lock:
+            self._generation = None
+            self._next_check = 0.0
+
+    def _refresh(self, now: float) -> None:
+        with self._lock:
+            if now < self._next_check:
+                return
+            self._next_check = now + self.CHECK_INTERVAL
+            # Read the generation before the rows: a change committed in between is seen
+            # as a newer generation next second and reloaded then.
+            generation = config_generation.current()
+            age = now - self._loaded_at
+            unreachable = generation == -1  # the shared cache is down: reload on a timer
+            stale = age >= self.FALLBACK_RELOAD if unreachable else (generation != self._generation or age >= self.MAX_AGE)
+            if not stale:
+                return
+            try:
+                self._entries = _load_keys()
+            except DatabaseError:
+                logger.warning("could not reload API keys; keeping the %d loaded ones", len(self._entries), exc_info=True)
+                return
+            self._generation = generation
+            self._loaded_at = now
+            self._loaded = True
+
+
+def _load_keys() -> dict[str, _KeyEntry]:
+    from mlops.models import ApiKey  # the models module imports this package's roles
+
+    entries = {}
+    rows = ApiKey.objects.filter(revoked_at__isnull=True).values_list("id", "prefix", "secret_sha256", "client", "role", "expires_at")
+    for key_id, prefix, digest, client, role, expires_at in rows:
+        principal = Principal(
+            kind="api_key",
+            ident=f"key:{prefix}",
+            owner=f"client:{client}",
+            name=client,
+            roles=frozenset({role}),
+            capabilities=capabilities_of_role(role),
+        )
+        entries[prefix] = _KeyEntry(
+            id=key_id,
+            digest=bytes.fromhex(digest),
+            principal=principal,
+            expires_at=expires_at.timestamp() if expires_at else None,
+        )
+    return entries
+
+
+api_keys = ApiKeyCache()
+
+
+def verify_api_key(key: str) -> Principal:
+    """The principal of a presented key, or AuthenticationFailed."""
+    parts = split_key(key)
+    if parts is None:
+        raise exceptions.AuthenticationFailed("Malformed API key.", code="invalid_api_key")
+    prefix, secret = parts
+    entry = api_keys.lookup(prefix)
+    if entry is None or not hmac.compare_digest(entry.digest, secret_digest(secret)):
+        raise exceptions.AuthenticationFailed("Invalid or revoked API key.", code="invalid_api_key")
+    if entry.expires_at is not None and time.time() >= entry.expires_at:
+        raise exceptions.AuthenticationFailed("The API key has expired.", code="api_key_expired")
+    return entry.principal
+
+
+# --- JWT ------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=8)
+def _prepared_key(algorithm: str, key: str):
+    """Parse a PEM public key once (parsing costs far more than verifying)."""
+    return jwt.get_algorithm_by_name(algorithm).prepare_key(key)
+
+
+def _jwt_key_material(algorithm: str) -> str:
+    if algorithm.startswith("HS"):
+        return getattr(settings, "JWT_SECRET", "")
+    return getattr(settings, "JWT_PUBLIC_KEY", "")
+
+
+class _VerifiedTokens:
+    """Tokens verified recently: token -> (principal, expiry). Bounded; cleared when full."""
+
+    MAX_SIZE = 10_000
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, tuple[Principal, float, tuple]] = {}
+
+    def get(self, token: str, config: tuple) -> Principal | None:
+        hit = self._tokens.get(token)
+        if hit is None:
+            return None
+        principal, expires_at, hit_config = hit
+        if hit_config != config or time.time() >= expires_at:
+            self._tokens.pop(token, None)
+            return None
+        return principal
+
+    def put(self, token: str, principal: Principal, expires_at: float, config: tuple) -> None:
+        if len(self._tokens) >= self.MAX_SIZE:
+            self._tokens.clear()
+        self._tokens[token] = (principal, expires_at, config)
+
+    def clear(self) -> None:
+        self._tokens.clear()
+
+
+verified_tokens = _VerifiedTokens()
+
+
+def _role_map() -> dict[str, str]:
+    mapping = getattr(settings, "JWT_ROLE_MAP", None) or {}
+    return {**{role: role for role in Role.values}, **mapping}
+
+
+def verify_jwt(token: str) -> Principal:
+    """The principal of a presented JWT, or AuthenticationFailed (signature, iss, aud, exp)."""
+    algorithm = getattr(settings, "JWT_ALGORITHM", "HS256")
+    issuer = getattr(settings, "JWT_ISSUER", "")
+    audience = getattr(settings, "JWT_AUDIENCE", "")
+    leeway = getattr(settings, "JWT_LEEWAY", 30)
+    material = _jwt_key_material(algorithm)
+    # The config is part of the cached entry so that a settings change (tests, key rotation
+    # on restart) never serves a token verified under the old rules.
+    config = (algorithm, issuer, audience, material)
+    principal = verified_tokens.get(token, config)
+    if principal is not None:
+        return principal
+    if not material or not issuer or not audience:
+        raise exceptions.AuthenticationFailed("Token authentication is not configured.", code="invalid_token")
+    try:
+        key = material if algorithm.startswith("HS") else _prepared_key(algorithm, material)
+    except (ValueError, TypeError, jwt.InvalidKeyError):
+        logger.error("JWT_PUBLIC_KEY cannot be read as a %s public key", algorithm)
+        raise exceptions.AuthenticationFailed("Token authentication is not configured.", code="invalid_token") from None
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[algorithm],  # never taken from the token header
+            audience=audience,
+            issuer=issuer,
+            leeway=leeway,
+            options={"require": ["exp", "iss", "aud", "sub"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise exceptions.AuthenticationFailed("The token has expired.", code="token_expired") from None
+    except jwt.InvalidAudienceError:
+        raise exceptions.AuthenticationFailed("The token is not meant for this service (audience).", code="invalid_token") from None
+    except jwt.InvalidIssuerError:
+        raise exceptions.AuthenticationFailed("The token comes from an unknown issuer.", code="invalid_token") from None
+    except jwt.InvalidSignatureError:
+        raise exceptions.AuthenticationFailed("The token signature is invalid.", code="invalid_token") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise exceptions.AuthenticationFailed(f"The token lacks the {exc.claim!r} claim.", code="invalid_token") from None
+    except jwt.InvalidTokenError:
+        raise exceptions.AuthenticationFailed("The token is malformed or invalid.", code="invalid_token") from None
+    subject = claims["sub"]
+    if not isinstance(subject, str) or not subject:
+        raise exceptions.AuthenticationFailed("The token subject is invalid.", code="invalid_token")
+    raw_roles = claims.get(getattr(settings, "JWT_ROLES_CLAIM", "roles"), [])
+    if isinstance(raw_roles, str):
+        raw_roles = raw_roles.split()
+    if not isinstance(raw_roles, list):
+        raw_roles = []
+    role_map = _role_map()
+    roles = frozenset(role_map[role] for role in raw_roles if isinstance(role, str) and role in role_map)
+    principal = Principal(
+        kind="jwt",
+        ident=f"jwt:{subject}",
+        owner=f"jwt:{subject}",
+        name=subject,
+        roles=roles,
+        capabilities=capabilities_of_roles(roles),
+    )
+    verified_tokens.put(token, principal, float(claims["exp"]), config)
+    return principal
+
+
+# --- DRF authentication classes -------------------------------------------------------------
+
+
+class TokenAuthentication(BaseAuthentication):
+    """``Authorization: Bearer <API key or JWT>`` or ``X-API-Key: <API key>``."""
+
+    def authenticate(self, request):
+        meta = request._request.META
+        header = meta.get("HTTP_AUTHORIZATION")
+        if header:
+            scheme, _, credential = header.partition(" ")
+            if scheme.lower() != "bearer":
+                return None  # e.g. Basic: not ours
+            credential = credential.strip()
+            if not credential:
+                raise exceptions.AuthenticationFailed("Empty bearer token.", code="invalid_token")
+            if credential.startswith(KEY_PREFIX):
+                return _ANONYMOUS, verify_api_key(credential)
+            return _ANONYMOUS, verify_jwt(credential)
+        key = meta.get("HTTP_X_API_KEY")
+        if key is not None:
+            return _ANONYMOUS, verify_api_key(key.strip())
+        return None
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="api"'
+
+
+class StaffSessionAuthentication(SessionAuthentication):
+    """A staff member signed in to the admin: rights from the permissions of their groups.
+
+    DRF's session authentication enforces CSRF on unsafe methods.
+    """
+
+    def authenticate(self, request):
+        result = super().authenticate(request)
+        if result is None:
+            return None
+        user = result[0]
+        if not user.is_staff:
+            return None
+        capabilities = frozenset(
+            capability for capability in ApiCapability.values if user.has_perm(f"mlops.{capability_permission_codename(capability)}")
+        )
+        roles = frozenset(user.groups.filter(name__in=Role.values).values_list("name", flat=True))
+        principal = Principal(
+            kind="session",
+            ident=f"user:{user.pk}",
+            owner=f"user:{user.get_username()}",
+            name=user.get_username(),
+            roles=roles,
+            capabilities=capabilities,
+            user=user,
+        )
+        return user, principal
+
+
+_DEV_PRINCIPAL = Principal(
+    kind="dev",
+    ident="dev",
+    owner="dev",
+    name="development bypass",
+    roles=frozenset({Role.INTERNAL_SERVICE.value}),
+    capabilities=frozenset(ApiCapability.values),
+)
+
+
+def dev_bypass_active() -> bool:
+    return bool(settings.DEBUG and getattr(settings, "API_AUTH_DEV_BYPASS", False))
+
+
+class DevBypassAuthentication(BaseAuthentication):
+    """Development only: a request without credentials acts with every capability.
+
+    Active only when DEBUG is on *and* API_AUTH_DEV_BYPASS is set; a system check warns
+    whenever it is. Bad credentials still fail: the classes before this one raise.
+    """
+
+    def authenticate(self, request):
+        if not dev_bypass_active():
+            return None
+        logger.warning("API_AUTH_DEV_BYPASS: %s %s served without credentials", request.method, request.path)
+        return _ANONYMOUS, _DEV_PRINCIPAL

@@ -1,0 +1,39 @@
+"""The one permission check of the API: the caller's capabilities against the view's need."""
+
+import logging
+
+from rest_framework.permissions import BasePermission
+
+from mlops.authentication import Principal
+
+logger = logging.getLogger(__name__)
+
+
+class Unset:
+    """``api_permission`` not declared: the endpoint answers nobody (secure by default)."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = Unset()
+
+
+class HasApiCapability(BasePermission):
+    """The one permission check: the caller's capabilities include the view's ``api_permission``."""
+
+    message = "Your role does not allow this operation."
+
+    def has_permission(self, request, view) -> bool:
+        needed = getattr(view, "api_permission", UNSET)
+        if needed is None:
+            return True
+        if needed is UNSET:
+            logger.error("%s declares no api_permission; refusing every caller", type(view).__name__)
+            return False
+        principal = request.auth
+        if not isinstance(principal, Principal):
+            return False  # DRF answers 401 when no authenticator succeeded
+        if not principal.capabilities:
+            self.message = "Your credentials carry no role of this platform."
+        return needed in principal.capabilities

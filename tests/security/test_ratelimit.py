@@ -1,0 +1,128 @@
+"""Rate limits: per client, per group, headers on every limited response, 429 body, fail open."""
+
+import pytest
+from django.conf import settings as django_settings
+from django.core.exceptions import PermissionDenied
+from django.test import Client
+from django_ratelimit.exceptions import Ratelimited
+
+from mlops import ratelimits
+from mlops.api import exception_handler
+
+from .conftest import bearer, create_key, make_jwt
+
+pytestmark = pytest.mark.django_db
+PREDICT = "/v1/_probe/predict"
+
+
+@pytest.fixture
+def limits(settings):
+    settings.RATELIMIT_ENABLE = True
+    # Windows long enough that a slow machine never crosses one mid-test.
+    settings.RATELIMIT_PREDICT = "4/m"
+    settings.RATELIMIT_PREDICT_BURST = ""
+    settings.RATELIMIT_AUDIT = "3/m"
+    settings.RATELIMIT_ADMIN = "2/m"
+    return settings
+
+
+def hammer(path: str, headers: dict, times: int, **extra):
+    client = Client()
+    return [client.get(path, headers=headers, **extra) for _ in range(times)]
+
+
+def test_every_limited_response_carries_limit_and_remaining(limits):
+    responses = hammer(PREDICT, bearer(create_key("inference_client")), 4)
+    assert [r.status_code for r in responses] == [200] * 4
+    assert [r.headers["X-RateLimit-Limit"] for r in responses] == ["4"] * 4
+    assert [r.headers["X-RateLimit-Remaining"] for r in responses] == ["3", "2", "1", "0"]
+
+
+def test_over_the_limit_answers_429_with_the_json_body_and_retry_after(limits):
+    *_, over = hammer(PREDICT, bearer(create_key("inference_client")), 5)
+    assert over.status_code == 429
+    assert over.json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(over.headers["Retry-After"]) <= 60
+    assert (over.headers["X-RateLimit-Limit"], over.headers["X-RateLimit-Remaining"]) == ("4", "0")
+
+
+def test_the_burst_window_refuses_a_quick_sixth_request(limits):
+    limits.RATELIMIT_PREDICT = "30/m"
+    limits.RATELIMIT_PREDICT_BURST = "5/m"  # the default 5/s, stretched so the test cannot cross a window
+    responses = hammer(PREDICT, bearer(create_key("inference_client")), 6)
+    assert [r.status_code for r in responses] == [200] * 5 + [429]
+    assert responses[0].headers["X-RateLimit-Limit"] == "30"  # the main window is reported
+    assert responses[4].headers["X-RateLimit-Remaining"] == "0"  # the tightest window's remainder
+
+
+def test_clients_are_counted_separately(limits):
+    assert hammer(PREDICT, bearer(create_key("inference_client", client="a")), 5)[-1].status_code == 429
+    assert hammer(PREDICT, bearer(create_key("inference_client", client="b")), 1)[0].status_code == 200
+    assert hammer(PREDICT, bearer(make_jwt(sub="jwt-client")), 4)[-1].status_code == 200
+
+
+def test_groups_follow_the_capability_of_the_endpoint(limits):
+    headers = bearer(create_key("auditor"))
+    assert [r.status_code for r in hammer("/v1/_probe/read_audit", headers, 4)] == [200, 200, 200, 429]
+    headers = bearer(create_key("ml_ops"))
+    assert hammer("/v1/_probe/read_models", headers, 1)[0].headers["X-RateLimit-Limit"] == "2"
+
+
+def test_internal_services_are_exempt(limits):
+    responses = hammer(PREDICT, bearer(create_key("internal_service")), 8)
+    assert {r.status_code for r in responses} == {200}
+    assert "X-RateLimit-Limit" not in responses[-1].headers
+
+
+def test_callers_without_credentials_are_limited_by_ip(limits):
+    responses = hammer(PREDICT, {}, 5, REMOTE_ADDR="203.0.113.9")
+    assert [r.status_code for r in responses] == [401] * 4 + [429]
+    assert hammer(PREDICT, {}, 1, REMOTE_ADDR="203.0.113.10")[0].status_code == 401
+
+
+def test_the_forwarded_header_counts_only_when_configured(limits):
+    # Not configured: a client cannot escape its limit by inventing X-Forwarded-For values.
+    client = Client()
+    codes = [client.get(PREDICT, headers={"X-Forwarded-For": f"10.0.0.{n}"}, REMOTE_ADDR="198.51.100.1").status_code for n in range(5)]
+    assert codes[-1] == 429
+    # Configured: the right-most entry (added by our proxy) is the client.
+    limits.CLIENT_IP_HEADER = "X-Forwarded-For"
+    codes = [
+        client.get(PREDICT, headers={"X-Forwarded-For": f"6.6.6.6, 192.0.2.{n}"}, REMOTE_ADDR="198.51.100.1").status_code for n in range(5)
+    ]
+    assert codes == [401] * 5
+
+
+def test_public_endpoints_are_not_limited(limits):
+    assert {r.status_code for r in hammer("/v1/_probe/public", {}, 10)} == {200}
+
+
+def test_limits_can_be_switched_off(limits):
+    limits.RATELIMIT_ENABLE = False
+    responses = hammer(PREDICT, bearer(create_key("inference_client")), 6)
+    assert {r.status_code for r in responses} == {200}
+    assert "X-RateLimit-Limit" not in responses[0].headers
+
+
+def test_a_dead_cache_fails_open_without_a_500(limits):
+    limits.CACHES = {
+        **django_settings.CACHES,
+        "dead": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
+        },
+    }
+    limits.RATELIMIT_USE_CACHE = "dead"
+    before = ratelimits.FAIL_OPEN._value.get()
+    responses = hammer(PREDICT, bearer(create_key("inference_client")), 6)
+    assert {r.status_code for r in responses} == {200}
+    assert ratelimits.FAIL_OPEN._value.get() - before == 6
+    assert ratelimits.breaker.open_until > 0  # the cache is left alone for a while
+
+
+def test_django_ratelimits_own_exception_is_a_429_not_a_403():
+    assert issubclass(Ratelimited, PermissionDenied)  # the trap this guards against
+    response = exception_handler(Ratelimited(), {"view": None})
+    assert response.status_code == 429 and response.data["error"]["code"] == "rate_limited"
+    assert "Retry-After" in response.headers
