@@ -1,0 +1,107 @@
+"""Input and output shapes of the audit API (parsing only; the work is in services/selectors)."""
+
+from datetime import timedelta
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from rest_framework import serializers
+
+from audit.models import PredictionLog
+from audit.selectors import parse_duration
+
+MAX_OUTCOMES_PER_REQUEST = 10_000
+
+
+class OutcomeInputSerializer(serializers.Serializer):
+    product = serializers.SlugField(max_length=64)
+    event_id = serializers.CharField(max_length=200)
+    label = serializers.BooleanField()
+    prediction_id = serializers.UUIDField(required=False, allow_null=True)
+    observed_at = serializers.DateTimeField(required=False)
+    source = serializers.CharField(max_length=100, required=False)
+
+
+class SinceField(serializers.Field):
+    """An ISO 8601 datetime, or a duration back from now (``24h``, ``7d``, ``30m``)."""
+
+    def to_internal_value(self, data):
+        text = str(data).strip()
+        try:
+            return timezone.now() - parse_duration(text)
+        except ValueError:
+            pass
+        try:
+            value = parse_datetime(text)
+        except ValueError:
+            value = None
+        if value is None:
+            raise serializers.ValidationError("Use an ISO 8601 datetime or a duration such as 24h or 7d.")
+        return value if timezone.is_aware(value) else timezone.make_aware(value, timezone.UTC)
+
+    def to_representation(self, value):
+        return value.isoformat()
+
+
+class WindowField(serializers.Field):
+    def to_internal_value(self, data):
+        try:
+            return parse_duration(str(data))
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def to_representation(self, value):
+        return int(value.total_seconds())
+
+
+class SummaryQuerySerializer(serializers.Serializer):
+    product = serializers.SlugField(max_length=64, required=False)
+    since = SinceField(required=False)
+
+    def validate(self, attrs):
+        attrs.setdefault("since", timezone.now() - timedelta(hours=24))
+        return attrs
+
+
+class RecentQuerySerializer(serializers.Serializer):
+    product = serializers.SlugField(max_length=64, required=False)
+    limit = serializers.IntegerField(min_value=1, max_value=500, required=False)
+    cursor = serializers.CharField(required=False)
+
+
+class CompareQuerySerializer(serializers.Serializer):
+    product = serializers.SlugField(max_length=64)
+    window = WindowField(required=False, default=timedelta(hours=24))
+
+
+class PredictionLogSerializer(serializers.ModelSerializer):
+    model = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PredictionLog
+        fields = [
+            "prediction_id",
+            "request_id",
+            "event_id",
+            "product",
+            "model_version",
+            "model",
+            "role",
+            "features",
+            "score",
+            "decision",
+            "threshold",
+            "explain_summary",
+            "latency_ms",
+            "cached",
+            "fallback_from",
+            "fallback_reason",
+            "primary_prediction_id",
+            "score_diff",
+            "diff_class",
+            "decision_agrees",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_model(self, row) -> str:
+        return f"{row.model_version.name}@{row.model_version.version}"
