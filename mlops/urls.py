@@ -7,3 +7,7 @@ urlpatterns = [
     path("", include("audit.urls")),
     path("", include("mlops.urls_api")),
 ]
+
+# JSON error bodies under /v1/ (Django's own pages elsewhere): see mlops.api.
+handler404 = "mlops.api.handler404"
+handler500 = "mlops.api.handler500"
