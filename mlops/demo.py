@@ -30,19 +30,25 @@ def demo_feature_names() -> list[str]:
 def build_demo_models(folder: Path) -> list[DemoModel]:
     """Train the demo models and write them as ONNX files into ``folder``."""
     try:
+        from skl2onnx import to_onnx
         from sklearn.datasets import load_breast_cancer
         from sklearn.ensemble import GradientBoostingClassifier
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
-        from skl2onnx import to_onnx
     except ImportError as exc:
         raise RuntimeError(f"building demo models needs the development requirements ({exc.name} is missing)") from None
 
     features, target = load_breast_cancer(return_X_y=True)
     positive = 1 - target  # malignant is the rare, "fraud-like" class
     specs = [
-        ("logreg", "1", 0.5, "Logistic regression (scaled), the fast model.", make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))),
+        (
+            "logreg",
+            "1",
+            0.5,
+            "Logistic regression (scaled), the fast model.",
+            make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
+        ),
         ("gbdt", "1", 0.6, "Gradient boosting, the full model.", GradientBoostingClassifier(n_estimators=60, max_depth=3, random_state=7)),
     ]
     folder.mkdir(parents=True, exist_ok=True)

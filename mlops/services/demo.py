@@ -33,8 +33,13 @@ def demo_bootstrap(*, store: ModelStore, admin_username: str, admin_password: st
             for demo in build_demo_models(Path(folder)):
                 if demo.name in missing:
                     pushed = model_push(
-                        source=demo.path, store=store, product=PRODUCT, name=demo.name, version=demo.version,
-                        threshold=demo.threshold, description=demo.description,
+                        source=demo.path,
+                        store=store,
+                        product=PRODUCT,
+                        name=demo.name,
+                        version=demo.version,
+                        threshold=demo.threshold,
+                        description=demo.description,
                     )
                     report.lines.append(f"registered {pushed}")
     if not ModelVersion.objects.filter(product=PRODUCT, status=ModelStatus.PRODUCTION).exists():

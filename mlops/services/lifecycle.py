@@ -132,7 +132,9 @@ def model_version_promote(*, model_version_id, user: User, reason: str) -> Model
     current = ModelVersion.objects.filter(product=target.product, status=ModelStatus.PRODUCTION).exclude(pk=target.pk).first()
     if current is not None:
         # Archive first: the one-production-per-product constraint holds at every statement.
-        _transition(current.pk, allowed=(ModelStatus.PRODUCTION,), to=ModelStatus.ARCHIVED, user=user, reason=f"replaced by {target}: {reason}")
+        _transition(
+            current.pk, allowed=(ModelStatus.PRODUCTION,), to=ModelStatus.ARCHIVED, user=user, reason=f"replaced by {target}: {reason}"
+        )
     promoted = _transition(
         target.pk,
         allowed=(ModelStatus.VALIDATED, ModelStatus.CANARY),
@@ -165,9 +167,21 @@ def model_version_rollback(*, product: str, user: User, reason: str) -> ModelVer
     if previous is None:
         raise LifecycleError(f"product {product!r} has no earlier production version to roll back to")
     now = timezone.now()
-    _transition(current.pk, allowed=(ModelStatus.PRODUCTION,), to=ModelStatus.ARCHIVED, user=user, reason=f"rolled back: {reason}", rolled_back_at=now)
+    _transition(
+        current.pk,
+        allowed=(ModelStatus.PRODUCTION,),
+        to=ModelStatus.ARCHIVED,
+        user=user,
+        reason=f"rolled back: {reason}",
+        rolled_back_at=now,
+    )
     restored = _transition(
-        previous.pk, allowed=(ModelStatus.ARCHIVED,), to=ModelStatus.PRODUCTION, user=user, reason=f"restored by rollback: {reason}", promoted_at=now
+        previous.pk,
+        allowed=(ModelStatus.ARCHIVED,),
+        to=ModelStatus.PRODUCTION,
+        user=user,
+        reason=f"restored by rollback: {reason}",
+        promoted_at=now,
     )
     config_generation.bump_on_commit()
     return restored
@@ -272,9 +286,9 @@ def model_push(
     _validate_names(product=product, name=name, version=version)
     if not 0.0 <= threshold <= 1.0:
         raise LifecycleError(f"threshold {threshold} must be between 0 and 1")
+    read_schema(source)
     if ModelVersion.objects.filter(product=product, name=name, version=version).exists():
         raise LifecycleError(f"{product}/{name}@{version} is already registered")
-    read_schema(source)
     sha256 = sha256_of(source)
     metadata = {"sha256": sha256, "threshold": threshold, "description": description, "pushed_at": timezone.now().isoformat()}
     uri = store.put(source, product, name, version, metadata)

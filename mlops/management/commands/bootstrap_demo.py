@@ -1,14 +1,15 @@
 import os
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from mlops.management.base import OperatorCommand
 from mlops.onnx_schema import SchemaError
 from mlops.services import LifecycleError
 from mlops.services.demo import demo_bootstrap
 from mlops.stores import StoreError, store_from_url
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = (
         "Create the demo: two fraud_score models (one in production) and an admin user "
         "(DEMO_ADMIN_USERNAME / DEMO_ADMIN_PASSWORD, or a generated password that is printed). Idempotent."

@@ -1,14 +1,19 @@
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from mlops import services
+from mlops.management.base import OperatorCommand
 from mlops.onnx_schema import SchemaError
 from mlops.stores import StoreError, store_from_url
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Upload an ONNX model to the model store and register it as a candidate."
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        # `--version` names the model version here, replacing Django's program-version flag.
+        return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
 
     def add_arguments(self, parser):
         parser.add_argument("path", help="the .onnx file")
@@ -35,4 +40,6 @@ class Command(BaseCommand):
             )
         except (services.LifecycleError, SchemaError, StoreError) as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(self.style.SUCCESS(f"registered {registered} as candidate (id {registered.pk}, sha256 {registered.sha256[:12]}…)"))
+        self.stdout.write(
+            self.style.SUCCESS(f"registered {registered} as candidate (id {registered.pk}, sha256 {registered.sha256[:12]}…)")
+        )

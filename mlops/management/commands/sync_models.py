@@ -1,13 +1,14 @@
 import time
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from tqdm import tqdm
 
 from mlops import services
+from mlops.management.base import OperatorCommand
 from mlops.stores import StoreError, store_from_url
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Register the model store's new artifacts as candidates and download them (layout: <product>/<name>/<version>/model.onnx)."
 
     def add_arguments(self, parser):

@@ -1,0 +1,46 @@
+# The platform's everyday commands. `make run` and `make test` are the README's two commands.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install run web stream test lint format bench
+
+# The virtualenv is rebuilt only when the requirements change.
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+# Embedded default, end to end: migrations, demo models and admin user, one daphne process.
+run: install
+	$(BIN)/python manage.py migrate --no-input -v 0
+	$(BIN)/python manage.py bootstrap_demo
+	@echo "Platform on http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/)"
+	$(BIN)/daphne -b $(HOST) -p $(PORT) mlops.asgi:application
+
+# Production process types (see docs): `web` (WSGI: admin + API) and `stream` (ASGI: SSE).
+web: install
+	$(BIN)/gunicorn -c gunicorn.conf.py mlops.wsgi:application
+
+stream: install
+	$(BIN)/daphne -b $(HOST) -p $(PORT) mlops.asgi:application
+
+test: install lint
+	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/python bench/run.py
