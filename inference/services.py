@@ -273,19 +273,22 @@ def _run_shadow(shadow: LoadedModel, names: tuple[str, ...], primaries: list[Pre
 # --- batch ---------------------------------------------------------------------------------------
 
 
-def predict_batch(*, items: list[InferRequest], request_id: str = "") -> list[Prediction]:
+def predict_batch(*, items: list[InferRequest | None], request_id: str = "", problems: InvalidInput | None = None) -> list[Prediction]:
     """Answer several requests with one session run per model (cache hits excluded).
 
     All items are validated first; any invalid item refuses the whole batch, naming
-    ``items.<i>.<field>``. A canary run that fails falls back to production for its rows.
+    ``items.<i>.<field>``. ``None`` items were already refused by the caller's envelope check,
+    whose ``problems`` are reported together with the features' problems of the others. A
+    canary run that fails falls back to production for its rows.
     """
     started = time.perf_counter()
     snapshot = _snapshot()
-    problems: InvalidInput | None = None
     routes: list[Route] = []
     rows: list[np.ndarray] = []
     for index, item in enumerate(items):
         prefix = f"items.{index}."
+        if item is None:
+            continue
         try:
             route = _route(snapshot, item.product, prefix)
             rows.append(feature_row(item.features, route.feature_names, route.production.dtype, prefix))

@@ -1,1 +1,13 @@
-urlpatterns: list = []
+from django.urls import include, path
+
+from inference import views
+
+urlpatterns = [
+    path("v1/infer", views.InferView.as_view(), name="infer"),
+    path("v1/infer/batch", views.InferBatchView.as_view(), name="infer-batch"),
+    path("v1/infer/<str:prediction_id>", views.PredictionDetailView.as_view(), name="prediction-detail"),
+    path("v1/models", views.ModelsView.as_view(), name="models"),
+    path("healthz", views.HealthView.as_view(), name="healthz"),
+    path("readyz", views.ReadyView.as_view(), name="readyz"),
+    path("", include("django_prometheus.urls")),  # /metrics
+]

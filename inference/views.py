@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from inference import metrics, services, validation
 from inference.validation import InvalidInput
 from mlops.api import BaseAPIView
+from mlops.choices import ApiCapability
 
 
 class ServiceUnavailableError(exceptions.APIException):
@@ -23,14 +24,23 @@ class ServiceUnavailableError(exceptions.APIException):
     default_detail = "The service cannot answer now; retry shortly."
 
 
+class BodyTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "payload_too_large"
+    default_detail = "The request body is too large."
+
+
 class InferenceAPIView(BaseAPIView):
-    """Maps the serving path's errors onto the platform's error body (400 / 503, never 500)."""
+    """Maps the serving path's errors onto the platform's error body (400 / 413 / 503, never 500)."""
 
     def handle_exception(self, exc):
         if isinstance(exc, InvalidInput):
             for reason in exc.reasons:
                 metrics.INVALID.labels(reason).inc()
-            exc = exceptions.ValidationError(exc.fields)
+            if exc.reasons == {"body_too_large"}:
+                exc = BodyTooLarge(" ".join(exc.fields["body"]))
+            else:
+                exc = exceptions.ValidationError(exc.fields)
         elif isinstance(exc, services.ServiceUnavailable):
             exc = ServiceUnavailableError(str(exc), code=exc.code)
         return super().handle_exception(exc)
@@ -45,6 +55,8 @@ class InferenceAPIView(BaseAPIView):
 class InferView(InferenceAPIView):
     """``POST /v1/infer``: one prediction."""
 
+    api_permission = ApiCapability.PREDICT
+
     def post(self, request):
         data = self.read_json(request, settings.INFERENCE_MAX_BODY_BYTES)
         item = validation.infer_request(data)
@@ -56,6 +68,8 @@ class InferView(InferenceAPIView):
 
 class InferBatchView(InferenceAPIView):
     """``POST /v1/infer/batch``: ``{"items": [<infer request>, ...]}`` -> ``{"items": [<prediction>, ...]}``."""
+
+    api_permission = ApiCapability.PREDICT
 
     def post(self, request):
         data = self.read_json(request, settings.INFERENCE_BATCH_MAX_BODY_BYTES)
@@ -71,15 +85,16 @@ class InferBatchView(InferenceAPIView):
             try:
                 items.append(validation.infer_request(entry, prefix=f"items.{index}."))
             except InvalidInput as exc:
+                items.append(None)
                 problems = exc if problems is None else (problems.merge(exc) or problems)
-        if problems is not None:
-            raise problems
-        predictions = services.predict_batch(items=items, request_id=request.headers.get("X-Request-ID", "")[:64])
+        predictions = services.predict_batch(items=items, problems=problems, request_id=request.headers.get("X-Request-ID", "")[:64])
         return Response({"items": [prediction.as_response() for prediction in predictions]})
 
 
 class PredictionDetailView(InferenceAPIView):
     """``GET /v1/infer/<prediction_id>``: a recorded prediction, even before its log batch is written."""
+
+    api_permission = ApiCapability.READ_PREDICTIONS
 
     def get(self, request, prediction_id: str):
         try:
@@ -95,6 +110,8 @@ class PredictionDetailView(InferenceAPIView):
 class ModelsView(InferenceAPIView):
     """``GET /v1/models``: the models this process serves, and the versions it refused."""
 
+    api_permission = ApiCapability.READ_MODELS
+
     def get(self, request):
         return Response(services.serving_models())
 
@@ -102,12 +119,16 @@ class ModelsView(InferenceAPIView):
 class HealthView(InferenceAPIView):
     """``GET /healthz``: 200 while the process runs."""
 
+    api_permission = None  # public: probes carry no credentials
+
     def get(self, request):
         return Response({"status": "ok"})
 
 
 class ReadyView(InferenceAPIView):
     """``GET /readyz``: 503 until every product's production model is loaded and warmed."""
+
+    api_permission = None  # public: probes carry no credentials
 
     def get(self, request):
         ready, body = services.readiness()
