@@ -207,7 +207,7 @@ INFERENCE_MODEL_TIMEOUTS_MS = env.json("INFERENCE_MODEL_TIMEOUTS_MS", default={}
 # Bodies larger than this are refused from Content-Length, before anything is read or parsed.
 INFERENCE_MAX_BODY_BYTES = env.int("INFERENCE_MAX_BODY_BYTES", default=64 * 1024)
 INFERENCE_BATCH_MAX_ITEMS = env.int("INFERENCE_BATCH_MAX_ITEMS", default=256)
-INFERENCE_BATCH_MAX_BODY_BYTES = env.int("INFERENCE_BATCH_MAX_BODY_BYTES", default=4 * 1024 * 1024)
+INFERENCE_BATCH_MAX_BODY_BYTES = env.int("INFERENCE_BATCH_MAX_BODY_BYTES", default=1024 * 1024)  # within API_MAX_BODY_BYTES
 # The background refresher: how often it reads the configuration generation, and the slower
 # unconditional reload (also the retry interval of a refused model).
 INFERENCE_BACKGROUND_REFRESH = env.bool("INFERENCE_BACKGROUND_REFRESH", default=True)
