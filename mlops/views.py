@@ -7,6 +7,7 @@ a change the current state does not allow (``LifecycleError``) 409.
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import Http404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 
@@ -161,6 +162,7 @@ class CanarySetView(BaseAPIView):
 
     api_permission = ApiCapability.MANAGE_ROLLOUT
 
+    @extend_schema(request=CanarySetInput, responses={201: CanaryOutput})
     def post(self, request):
         data = _parse(CanarySetInput, request.data)
         _require_product(data["product"])
@@ -181,6 +183,7 @@ class CanaryDetailView(BaseAPIView):
 
     api_permission = ApiCapability.READ_MODELS
 
+    @extend_schema(responses=CanaryOutput)
     def get(self, request, product: str):
         _require_product(product)
         return _canary_answer(product)
@@ -190,6 +193,7 @@ class _CanaryChangeView(BaseAPIView):
     api_permission = ApiCapability.MANAGE_ROLLOUT
     service = None
 
+    @extend_schema(request=ReasonInput, responses=CanaryOutput)
     def post(self, request, product: str):
         data = _parse(ReasonInput, request.data)
         _require_product(product)
@@ -223,6 +227,7 @@ class ShadowDetailView(BaseAPIView):
 
     api_permission = ApiCapability.READ_MODELS
 
+    @extend_schema(responses=ShadowOutput)
     def get(self, request, product: str):
         _require_product(product)
         return _shadow_answer(product)
@@ -233,6 +238,7 @@ class ShadowEnableView(BaseAPIView):
 
     api_permission = ApiCapability.MANAGE_ROLLOUT
 
+    @extend_schema(request=ShadowEnableInput, responses=ShadowOutput)
     def post(self, request, product: str):
         data = _parse(ShadowEnableInput, request.data)
         _require_product(product)
@@ -252,6 +258,7 @@ class ShadowDisableView(BaseAPIView):
 
     api_permission = ApiCapability.MANAGE_ROLLOUT
 
+    @extend_schema(request=ReasonInput, responses=ShadowOutput)
     def post(self, request, product: str):
         data = _parse(ReasonInput, request.data)
         _require_product(product)
@@ -267,6 +274,11 @@ class ShadowOverrideView(BaseAPIView):
 
     api_permission = ApiCapability.MANAGE_ROLLOUT
 
+    @extend_schema(
+        request=ReasonInput,
+        parameters=[OpenApiParameter("reason", str, required=False, description="instead of a body")],
+        responses=ShadowOutput,
+    )
     def delete(self, request, product: str):
         body = request.data if isinstance(request.data, dict) and request.data else {}
         data = _parse(ReasonInput, body or {"reason": request.query_params.get("reason", "")})
@@ -283,6 +295,10 @@ class RollbackListView(BaseAPIView):
 
     api_permission = ApiCapability.READ_MODELS
 
+    @extend_schema(
+        parameters=[RollbacksQuery],
+        responses=inline_serializer("RollbackList", {"results": RollbackEventOutput(many=True)}),
+    )
     def get(self, request):
         query = _parse(RollbacksQuery, request.query_params)
         if query.get("product"):
