@@ -1,0 +1,147 @@
+"""Against real server processes: key expiry, revocation reaching every worker within 2 s, and
+rate-limit counts shared by two `web` processes through Redis.
+
+Two gunicorn processes (one worker each) run the real settings with DEBUG off against this
+test's database; keys are created in committed transactions so the servers see them.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from mlops import services
+from mlops.models import ApiKey
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+ROOT = Path(__file__).resolve().parents[2]
+PROBE = "/v1/_probe/predict"
+RATE = 6  # per hour on the servers: no window ends during the test
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def fetch(base: str, path: str, key: str | None = None):
+    request = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {key}"} if key else {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+@pytest.fixture(scope="module")
+def servers(django_db_setup, django_db_blocker):
+    if not os.environ.get("REDIS_URL"):
+        pytest.skip("needs Redis: rate limits and the configuration generation are shared through it")
+    database = settings.DATABASES["default"]
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.security.server_settings",
+        "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
+        "DEBUG": "0",
+        "SECRET_KEY": "live-server-test-secret-key-not-for-production-0123456789",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_SSL_REDIRECT": "0",
+        "RATELIMIT_ENABLE": "1",
+        "RATELIMIT_PREDICT": f"{RATE}/h",
+        "RATELIMIT_PREDICT_BURST": "",
+        "INFERENCE_BACKGROUND_REFRESH": "0",
+        "PYTHONPATH": str(ROOT),
+    }
+    if database["ENGINE"] != "django.db.backends.postgresql":
+        pytest.skip("the server processes need the PostgreSQL test database")
+    bases, processes = [], []
+    for _ in range(2):
+        port = free_port()
+        command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--log-level", "warning"]
+        command.append("mlops.wsgi:application")
+        processes.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        bases.append(f"http://127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + 30
+        for base, process in zip(bases, processes, strict=True):
+            while True:
+                if process.poll() is not None:
+                    pytest.fail(f"server exited: {process.stderr.read().decode()[-2000:]}")
+                try:
+                    if fetch(base, "/v1/_probe/public")[0] == 200:
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail("server did not start within 30 s")
+                time.sleep(0.1)
+        yield bases
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGINT)  # gunicorn: quick shutdown
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def wait_for(base: str, key: str, status: int, timeout: float) -> float:
+    """Seconds until ``base`` answers ``status`` to ``key`` (fails after ``timeout``)."""
+    start = time.monotonic()
+    while True:
+        got = fetch(base, PROBE, key)[0]
+        if got == status:
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"{base} still answers {got}, not {status}, after {timeout} s")
+        time.sleep(0.05)
+
+
+def test_a_revoked_key_is_refused_by_every_server_within_two_seconds(servers):
+    _, key = services.api_key_create(client="live", role="internal_service")
+    for base in servers:
+        wait_for(base, key, 200, timeout=5)  # a new key is picked up after its generation bump
+    api_key = ApiKey.objects.get(client="live")
+    services.api_key_revoke(api_key_id=api_key.pk)
+    revoked_at = time.monotonic()
+    for base in servers:
+        wait_for(base, key, 401, timeout=5)
+    assert time.monotonic() - revoked_at < 2.0
+    status, _, body = fetch(servers[0], PROBE, key)
+    assert (status, json.loads(body)["error"]["code"]) == (401, "invalid_api_key")
+
+
+def test_an_expired_key_is_refused(servers):
+    _, key = services.api_key_create(client="expiring", role="internal_service", expires_at=timezone.now() + timedelta(seconds=2))
+    wait_for(servers[0], key, 200, timeout=5)
+    wait_for(servers[0], key, 401, timeout=5)
+    status, _, body = fetch(servers[1], PROBE, key)
+    assert (status, json.loads(body)["error"]["code"]) == (401, "api_key_expired")
+
+
+def test_two_servers_share_one_rate_limit_count(servers):
+    _, key = services.api_key_create(client="limited", role="inference_client")
+    for base in servers:
+        wait_for(base, key, 200, timeout=5)  # these two count as well
+    answers = [fetch(servers[n % 2], PROBE, key) for n in range(RATE)]
+    statuses = [status for status, _, _ in answers]
+    assert statuses == [200] * (RATE - 2) + [429] * 2
+    remaining = [int(headers["X-RateLimit-Remaining"]) for _, headers, _ in answers]
+    assert remaining == [RATE - 3 - n for n in range(RATE - 2)] + [0, 0]  # one count across both servers
+    _, headers, body = answers[-1]
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body)["error"]["code"] == "rate_limited"
+    assert headers["X-RateLimit-Limit"] == str(RATE) and int(headers["Retry-After"]) > 0
