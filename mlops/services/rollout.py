@@ -13,7 +13,7 @@ routing compares integers.
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from mlops import config_generation
@@ -161,7 +161,11 @@ def canary_set(*, product: str, canary_model_id, canary_percent, production_mode
     config.change_reason = reason
     config._history_user = user
     config._change_reason = _short(reason)
-    config.save()
+    try:
+        with transaction.atomic():
+            config.save()
+    except IntegrityError:  # another request created the product's row first
+        raise LifecycleError(f"the canary of {product!r} changed meanwhile; reload and try again") from None
     config_generation.bump_on_commit()
     return config
 
