@@ -82,3 +82,38 @@ class Outcome(models.Model):
 
     def __str__(self) -> str:
         return f"{self.product}/{self.event_id}: {self.label}"
+
+
+# --- Dual-model stream runs (POST /stream/v1/infer) ---
+
+
+class DualRunRecord(models.Model):
+    """One run of the dual-model stream: both models' outputs, latencies and errors. Write-once.
+
+    ``run_id`` is the idempotency key: a request naming a recorded run id gets the recorded
+    ``events`` back instead of a new run.
+    """
+
+    run_id = models.CharField(max_length=64, unique=True)
+    product = models.SlugField(max_length=64)
+    event_id = models.CharField(max_length=200)
+    features = models.JSONField(help_text="After redaction.")
+    fast_model = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    full_model = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    fast_output = models.JSONField(null=True, blank=True, help_text="Score and decision, when the fast model answered.")
+    full_output = models.JSONField(null=True, blank=True, help_text="Score and decision, when the full model answered.")
+    fast_latency_ms = models.FloatField(null=True, blank=True)
+    full_latency_ms = models.FloatField(null=True, blank=True)
+    errors = models.JSONField(default=list, help_text="[{model, code, message}] of the runs that failed or timed out.")
+    events = models.JSONField(default=list, help_text="The events sent, as sent (replayed for a repeated run id).")
+    disconnected = models.BooleanField(default=False, help_text="The client left before the stream ended.")
+    total_latency_ms = models.FloatField(default=0.0)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+        default_permissions = ("view",)
+        indexes = [models.Index(fields=["product", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"dual run {self.run_id} ({self.product})"

@@ -212,3 +212,40 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.client} ({self.role}) mlk_{self.prefix}…"
+
+
+# --- Dual-model streams (POST /stream/v1/infer) ---
+
+
+class DualModelConfig(ChangeStamp):
+    """A product's fast and full model for the dual-model stream, each with its own timeout.
+
+    ``POST /stream/v1/infer`` runs both at once: the fast model answers as ``preliminary``, the
+    full one as ``final``. Changed only through ``mlops.services.dual_model_set``.
+    """
+
+    product = models.SlugField(max_length=64, unique=True)
+    fast_model = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+", help_text="Answers first (preliminary).")
+    full_model = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+", help_text="Answers last (final).")
+    fast_timeout_ms = models.PositiveIntegerField(
+        default=100, validators=[MinValueValidator(1), MaxValueValidator(60_000)], help_text="A longer fast run is cancelled."
+    )
+    full_timeout_ms = models.PositiveIntegerField(
+        default=2_000, validators=[MinValueValidator(1), MaxValueValidator(60_000)], help_text="A longer full run is cancelled."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = "dual-model configuration"
+        constraints = [
+            models.CheckConstraint(condition=~Q(fast_model=F("full_model")), name="dual_fast_differs_from_full"),
+            models.CheckConstraint(
+                condition=Q(fast_timeout_ms__gte=1, full_timeout_ms__gte=1, fast_timeout_ms__lte=60_000, full_timeout_ms__lte=60_000),
+                name="dual_timeouts_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"dual models of {self.product}"
