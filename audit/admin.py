@@ -1,0 +1,229 @@
+"""Audit review in the admin: the prediction log and outcomes, read-only for everyone.
+
+Everything here needs ``audit.view_predictionlog`` (the auditor role); nobody can add, change
+or delete a log row through the admin (the database refuses it anyway). Extra pages: the
+canary-vs-production comparison and streamed NDJSON/CSV exports of the filtered changelist.
+"""
+
+import uuid
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from audit import exports, selectors
+from audit.charts import histogram_chart
+from audit.models import Outcome, PredictionLog
+from mlops.choices import ModelRole
+
+COMPARE_WINDOWS = [("1h", "last hour"), ("6h", "last 6 hours"), ("24h", "last 24 hours"), ("7d", "last 7 days"), ("30d", "last 30 days")]
+
+
+class ProductFilter(admin.SimpleListFilter):
+    """Products from the registry (cheap) rather than a DISTINCT over the whole log."""
+
+    title = "product"
+    parameter_name = "product"
+
+    def lookups(self, request, model_admin):
+        return [(product, product) for product in selectors.known_products()]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(product=self.value()) if self.value() else queryset
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Write-once records: viewing is the only permission the admin ever grants."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+def _stream(queryset, fmt: str, name: str) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(exports.iter_export(queryset, fmt), content_type=exports.CONTENT_TYPES[fmt])
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%S")
+    response["Content-Disposition"] = f'attachment; filename="{name}-{stamp}.{fmt}"'
+    return response
+
+
+@admin.register(PredictionLog)
+class PredictionLogAdmin(ReadOnlyAdmin):
+    list_display = (
+        "prediction_id",
+        "created_at",
+        "product",
+        "model_version",
+        "role",
+        "decision",
+        "score",
+        "latency_ms",
+        "cached",
+        "diff_class",
+    )
+    list_filter = (ProductFilter, "model_version", "role", "decision", "diff_class", "cached", "created_at")
+    list_select_related = ("model_version",)
+    search_fields = ("=event_id", "=request_id")
+    search_help_text = "A prediction id, event id or request id (exact)."
+    show_full_result_count = False  # no COUNT(*) over the whole log on every page
+    list_per_page = 50
+    actions = ["export_ndjson", "export_csv"]
+    fieldsets = (
+        (None, {"fields": ("prediction_id", "created_at", "product", "event_id", "request_id")}),
+        ("Answer", {"fields": ("model_version", "role", "score", "decision", "threshold", "latency_ms", "cached")}),
+        ("Canary failover", {"fields": ("fallback_from", "fallback_reason")}),
+        ("Shadow comparison", {"fields": ("shadow_comparison",)}),
+        ("Input and explanation", {"fields": ("features", "explain_summary")}),
+    )
+    readonly_fields = (
+        "prediction_id",
+        "created_at",
+        "product",
+        "event_id",
+        "request_id",
+        "model_version",
+        "role",
+        "score",
+        "decision",
+        "threshold",
+        "latency_ms",
+        "cached",
+        "fallback_from",
+        "fallback_reason",
+        "shadow_comparison",
+        "features",
+        "explain_summary",
+    )
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        try:
+            prediction_id = uuid.UUID(term)
+        except ValueError:
+            return super().get_search_results(request, queryset, search_term)
+        return queryset.filter(pk=prediction_id), False
+
+    @admin.display(description="Shadow comparison")
+    def shadow_comparison(self, obj):
+        others = selectors.shadow_comparison_rows(obj)
+        if obj.role == ModelRole.SHADOW:
+            heading = format_html(
+                "Shadow of {} (score difference {}, {}, decisions {}).",
+                obj.primary_prediction_id,
+                "–" if obj.score_diff is None else f"{obj.score_diff:.4f}",
+                obj.diff_class or "unclassified",
+                {True: "agree", False: "differ", None: "not compared"}[obj.decision_agrees],
+            )
+        else:
+            heading = format_html("{} shadow run(s) of this prediction.", len(others))
+        if not others:
+            return heading
+        rows = format_html_join(
+            "",
+            '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
+            (
+                (
+                    reverse("admin:audit_predictionlog_change", args=[row.pk]),
+                    row.pk,
+                    row.role,
+                    row.model_version,
+                    f"{row.score:.4f}",
+                    row.decision,
+                    "–" if row.score_diff is None else f"{row.score_diff:.4f}",
+                    row.diff_class or "–",
+                    {True: "yes", False: "no", None: "–"}[row.decision_agrees],
+                )
+                for row in others
+            ),
+        )
+        return format_html(
+            "{}<table><thead><tr><th>prediction</th><th>role</th><th>model</th><th>score</th><th>decision</th>"
+            "<th>|diff|</th><th>diff class</th><th>agrees</th></tr></thead><tbody>{}</tbody></table>",
+            heading,
+            rows,
+        )
+
+    # --- exports ---------------------------------------------------------------------------
+    @admin.action(description="Export selected rows as NDJSON", permissions=["view"])
+    def export_ndjson(self, request, queryset):
+        return _stream(queryset, "ndjson", "predictions")
+
+    @admin.action(description="Export selected rows as CSV", permissions=["view"])
+    def export_csv(self, request, queryset):
+        return _stream(queryset, "csv", "predictions")
+
+    def export_view(self, request, fmt: str):
+        """The changelist's current filters and search, exported (links on the changelist page)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        if fmt not in exports.CONTENT_TYPES:
+            raise Http404(f"no export format {fmt!r}")
+        changelist = self.get_changelist_instance(request)
+        return _stream(changelist.get_queryset(request), fmt, "predictions")
+
+    # --- comparison page -----------------------------------------------------------------------
+    def compare_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        products = selectors.known_products()
+        product = request.GET.get("product") or (products[0] if products else "")
+        window_text = request.GET.get("window", "24h")
+        if window_text not in dict(COMPARE_WINDOWS):
+            window_text = "24h"
+        comparison = selectors.canary_comparison(product=product, window=selectors.parse_duration(window_text)) if product else None
+        chart = None
+        if comparison:
+            chart = histogram_chart(
+                {"production": comparison["production"]["score_histogram"], "canary": comparison["canary"]["score_histogram"]},
+                comparison["histogram_edges"],
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Canary vs production",
+            "products": products,
+            "product": product,
+            "windows": COMPARE_WINDOWS,
+            "window": window_text,
+            "comparison": comparison,
+            "sides": [("Production", comparison["production"]), ("Canary", comparison["canary"])] if comparison else [],
+            "chart": chart,
+        }
+        return TemplateResponse(request, "admin/audit/predictionlog/compare.html", context)
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("compare/", wrap(self.compare_view), name="audit_predictionlog_compare"),
+            path("export/<str:fmt>/", wrap(self.export_view), name="audit_predictionlog_export"),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "export_formats": ["ndjson", "csv"]}
+        return super().changelist_view(request, extra_context)
+
+
+@admin.register(Outcome)
+class OutcomeAdmin(ReadOnlyAdmin):
+    list_display = ("event_id", "product", "label", "observed_at", "source", "prediction_id", "created_at")
+    list_filter = ("product", "label", "source", "observed_at")
+    search_fields = ("=event_id",)
+    search_help_text = "An event id or prediction id (exact)."
+    show_full_result_count = False
+
+    def get_search_results(self, request, queryset, search_term):
+        try:
+            prediction_id = uuid.UUID(search_term.strip())
+        except ValueError:
+            return super().get_search_results(request, queryset, search_term)
+        return queryset.filter(prediction_id=prediction_id), False

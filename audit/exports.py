@@ -1,0 +1,69 @@
+"""Streaming exports of prediction log rows (admin downloads and ``manage.py audit_export``).
+
+Rows are read with ``.iterator()`` and written one at a time, so an export of millions of rows
+never sits in memory: the admin streams it through ``StreamingHttpResponse``.
+"""
+
+import csv
+from collections.abc import Iterator
+
+import orjson
+from django.db.models import QuerySet
+
+from audit.conf import setting
+
+FIELDS = [
+    "prediction_id",
+    "created_at",
+    "request_id",
+    "event_id",
+    "product",
+    "model_version_id",
+    "role",
+    "score",
+    "decision",
+    "threshold",
+    "latency_ms",
+    "cached",
+    "fallback_from_id",
+    "fallback_reason",
+    "primary_prediction_id",
+    "score_diff",
+    "diff_class",
+    "decision_agrees",
+    "features",
+    "explain_summary",
+]
+_JSON_FIELDS = {"features", "explain_summary"}
+CONTENT_TYPES = {"ndjson": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
+
+
+def _rows(queryset: QuerySet) -> Iterator[dict]:
+    return queryset.order_by("-created_at", "-prediction_id").values(*FIELDS).iterator(chunk_size=setting("AUDIT_EXPORT_CHUNK"))
+
+
+def iter_ndjson(queryset: QuerySet) -> Iterator[bytes]:
+    for row in _rows(queryset):
+        yield orjson.dumps(row, default=str) + b"\n"
+
+
+class _Line:
+    """A file-like object for csv.writer that hands back each line instead of storing it."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def iter_csv(queryset: QuerySet) -> Iterator[str]:
+    writer = csv.writer(_Line())
+    yield writer.writerow(FIELDS)
+    for row in _rows(queryset):
+        yield writer.writerow([orjson.dumps(row[f]).decode() if f in _JSON_FIELDS else ("" if row[f] is None else row[f]) for f in FIELDS])
+
+
+def iter_export(queryset: QuerySet, fmt: str):
+    if fmt == "ndjson":
+        return iter_ndjson(queryset)
+    if fmt == "csv":
+        return iter_csv(queryset)
+    raise ValueError(f"unknown export format {fmt!r}; use ndjson or csv")
