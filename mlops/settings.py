@@ -243,6 +243,28 @@ ROLLOUT_GUARD_MAX_SIGNIFICANT_DIFF_RATE = env.float("ROLLOUT_GUARD_MAX_SIGNIFICA
 # The rollout page's counters and chart cover this many minutes.
 ROLLOUT_STATS_MINUTES = env.int("ROLLOUT_STATS_MINUTES", default=10)
 
+# Prediction log writer (see audit/writer.py for the policies these tune).
+AUDIT_BATCH_SIZE = env.int("AUDIT_BATCH_SIZE", default=500)
+AUDIT_FLUSH_INTERVAL = env.float("AUDIT_FLUSH_INTERVAL", default=0.2)  # seconds a batch may wait to fill
+AUDIT_QUEUE_MAX = env.int("AUDIT_QUEUE_MAX", default=100_000)
+AUDIT_RECENT_SIZE = env.int("AUDIT_RECENT_SIZE", default=10_000)  # records kept for lookup() per process
+# "copy" (PostgreSQL COPY, measured ~4x bulk_create) or "bulk_create"; empty picks COPY on PostgreSQL.
+AUDIT_WRITE_METHOD = env.str("AUDIT_WRITE_METHOD", default="")
+AUDIT_SPILL_DIR = env.str("AUDIT_SPILL_DIR", default=str(VAR_DIR / "audit-spill"))
+AUDIT_SPILL_MAX_BYTES = env.int("AUDIT_SPILL_MAX_BYTES", default=50 * 1024 * 1024)
+AUDIT_RETRY_INTERVAL = env.float("AUDIT_RETRY_INTERVAL", default=2.0)  # seconds between attempts while the DB is down
+AUDIT_REPLAY_INTERVAL = env.float("AUDIT_REPLAY_INTERVAL", default=5.0)  # seconds between looks for spill files
+AUDIT_OVERFLOW_LOCK_TIMEOUT = env.float("AUDIT_OVERFLOW_LOCK_TIMEOUT", default=0.05)
+AUDIT_SHUTDOWN_TIMEOUT = env.float("AUDIT_SHUTDOWN_TIMEOUT", default=10.0)  # keep below the server's graceful timeout
+AUDIT_SIGNAL_HANDLERS = env.bool("AUDIT_SIGNAL_HANDLERS", default=True)
+# PII: feature/payload keys dropped, or replaced by HMAC-SHA256 (keyed by AUDIT_REDACT_HASH_KEY), before
+# a record is kept, written or spilled.
+AUDIT_REDACT_DROP = env.list("AUDIT_REDACT_DROP", default=[])
+AUDIT_REDACT_HASH = env.list("AUDIT_REDACT_HASH", default=[])
+AUDIT_REDACT_HASH_KEY = env.str("AUDIT_REDACT_HASH_KEY", default=SECRET_KEY)
+# Publish written predictions to the channel group "predictions.<product>" for the live pages.
+AUDIT_PUBLISH_LIVE = env.bool("AUDIT_PUBLISH_LIVE", default=True)
+
 # --- Security ---------------------------------------------------------------------------------
 # API authentication (mlops.authentication), roles (mlops.roles), rate limits (mlops.ratelimits).
 INSTALLED_APPS += ["django_ratelimit"]  # noqa: F405 - for its system check (wants a shared cache)
