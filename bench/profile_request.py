@@ -1,0 +1,106 @@
+"""Where one ``POST /v1/infer`` spends its time: cProfile of the full Django stack, in process.
+
+Same throw-away platform as ``bench/run.py`` (DEBUG off, PostgreSQL/Redis when reachable, log
+writer on, shadow active), but requests go through Django's test client (no socket, no
+gunicorn), so the profile shows the application's own cost. Prints the share of the request
+spent in each layer, then the top functions.
+
+Usage: ``.venv/bin/python bench/profile_request.py [--requests 3000] [--cached]``.
+"""
+
+import argparse
+import cProfile
+import json
+import pstats
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run import bootstrap, drop_database, prepare_environment
+
+# Functions whose cumulative time is one layer of the request, outermost first (shares overlap).
+LAYERS = [
+    ("whole request (test client -> handler)", "django/core/handlers/base.py", "get_response"),
+    ("DRF dispatch (view + DRF machinery)", "rest_framework/views.py", "dispatch"),
+    ("authentication", "rest_framework/request.py", "_authenticate"),
+    ("permissions + rate limit", "rest_framework/views.py", "check_permissions"),
+    ("view body: read + validate + predict", "inference/views.py", "post"),
+    ("service: predict", "inference/services.py", "predict"),
+    ("model run (onnxruntime incl. RunOptions)", "inference/runtime.py", "run"),
+    ("explanation", "inference/services.py", "_explain"),
+    ("log submit (audit writer)", "inference/services.py", "_log"),
+    ("shadow offer", "inference/services.py", "_offer_shadow"),
+    ("response rendering", "rest_framework/views.py", "finalize_response"),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--cached", action="store_true", help="the same features every time (cache hits)")
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--no-shadow", action="store_true", help="disable the shadow (to see what it costs the request)")
+    parser.add_argument("--no-profile", action="store_true", help="only time the requests")
+    args = parser.parse_args()
+    args.sqlite = args.no_redis = False
+    args.threads, args.worker_class = 1, "sync"
+
+    scratch = Path(tempfile.mkdtemp(prefix="mlops-profile-"))
+    env = prepare_environment(scratch, args)
+    try:
+        key, _, features = bootstrap(env)
+        from django.test import Client
+
+        from inference.runtime import runtime
+
+        if args.no_shadow:
+            from mlops import services
+
+            services.shadow_disable(product="fraud_score", user=None, reason="profile without shadow")
+        runtime.refresh()
+        client = Client(HTTP_AUTHORIZATION=f"Bearer {key}" if key else "", HTTP_HOST="127.0.0.1")
+        names = list(features)
+        bodies = []
+        for i in range(args.requests + 200):
+            values = dict(features)
+            if not args.cached:
+                values[names[i % len(names)]] *= 1 + (i + 1) * 1e-7
+            bodies.append(json.dumps({"event_id": f"p{i}", "product": "fraud_score", "features": values}))
+        for body in bodies[:200]:  # warm up
+            assert client.post("/v1/infer", body, content_type="application/json").status_code == 200
+        started = time.perf_counter()
+        for body in bodies[200:]:
+            client.post("/v1/infer", body, content_type="application/json")
+        elapsed = time.perf_counter() - started
+        mode = f"{'cached' if args.cached else 'uncached'}, shadow {'off' if args.no_shadow else 'on'}"
+        print(f"{args.requests} requests, {elapsed / args.requests * 1e6:.0f} µs each without the profiler ({mode})")
+        if args.no_profile:
+            return
+        profiler = cProfile.Profile()
+        started = time.perf_counter()
+        profiler.enable()
+        for body in bodies[200:]:
+            client.post("/v1/infer", body, content_type="application/json")
+        profiler.disable()
+        elapsed = time.perf_counter() - started
+        print(f"{args.requests} requests, {elapsed / args.requests * 1e6:.0f} µs each under the profiler\n")
+        stats = pstats.Stats(profiler)
+        total = None
+        print("| layer | share of a request |\n|---|---|")
+        for label, path, function in LAYERS:
+            cumulative = sum(value[3] for (filename, _, name), value in stats.stats.items() if filename.endswith(path) and name == function)
+            total = total or cumulative
+            print(f"| {label} | {cumulative / total * 100:.0f}% |")
+        print()
+        stats.sort_stats("tottime").print_stats(args.top)
+    finally:
+        drop_database(env)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
