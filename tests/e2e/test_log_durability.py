@@ -1,0 +1,138 @@
+"""SIGTERM to a real ``web`` server under load: every 200 it sent has its prediction log row.
+
+gunicorn starts with the repository's ``gunicorn.conf.py`` (two workers, four threads each)
+against this test's PostgreSQL database, with a long writer flush interval so that many
+answered records are still queued in the workers when SIGTERM arrives: only the shutdown
+flush (``worker_exit`` + ``atexit``) can write them.
+"""
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from audit.models import PredictionLog
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(tmp_path: Path, port: int) -> subprocess.Popen:
+    database = settings.DATABASES["default"]
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "mlops.settings",
+        "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
+        "DEBUG": "0",
+        "SECRET_KEY": "log-durability-test-secret-key-not-for-production-0123456789",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_SSL_REDIRECT": "0",
+        "RATELIMIT_ENABLE": "0",
+        "WEB_BIND": f"127.0.0.1:{port}",
+        "WEB_WORKERS": "2",
+        "WEB_THREADS": "4",
+        "AUDIT_FLUSH_INTERVAL": "30",  # records stay queued until the shutdown flush
+        "AUDIT_BATCH_SIZE": "100000",
+        "AUDIT_SPILL_DIR": str(tmp_path / "spill"),
+        "LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(ROOT),
+    }
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
+    command = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "mlops.wsgi:application"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail("server exited:\n" + (tmp_path / "server.log").read_text()[-3000:])
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
+                if response.status == 200:
+                    return process
+        except OSError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    pytest.fail("server not ready within 60 s:\n" + (tmp_path / "server.log").read_text()[-3000:])
+
+
+def drive(port: int, key: str, features: dict, stop: threading.Event, answered: list, statuses: list, worker: int) -> None:
+    """Keep-alive client: POST /v1/infer until stopped or the server goes away."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+    n = 0
+    while not stop.is_set():
+        n += 1
+        body = json.dumps({"product": "fraud_score", "event_id": f"w{worker}-{n}", "features": features})
+        try:
+            connection.request("POST", "/v1/infer", body=body, headers=headers)
+            response = connection.getresponse()
+            payload = response.read()
+        except (OSError, http.client.HTTPException):
+            connection.close()
+            if stop.is_set():
+                return
+            try:  # the worker closed this connection while shutting down; try another one
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                connection.connect()
+            except OSError:
+                return  # the server stopped listening
+            continue
+        statuses.append(response.status)
+        if response.status == 200:
+            answered.append(json.loads(payload)["prediction_id"])
+
+
+def test_sigterm_under_load_loses_no_answered_prediction(production_model, tmp_path):
+    from mlops.demo import demo_feature_names
+    from mlops.services import api_key_create
+
+    _, key = api_key_create(client="durability", role="internal_service")
+    features = {name: 1.0 for name in demo_feature_names()}
+    port = free_port()
+    server = start_server(tmp_path, port)
+    answered: list[str] = []
+    statuses: list[int] = []
+    stop = threading.Event()
+    clients = [threading.Thread(target=drive, args=(port, key, features, stop, answered, statuses, w)) for w in range(8)]
+    try:
+        for client in clients:
+            client.start()
+        time.sleep(3)
+        in_flight_at_signal = len(answered)
+        rows_at_signal = PredictionLog.objects.count()
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    finally:
+        stop.set()
+        if server.poll() is None:
+            server.kill()
+        for client in clients:
+            client.join(timeout=15)
+    log = (tmp_path / "server.log").read_text()
+    assert in_flight_at_signal > 50, log[-3000:]
+    assert rows_at_signal < in_flight_at_signal  # the answers were still queued: the shutdown flush wrote them
+    assert server.returncode == 0, log[-3000:]
+    # 503: a worker still warming its models right after start (readyz answered from the other);
+    # never a 500, and never an answer without its row.
+    assert set(statuses) <= {200, 503}, log[-3000:]
+    logged = {str(pk) for pk in PredictionLog.objects.filter(product="fraud_score").values_list("pk", flat=True)}
+    missing = set(answered) - logged
+    assert not missing, f"{len(missing)} of {len(answered)} answered predictions have no log row\n{log[-3000:]}"
+    print(f"{len(answered)} answered, {len(logged)} rows, {rows_at_signal} rows before SIGTERM")
+    assert not list((tmp_path / "spill").glob("spill-*")), "the database was up: nothing should have been spilled"
