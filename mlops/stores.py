@@ -9,6 +9,15 @@ Layout, the same in both stores::
 claim that every download is checked against. Downloads land in a content-addressed local
 cache (``<MODEL_CACHE_DIR>/<sha256>.onnx``) through a temporary file and an atomic rename, so a
 partial or tampered file is never visible under its final name.
+
+Resilience (S3): every S3 operation is retried on transient failures (connection errors,
+timeouts, 5xx and throttling; never on a missing bucket or a refused credential) with
+exponential backoff and full jitter (tenacity), and runs through one circuit breaker per
+endpoint (pybreaker): after ``S3_BREAKER_FAIL_MAX`` consecutive failed operations the breaker
+opens and calls fail at once with a `StoreError` for ``S3_BREAKER_RESET_SECONDS``, then one trial
+call decides. Its state is the gauge ``mlops_store_circuit_state`` (0 closed, 1 half-open,
+2 open). None of this is on the request path: only syncs and model loads reach a store, and the
+serving snapshot keeps the models it has.
 """
 
 import hashlib
@@ -17,16 +26,22 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlparse
 
 import boto3
+import pybreaker
+import tenacity
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 from django.conf import settings
+from prometheus_client import Counter, Gauge
 
 ARTIFACT_NAME = "model.onnx"
 METADATA_NAME = "metadata.json"
@@ -41,6 +56,106 @@ class StoreError(Exception):
 
 class ChecksumMismatch(StoreError):
     """A downloaded artifact does not match its recorded sha256: it is refused."""
+
+
+# --- Resilience of S3 calls -----------------------------------------------------------------
+
+CIRCUIT_STATE = Gauge(
+    "mlops_store_circuit_state",
+    "Circuit breaker of the model store per endpoint: 0 closed, 1 half-open, 2 open.",
+    ["endpoint"],
+    multiprocess_mode="livemax",
+)
+STORE_CALLS = Counter(
+    "mlops_store_calls",
+    "Model store (S3) operations by outcome: ok, error (after retries), rejected (circuit open).",
+    ["operation", "outcome"],
+)
+STORE_RETRIES = Counter("mlops_store_retries", "Model store (S3) attempts retried after a transient failure.", ["operation"])
+
+_STATE_VALUES = {pybreaker.STATE_CLOSED: 0, pybreaker.STATE_HALF_OPEN: 1, pybreaker.STATE_OPEN: 2}
+_TRANSIENT_CODES = {"RequestTimeout", "RequestTimeoutException", "SlowDown", "Throttling", "ThrottlingException", "ServiceUnavailable"}
+_T = TypeVar("_T")
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Worth another try: the network or the server failed, not the request."""
+    if isinstance(exc, BotoConnectionError | HTTPClientError):  # refused, reset, DNS, connect/read timeouts
+        return True
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return status >= 500 or status == 429 or exc.response.get("Error", {}).get("Code") in _TRANSIENT_CODES
+    return False
+
+
+class _StateMetric(pybreaker.CircuitBreakerListener):
+    def __init__(self, endpoint: str):
+        self.endpoint = endpoint
+
+    def state_change(self, cb, old_state, new_state):
+        CIRCUIT_STATE.labels(self.endpoint).set(_STATE_VALUES.get(new_state.name, 0))
+
+
+_breakers: dict[str, pybreaker.CircuitBreaker] = {}
+_breakers_lock = threading.Lock()
+
+
+def breaker_for(endpoint: str) -> pybreaker.CircuitBreaker:
+    """The circuit breaker of one S3 endpoint ("aws" for AWS itself), made on first use."""
+    with _breakers_lock:
+        breaker = _breakers.get(endpoint)
+        if breaker is None:
+            breaker = pybreaker.CircuitBreaker(
+                fail_max=getattr(settings, "S3_BREAKER_FAIL_MAX", 5),
+                reset_timeout=getattr(settings, "S3_BREAKER_RESET_SECONDS", 30.0),
+                exclude=[lambda exc: not _is_transient(exc)],  # a missing bucket says nothing about S3's health
+                listeners=[_StateMetric(endpoint)],
+                name=f"s3:{endpoint}",
+                throw_new_error_on_trip=False,  # the failure that trips it is reported as itself
+            )
+            _breakers[endpoint] = breaker
+            CIRCUIT_STATE.labels(endpoint).set(0)
+        return breaker
+
+
+def reset_breakers() -> None:
+    """Close and forget every breaker (tests; an operator's shell after fixing the store)."""
+    with _breakers_lock:
+        for endpoint, breaker in _breakers.items():
+            breaker.close()
+            CIRCUIT_STATE.labels(endpoint).set(0)
+        _breakers.clear()
+
+
+def _resilient(endpoint: str, operation: str, call: Callable[[], _T]) -> _T:
+    """``call()`` with retries (backoff + jitter) inside the endpoint's circuit breaker.
+
+    Raises `StoreError` when the breaker is open; otherwise the call's own exception after the
+    last attempt (callers turn it into a `StoreError` with their context).
+    """
+
+    def before_sleep(retry_state: tenacity.RetryCallState) -> None:
+        STORE_RETRIES.labels(operation).inc()
+
+    initial = getattr(settings, "S3_RETRY_INITIAL_SECONDS", 0.2)
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(_is_transient),
+        stop=tenacity.stop_after_attempt(max(1, getattr(settings, "S3_RETRY_ATTEMPTS", 3))),
+        # initial * 2**n plus up to `initial` of jitter, capped: 0.2-0.4 s, 0.4-0.6 s, ... by default.
+        wait=tenacity.wait_exponential_jitter(multiplier=initial, jitter=initial, max=getattr(settings, "S3_RETRY_MAX_SECONDS", 5.0)),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    try:
+        result = breaker_for(endpoint).call(retrying, call)
+    except pybreaker.CircuitBreakerError:
+        STORE_CALLS.labels(operation, "rejected").inc()
+        raise StoreError(f"the model store at {endpoint} is failing: circuit open, not tried (retry later)") from None
+    except Exception:
+        STORE_CALLS.labels(operation, "error").inc()
+        raise
+    STORE_CALLS.labels(operation, "ok").inc()
+    return result
 
 
 @dataclass(frozen=True)
@@ -132,12 +247,17 @@ class S3Store(ModelStore):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self.endpoint = settings.AWS_ENDPOINT_URL or "aws"
         self.client = boto3.client(
             "s3",
             endpoint_url=settings.AWS_ENDPOINT_URL,
             # Fail fast when the store is down: callers report it and keep serving what they have.
-            config=Config(connect_timeout=3, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"}),
+            # Retries are ours (_resilient), so botocore makes one attempt per call.
+            config=Config(connect_timeout=3, read_timeout=30, retries={"total_max_attempts": 1, "mode": "standard"}),
         )
+
+    def _call(self, operation: str, call: Callable[[], _T]) -> _T:
+        return _resilient(self.endpoint, operation, call)
 
     def _key(self, *parts: str) -> str:
         return "/".join(p for p in (self.prefix, *parts) if p)
@@ -145,10 +265,15 @@ class S3Store(ModelStore):
     def discover(self) -> Iterator[Artifact]:
         prefix = f"{self.prefix}/" if self.prefix else ""
         objects = {}
-        try:
+
+        def list_all() -> None:
+            objects.clear()  # a retried listing starts over
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
                 for obj in page.get("Contents", []):
                     objects[obj["Key"][len(prefix) :]] = obj["Size"]
+
+        try:
+            self._call("list", list_all)
         except (BotoCoreError, ClientError) as exc:
             raise StoreError(f"cannot list {self.url}: {_describe(exc)}") from None
         for relative in sorted(objects):
@@ -162,23 +287,24 @@ class S3Store(ModelStore):
 
     def _get(self, key: str) -> bytes:
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            return self._call("get", lambda: self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
         except (BotoCoreError, ClientError) as exc:
             raise StoreError(f"cannot read s3://{self.bucket}/{key}: {_describe(exc)}") from None
 
     def fetch(self, uri: str, dest: Path, progress: Progress | None = None) -> None:
         parsed = urlparse(uri)
         try:
-            self.client.download_file(parsed.netloc, parsed.path.lstrip("/"), str(dest), Callback=progress)
+            self._call("download", lambda: self.client.download_file(parsed.netloc, parsed.path.lstrip("/"), str(dest), Callback=progress))
         except (BotoCoreError, ClientError) as exc:
             raise StoreError(f"cannot download {uri}: {_describe(exc)}") from None
 
     def put(self, source: Path, product: str, name: str, version: str, metadata: dict) -> str:
         key = self._key(product, name, version, ARTIFACT_NAME)
         try:
-            self.client.upload_file(str(source), self.bucket, key)
-            self.client.put_object(
-                Bucket=self.bucket, Key=self._key(product, name, version, METADATA_NAME), Body=json.dumps(metadata, indent=2).encode()
+            self._call("upload", lambda: self.client.upload_file(str(source), self.bucket, key))
+            body = json.dumps(metadata, indent=2).encode()
+            self._call(
+                "put", lambda: self.client.put_object(Bucket=self.bucket, Key=self._key(product, name, version, METADATA_NAME), Body=body)
             )
         except (BotoCoreError, ClientError) as exc:
             raise StoreError(f"cannot upload to {self.url}: {_describe(exc)}") from None
