@@ -1,0 +1,187 @@
+"""The OpenAPI description of the API (drf-spectacular): auth schemes, the error body, docs views.
+
+- **Authentication.** ``mlops.authentication.TokenAuthentication`` accepts three credentials, each
+  described as its own security scheme so that Swagger UI offers all three: an API key as a bearer
+  token (``Authorization: Bearer mlk_<prefix>.<secret>``), the same key in ``X-API-Key``, and a JWT
+  as a bearer token. An admin session (cookie) is the fourth. The development bypass is not a
+  credential and is left out.
+- **Errors.** Every error answers the body built by ``mlops.api.error_body``; it is the reusable
+  component ``Error``. `AutoSchema` adds the error responses every endpoint can give (400 and 413
+  for bodies, 401/403/429 for authenticated endpoints, 404 for paths with parameters) unless the
+  view documents them itself, so a view only annotates what is specific to it.
+- **Access.** ``/api/schema/`` and ``/api/docs/`` follow ``API_DOCS_PUBLIC``: on, anyone may read
+  them; off, any valid credential (key, JWT or a staff session) may. They are not rate limited.
+
+Views annotate with ``ERROR`` / ``error_responses`` from here, e.g.
+``@extend_schema(responses={200: Out, **error_responses(409)})``.
+"""
+
+from django.conf import settings
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import serializers
+from rest_framework.permissions import BasePermission
+
+from mlops.authentication import StaffSessionAuthentication, TokenAuthentication
+from mlops.keyformat import KEY_PREFIX
+from mlops.permissions import UNSET
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable machine-readable code, e.g. invalid_input, not_authenticated, rate_limited.")
+    message = serializers.CharField(help_text="A sentence for people; never a traceback.")
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Validation errors only: each bad field (dotted path for nested ones) with its messages.",
+    )
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The platform's one error body: ``{"error": {"code", "message", "fields"?}}``."""
+
+    error = ErrorDetailSerializer()
+
+    class Meta:
+        ref_name = "Error"
+
+
+ERROR = ErrorSerializer
+
+_DESCRIPTIONS = {
+    400: "Invalid input: `error.fields` names every bad field.",
+    401: "No valid credentials (missing, malformed, expired or revoked).",
+    403: "The caller's role does not grant the capability this endpoint needs.",
+    404: "No such object.",
+    409: "The operation is not allowed in the current state.",
+    413: "The request body is larger than the configured limit.",
+    429: "Rate limit exceeded; `Retry-After` says when to retry.",
+    503: "A dependency is unavailable; retry shortly.",
+}
+
+
+def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
+    """``{code: OpenApiResponse(Error)}`` for ``@extend_schema(responses={...})``."""
+    return {code: OpenApiResponse(response=ErrorSerializer, description=_DESCRIPTIONS.get(code, "Error.")) for code in codes}
+
+
+class AutoSchema(SpectacularAutoSchema):
+    """drf-spectacular's schema, plus the platform's common error responses and required capability."""
+
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        if direction != "response":
+            return responses
+        permission = getattr(self.view, "api_permission", UNSET)
+        codes = []
+        if self.method in ("POST", "PUT", "PATCH"):
+            codes += [400, 413]
+        if permission is not None:
+            codes += [401, 403, 429]
+        if "{" in self.path:
+            codes.append(404)
+        for code in codes:
+            if str(code) not in responses:
+                responses[str(code)] = self._get_response_for_code(error_responses(code)[code], str(code), direction=direction)
+        return dict(sorted(responses.items()))
+
+    def get_auth(self):
+        if getattr(self.view, "api_permission", UNSET) is None:
+            return [{}]  # public endpoint (health probes): no credential needed
+        return super().get_auth()
+
+    def get_description(self):
+        description = super().get_description() or ""
+        permission = getattr(self.view, "api_permission", UNSET)
+        if permission is not None and permission is not UNSET:
+            description = f"{description}\n\nRequires the capability `{permission}`.".strip()
+        return description
+
+
+# --- Authentication schemes ---------------------------------------------------------------------
+
+
+class TokenAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "mlops.authentication.TokenAuthentication"
+    name = ["ApiKeyBearer", "ApiKeyHeader", "JWT"]
+
+    def get_security_requirement(self, auto_schema):
+        return [{name: []} for name in self.name]  # any one of them (OR)
+
+    def get_security_definition(self, auto_schema):
+        return [
+            {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": f"{KEY_PREFIX}<prefix>.<secret>",
+                "description": f"API key as a bearer token: `Authorization: Bearer {KEY_PREFIX}<prefix>.<secret>`.",
+            },
+            {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "API key in its own header."},
+            {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "A JWT from the configured issuer (JWT_ISSUER, JWT_AUDIENCE); roles in the `roles` claim.",
+            },
+        ]
+
+
+class StaffSessionScheme(OpenApiAuthenticationExtension):
+    target_class = "mlops.authentication.StaffSessionAuthentication"
+    name = "StaffSession"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": settings.SESSION_COOKIE_NAME,
+            "description": "A staff member signed in to the admin; unsafe methods also need the CSRF token.",
+        }
+
+
+class DevBypassScheme(OpenApiAuthenticationExtension):
+    """Development only, never a documented credential."""
+
+    target_class = "mlops.authentication.DevBypassAuthentication"
+    name = []
+
+    def get_security_requirement(self, auto_schema):
+        return None
+
+    def get_security_definition(self, auto_schema):
+        return []
+
+
+# --- The docs views -----------------------------------------------------------------------------
+
+
+DOCS_AUTHENTICATION = [TokenAuthentication, StaffSessionAuthentication]
+
+
+class DocsAccess(BasePermission):
+    """``API_DOCS_PUBLIC`` on: anyone; off: any authenticated caller (read at request time)."""
+
+    def has_permission(self, request, view) -> bool:
+        if getattr(settings, "API_DOCS_PUBLIC", False):
+            return True
+        return request.auth is not None
+
+
+# drf_spectacular.views reads DEFAULT_SCHEMA_CLASS (this module) when imported: import it late.
+
+
+def schema_view():
+    """``GET /api/schema/``: the OpenAPI 3 document (YAML; ``?format=json`` for JSON)."""
+    from drf_spectacular.views import SpectacularAPIView
+
+    return SpectacularAPIView.as_view(authentication_classes=DOCS_AUTHENTICATION, permission_classes=[DocsAccess])
+
+
+def docs_view(schema_url_name: str):
+    """``GET /api/docs/``: Swagger UI, served from drf-spectacular-sidecar (no CDN)."""
+    from drf_spectacular.views import SpectacularSwaggerView
+
+    return SpectacularSwaggerView.as_view(
+        url_name=schema_url_name, authentication_classes=DOCS_AUTHENTICATION, permission_classes=[DocsAccess]
+    )
