@@ -177,11 +177,22 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = True
     SECURE_CONTENT_TYPE_NOSNIFF = True
 
+# --- Logging (mlops/logging.py) -------------------------------------------------------------
+# LOG_FORMAT=json: one JSON object per line (timestamp, level, logger, message and, when present,
+# request_id, prediction_id, event_id, product, model, model_version, role, decision, latency_ms);
+# LOG_FORMAT=human: readable lines. JSON by default in production (DEBUG off), human otherwise.
+LOG_FORMAT = env.str("LOG_FORMAT", default="human" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "human"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'json' or 'human', not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "mlops.logging.ContextFilter"}},
+    "formatters": {
+        "human": {"()": "mlops.logging.HumanFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "mlops.logging.JsonFormatter", "format": "%(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
 }
@@ -312,3 +323,37 @@ if not REDIS_URL:
     # process, which is exactly right for one process. django-ratelimit's check refuses
     # local memory because it is not shared between processes; production sets REDIS_URL.
     SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
+
+# --- Operations -------------------------------------------------------------------------------
+# OpenAPI (mlops.openapi): the schema at /api/schema/, Swagger UI at /api/docs/ from the sidecar
+# package (no CDN); access follows API_DOCS_PUBLIC (Security, above).
+INSTALLED_APPS += ["drf_spectacular_sidecar"]
+REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "mlops.openapi.AutoSchema"  # common error responses, auth
+SPECTACULAR_SETTINGS.update(
+    {
+        "SWAGGER_UI_DIST": "SIDECAR",
+        "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+        "REDOC_DIST": "SIDECAR",
+        "COMPONENT_SPLIT_REQUEST": True,  # request and response shapes differ (read-only fields)
+        "SCHEMA_PATH_PREFIX": r"/v1/",
+    }
+)
+
+# Model store (S3) resilience (mlops/stores.py): attempts per operation with exponential backoff and
+# jitter starting at S3_RETRY_INITIAL_SECONDS, capped at S3_RETRY_MAX_SECONDS; the breaker of an
+# endpoint opens after S3_BREAKER_FAIL_MAX failed operations in a row and stays open (calls fail at
+# once) for S3_BREAKER_RESET_SECONDS before one trial call. Its state: mlops_store_circuit_state.
+S3_RETRY_ATTEMPTS = env.int("S3_RETRY_ATTEMPTS", default=3)
+S3_RETRY_INITIAL_SECONDS = env.float("S3_RETRY_INITIAL_SECONDS", default=0.2)
+S3_RETRY_MAX_SECONDS = env.float("S3_RETRY_MAX_SECONDS", default=5.0)
+S3_BREAKER_FAIL_MAX = env.int("S3_BREAKER_FAIL_MAX", default=5)
+S3_BREAKER_RESET_SECONDS = env.float("S3_BREAKER_RESET_SECONDS", default=30.0)
+
+# Tracing (mlops/tracing.py): OpenTelemetry spans, a no-op unless an exporter is configured.
+# TRACING_EXPORTER: "" (off), "otlp" (OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT; needs the packages of
+# deploy/requirements-tracing.txt) or "console" (stdout, for debugging). Setting only
+# OTEL_EXPORTER_OTLP_ENDPOINT implies "otlp". Standard OTEL_* variables (headers, timeouts) apply.
+OTEL_EXPORTER_OTLP_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
+TRACING_EXPORTER = env.str("TRACING_EXPORTER", default="otlp" if OTEL_EXPORTER_OTLP_ENDPOINT else "")
+TRACING_SERVICE_NAME = env.str("OTEL_SERVICE_NAME", default="mlops")
+TRACING_SAMPLE_RATIO = env.float("TRACING_SAMPLE_RATIO", default=1.0)  # share of root traces kept
