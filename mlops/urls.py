@@ -1,8 +1,12 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from mlops import openapi
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/schema/", openapi.schema_view(), name="api-schema"),
+    path("api/docs/", openapi.docs_view("api-schema"), name="api-docs"),
     path("", include("inference.urls")),
     path("", include("audit.urls")),
     path("", include("mlops.urls_api")),
