@@ -23,8 +23,8 @@ from mlops.services.lifecycle import LifecycleError, User, _require_reason, _tra
 
 DEFAULT_CANARY_LADDER = (10, 25, 50, 100)
 
-# django-simple-history keeps at most 100 characters of a change reason; the row keeps 500.
-HISTORY_REASON_MAX = 100
+# History rows keep the reason as text; bound it like the row's own change_reason (500).
+HISTORY_REASON_MAX = 500
 
 
 def _short(reason: str, *, room: int = HISTORY_REASON_MAX) -> str:

@@ -1,21 +1,9 @@
 """Fixtures of the rollout tests: a product with production and a validated candidate, users."""
 
-import shutil
-import tempfile
-
 import pytest
 from django.contrib.auth.models import Permission
 
 from mlops import services
-from mlops.stores import store_from_url
-
-
-@pytest.fixture
-def local_store():
-    """A store under a short path: the registry's history keeps reasons ("synced from <uri>") of at most 100 characters."""
-    folder = tempfile.mkdtemp(prefix="ro")
-    yield store_from_url(f"file://{folder}")
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

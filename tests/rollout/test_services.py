@@ -190,3 +190,9 @@ def test_shadow_enable_refuses_production_archived_and_foreign_models(candidate,
         services.shadow_enable(product=PRODUCT, shadow_model_id=candidate.pk, user=None, reason="x")
     with pytest.raises(LifecycleError, match="percentage"):
         services.shadow_enable(product=PRODUCT, shadow_model_id=candidate.pk, sample_percent=101, user=None, reason="x")
+
+
+def test_a_long_reason_is_kept_in_full_in_the_history(canary):
+    reason = "incident review: " + "x" * 300
+    services.canary_promote(product=PRODUCT, user=None, reason=reason)
+    assert CanaryConfig.history.filter(product=PRODUCT).first().history_change_reason == f"canary promoted: {reason}"
