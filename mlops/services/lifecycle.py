@@ -47,6 +47,7 @@ def _record_history(model_version: ModelVersion, *, user: User, reason: str) -> 
 def _transition(model_version_id, *, allowed: tuple[str, ...], to: str, user: User, reason: str, **fields) -> ModelVersion:
     """Move one version from one of ``allowed`` to ``to``, or explain why it cannot move."""
     now = timezone.now()
+    reason = reason[:500]  # callers may prefix the person's reason ("rolled back: ...")
     updated = ModelVersion.objects.filter(pk=model_version_id, status__in=allowed).update(
         status=to, changed_by=user, changed_at=now, change_reason=reason, **fields
     )
