@@ -1,7 +1,10 @@
 """ASGI entry point of the `stream` process (daphne + Channels).
 
+``/stream/`` paths go to the Channels SSE consumers (`inference.streams`), behind
+``AuthMiddlewareStack`` (session, so the live pages know the staff member; the dual-model
+stream authenticates like the API, API key or JWT included); everything else goes to Django.
 In the embedded default this one process serves everything (and, with DEBUG on, the admin's
-static files); in production a path router sends `/stream/` here and the rest to the WSGI
+static files); in production a path router sends ``/stream/`` here and the rest to the WSGI
 `web` process.
 """
 
@@ -14,9 +17,41 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlops.settings")
 
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs the app registry)
+from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app registry)
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.urls import path  # noqa: E402
 
-http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.DEBUG else django_asgi_app
+from inference.streams import DualInferConsumer, LiveConsumer  # noqa: E402
+
+STREAM_PREFIX = "/stream/"
+
+stream_app = AuthMiddlewareStack(
+    URLRouter(
+        [
+            path("stream/v1/infer", DualInferConsumer.as_asgi()),
+            path("stream/live/<slug:product>/", LiveConsumer.as_asgi()),
+        ]
+    )
+)
+django_app = ASGIStaticFilesHandler(django_asgi_app) if settings.DEBUG else django_asgi_app
+
+
+async def not_found(scope, receive, send):
+    await send({"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": b'{"error": {"code": "not_found", "message": "No such stream."}}'})
+
+
+async def http_app(scope, receive, send):
+    """``/stream/...`` to the consumers (404 for an unknown stream), the rest to Django."""
+    if scope["path"].startswith(STREAM_PREFIX):
+        try:
+            return await stream_app(scope, receive, send)
+        except ValueError as exc:  # URLRouter: no route matched
+            if "No route found" not in str(exc):
+                raise
+            return await not_found(scope, receive, send)
+    return await django_app(scope, receive, send)
+
 
 application = ProtocolTypeRouter({"http": http_app})

@@ -141,6 +141,7 @@ STATIC_ROOT = env.str("STATIC_ROOT", default=str(BASE_DIR / "static"))
 # --- History --------------------------------------------------------------------------------
 # Registry history is a record, not an undo button: every change goes through a service.
 SIMPLE_HISTORY_REVERT_DISABLED = True
+SIMPLE_HISTORY_HISTORY_CHANGE_REASON_USE_TEXT_FIELD = True  # reasons are sentences, not labels
 
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -357,3 +358,18 @@ OTEL_EXPORTER_OTLP_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
 TRACING_EXPORTER = env.str("TRACING_EXPORTER", default="otlp" if OTEL_EXPORTER_OTLP_ENDPOINT else "")
 TRACING_SERVICE_NAME = env.str("OTEL_SERVICE_NAME", default="mlops")
 TRACING_SAMPLE_RATIO = env.float("TRACING_SAMPLE_RATIO", default=1.0)  # share of root traces kept
+
+# --- Streams ---
+# Server-Sent Events served by the `stream` process (daphne + Channels): inference/streams.py.
+# POST /stream/v1/infer: timeouts come from each product's DualModelConfig (admin); these bound
+# what a client waits for a run that ignores its cancellation, and the idempotency memory.
+STREAM_CANCEL_GRACE_SECONDS = env.float("STREAM_CANCEL_GRACE_SECONDS", default=5.0)
+STREAM_RECENT_RUNS = env.int("STREAM_RECENT_RUNS", default=2_000)  # run ids remembered per process before the DB is asked
+# DualRunRecord persistence: attempts (exponential backoff with jitter) before a record is dropped and counted.
+STREAM_RECORD_ATTEMPTS = env.int("STREAM_RECORD_ATTEMPTS", default=6)
+STREAM_RECORD_MAX_WAIT_SECONDS = env.float("STREAM_RECORD_MAX_WAIT_SECONDS", default=5.0)
+# /stream/live/<product>/: events per second one subscriber gets before the stream samples (and says so),
+# heartbeat comments for proxies, and how many missed predictions a reconnect (Last-Event-ID) replays.
+LIVE_MAX_EVENTS_PER_SECOND = env.int("LIVE_MAX_EVENTS_PER_SECOND", default=20)
+LIVE_HEARTBEAT_SECONDS = env.float("LIVE_HEARTBEAT_SECONDS", default=15.0)
+LIVE_REPLAY_MAX = env.int("LIVE_REPLAY_MAX", default=200)

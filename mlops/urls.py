@@ -5,6 +5,7 @@ from mlops import openapi
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("", include("inference.urls_live")),  # /live/<product>/: the staff live page (streams)
     path("api/schema/", openapi.schema_view(), name="api-schema"),
     path("api/docs/", openapi.docs_view("api-schema"), name="api-docs"),
     path("", include("inference.urls")),

@@ -53,3 +53,8 @@ from mlops.services.api_keys import ApiKeyError, api_key_create, api_key_revoke
 from mlops.services.roles import roles_sync
 
 __all__ += ["ApiKeyError", "api_key_create", "api_key_revoke", "roles_sync"]
+
+# Dual-model streams: the fast and full model of a product (mlops.services.dual_models).
+from mlops.services.dual_models import dual_model_clear, dual_model_demo_ensure, dual_model_set
+
+__all__ += ["dual_model_clear", "dual_model_demo_ensure", "dual_model_set"]

@@ -50,6 +50,10 @@ def demo_bootstrap(*, store: ModelStore, admin_username: str, admin_password: st
             model_version_promote(model_version_id=model.pk, user=None, reason="demo bootstrap")
         report.lines.append(f"promoted {model} to production")
     report.lines.append(_ensure_admin(admin_username, admin_password))
+    # The dual-model stream (POST /stream/v1/infer) works right after bootstrap: logreg fast, gbdt full.
+    from mlops.services.dual_models import dual_model_demo_ensure
+
+    report.lines.append(dual_model_demo_ensure(product=PRODUCT))
     return report
 
 

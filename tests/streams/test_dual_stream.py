@@ -1,0 +1,155 @@
+"""POST /stream/v1/infer in process: ordering, timeouts, failures, disconnects, idempotency, bad input."""
+
+import time
+
+import pytest
+
+from audit.models import DualRunRecord
+from inference.stream_recorder import recorder
+from tests.streams.conftest import bearer, body, run_threads, stream
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def record_of(run_id: str) -> DualRunRecord:
+    assert recorder.flush(10)
+    return DualRunRecord.objects.get(run_id=run_id)
+
+
+def test_preliminary_then_final_then_done(dual, api_key, features):
+    dual("logreg", "gbdt")
+    result = stream(body(features), bearer(api_key))
+    assert result.status == 200
+    assert result.headers["content-type"].startswith("text/event-stream")
+    assert result.names == ["preliminary", "final", "done"]
+    preliminary, final, done = result.events
+    run_id = result.headers["x-run-id"]
+    assert [event["id"] for event in result.events] == [f"{run_id}:1", f"{run_id}:2", f"{run_id}:3"]
+    assert preliminary["data"]["v"] == 1 and preliminary["data"]["model"] == "fast" and preliminary["data"]["model_name"] == "logreg"
+    assert final["data"]["model"] == "full" and final["data"]["model_name"] == "gbdt"
+    for event in (preliminary, final):
+        assert 0.0 <= event["data"]["score"] <= 1.0
+        assert event["data"]["decision"] in {"allow", "review", "block"}
+        assert event["data"]["latency_ms"] > 0
+    assert done["data"]["succeeded"] == ["preliminary", "final"]
+    assert done["data"]["preliminary"] == "ok" and done["data"]["final"] == "ok"
+    record = record_of(run_id)
+    assert record.fast_output["score"] == preliminary["data"]["score"]
+    assert record.full_output["score"] == final["data"]["score"]
+    assert record.errors == [] and not record.disconnected
+    assert record.fast_latency_ms > 0 and record.full_latency_ms > 0
+    assert record.events[-1]["event"] == "done"
+    assert run_threads() == []
+
+
+def test_fast_times_out_and_full_answers(dual, api_key, features):
+    dual("slow", "gbdt", fast_ms=200, full_ms=5_000)
+    started = time.monotonic()
+    result = stream(body(features), bearer(api_key))
+    elapsed = time.monotonic() - started
+    assert result.names == ["final", "error", "done"]
+    error = result.one("error")["data"]
+    assert error["model"] == "fast" and error["code"] == "timeout" and error["model_name"] == "slow"
+    assert result.one("done")["data"]["succeeded"] == ["final"]
+    assert elapsed < 1.0, "the slow run was cancelled at its timeout, not run to its end"
+    record = record_of(result.headers["x-run-id"])
+    assert record.fast_output is None and record.full_output is not None
+    assert record.errors[0]["code"] == "timeout"
+    assert run_threads() == []
+
+
+def test_full_times_out_and_fast_answers(dual, api_key, features):
+    dual("logreg", "slow", fast_ms=1_000, full_ms=300)
+    started = time.monotonic()
+    result = stream(body(features), bearer(api_key))
+    assert time.monotonic() - started < 1.0
+    assert result.names == ["preliminary", "error", "done"]
+    assert result.one("error")["data"]["model"] == "full"
+    assert result.one("error")["data"]["code"] == "timeout"
+    assert result.one("done")["data"] | {"total_latency_ms": 0} == result.one("done")["data"] | {
+        "succeeded": ["preliminary"],
+        "preliminary": "ok",
+        "final": "timeout",
+        "total_latency_ms": 0,
+    }
+    record = record_of(result.headers["x-run-id"])
+    assert record.fast_output is not None and record.full_output is None
+    assert run_threads() == []
+
+
+def test_both_time_out_and_the_stream_still_ends_with_done(dual, api_key, features):
+    dual("slow", "slower", fast_ms=150, full_ms=250)
+    started = time.monotonic()
+    result = stream(body(features), bearer(api_key))
+    assert time.monotonic() - started < 1.0
+    assert result.names == ["error", "error", "done"]
+    assert [event["data"]["model"] for event in result.events[:2]] == ["fast", "full"]
+    assert {event["data"]["code"] for event in result.events[:2]} == {"timeout"}
+    assert result.one("done")["data"]["succeeded"] == []
+    record = record_of(result.headers["x-run-id"])
+    assert record.fast_output is None and record.full_output is None
+    assert sorted(error["model"] for error in record.errors) == ["fast", "full"]
+    assert run_threads() == []
+
+
+def test_a_failing_model_is_a_model_error_and_the_other_still_answers(dual, api_key, features):
+    dual("logreg", "failing")
+    result = stream(body(features), bearer(api_key))
+    assert result.names == ["preliminary", "error", "done"]
+    error = result.one("error")["data"]
+    assert error["code"] == "model_error" and error["model"] == "full"
+    assert "Traceback" not in error["message"] and "ONNXRuntimeError" not in error["message"]
+    record = record_of(result.headers["x-run-id"])
+    assert record.errors == [{"model": "full", "code": "model_error", "message": error["message"]}]
+
+
+def test_a_disconnect_cancels_the_runs_still_going(dual, api_key, features):
+    dual("logreg", "slower", fast_ms=1_000, full_ms=10_000)
+    started = time.monotonic()
+    result = stream(body(features, run_id="leaves-early"), bearer(api_key), disconnect_after="preliminary")
+    assert time.monotonic() - started < 1.0, "the full run was cancelled, not waited for"
+    assert result.names == ["preliminary"]
+    assert run_threads() == [], "no run thread outlives its stream"
+    record = record_of("leaves-early")
+    assert record.disconnected
+    assert record.full_output is None
+    assert {"model": "full", "code": "cancelled", "message": "the client disconnected"} in record.errors
+
+
+def test_a_recorded_run_id_is_replayed_not_run_again(dual, api_key, features):
+    dual("logreg", "gbdt")
+    first = stream(body(features, run_id="run-42"), bearer(api_key))
+    assert first.headers["x-run-id"] == "run-42"
+    record_of("run-42")
+    recorder.memory.reset()  # as another process would: only the database knows the run
+    again = stream(body(features, run_id="run-42"), bearer(api_key))
+    assert again.names == first.names
+    assert [event["id"] for event in again.events] == [event["id"] for event in first.events]
+    assert [event["data"] for event in again.events[:-1]] == [event["data"] for event in first.events[:-1]]
+    assert again.one("done")["data"]["replayed"] is True
+    assert DualRunRecord.objects.filter(run_id="run-42").count() == 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        (b'{"event_id": "e", "product": "fraud_score"}', "features"),
+        (b'{"event_id": "e", "product": "fraud_score", "features": {"mean_radius": "x"}}', "features.mean_radius"),
+        (b'{"event_id": "e", "product": "nope", "features": {}}', "product"),
+        (b'{"event_id": "e", "product": "fraud_score", "features": {}, "run_id": "bad id!"}', "run_id"),
+        (b"{not json", "body"),
+    ],
+)
+def test_bad_input_is_a_json_400_naming_the_field(dual, api_key, payload, field):
+    dual("logreg", "gbdt")
+    result = stream(payload, bearer(api_key))
+    assert result.status == 400
+    assert result.headers["content-type"].startswith("application/json")
+    assert field in result.json["error"]["fields"]
+
+
+def test_no_credentials_is_a_json_401(dual, features):
+    dual("logreg", "gbdt")
+    result = stream(body(features), {})
+    assert result.status == 401
+    assert result.json["error"]["code"] in {"not_authenticated", "authentication_failed"}
