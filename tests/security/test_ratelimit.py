@@ -126,3 +126,12 @@ def test_django_ratelimits_own_exception_is_a_429_not_a_403():
     response = exception_handler(Ratelimited(), {"view": None})
     assert response.status_code == 429 and response.data["error"]["code"] == "rate_limited"
     assert "Retry-After" in response.headers
+
+
+def test_a_local_memory_cache_counts_through_django_ratelimit(limits):
+    # The embedded default has no Redis: the same limits through django-ratelimit's get_usage.
+    limits.CACHES = {**django_settings.CACHES, "local": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    limits.RATELIMIT_USE_CACHE = "local"
+    responses = hammer(PREDICT, bearer(create_key("inference_client")), 5)
+    assert [r.status_code for r in responses] == [200] * 4 + [429]
+    assert [r.headers["X-RateLimit-Remaining"] for r in responses] == ["3", "2", "1", "0", "0"]
