@@ -74,9 +74,19 @@ ROLE_ADMIN_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "mlops.view_canaryconfig",
         "mlops.manage_rollout",
         "mlops.view_shadowoverride",
+        "mlops.view_rollbackevent",
+        "mlops.view_dualmodelconfig",
+        "mlops.add_dualmodelconfig",
+        "mlops.change_dualmodelconfig",
     ),
-    Role.VIEWER: ("mlops.view_modelversion", "mlops.view_canaryconfig", "mlops.view_shadowoverride"),
-    Role.AUDITOR: ("audit.view_*", "mlops.view_modelversion"),
+    Role.VIEWER: (
+        "mlops.view_modelversion",
+        "mlops.view_canaryconfig",
+        "mlops.view_shadowoverride",
+        "mlops.view_rollbackevent",
+        "mlops.view_dualmodelconfig",
+    ),
+    Role.AUDITOR: ("audit.view_*", "mlops.view_modelversion", "mlops.view_rollbackevent"),
     Role.INTERNAL_SERVICE: (),
 }
 
