@@ -103,3 +103,12 @@ def test_a_system_check_warns_loudly_while_the_bypass_is_on(settings):
 def test_a_bad_rate_setting_fails_the_system_check(settings):
     settings.RATELIMIT_PREDICT = "thirty per minute"
     assert "mlops.security.E001" in {message.id for message in checks.run_checks(tags=[checks.Tags.security])}
+
+
+@pytest.mark.parametrize("path", ["/api/schema/", "/api/docs/"])
+def test_the_schema_and_docs_need_credentials_unless_a_setting_opens_them(settings, path):
+    settings.API_DOCS_PUBLIC = False
+    assert Client().get(path).status_code in (401, 403)
+    assert Client().get(path, headers=bearer(create_key("viewer"))).status_code == 200
+    settings.API_DOCS_PUBLIC = True
+    assert Client().get(path).status_code == 200
