@@ -1,0 +1,67 @@
+"""Fixtures of the operations tests: a served demo model, an API client with a key, promtool."""
+
+import shutil
+
+import orjson
+import pytest
+from django.test import Client
+
+from audit import writer
+from inference import cache, shadow
+from inference.runtime import runtime
+from mlops import authentication
+from mlops import services as registry
+from mlops.demo import PRODUCT, demo_feature_names
+
+
+@pytest.fixture
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail("promtool is missing: apt-get install prometheus (.ci/run installs it)")
+    return path
+
+
+@pytest.fixture
+def inference_state(settings):
+    """A clean serving runtime with the background refresher off (the test refreshes it)."""
+    settings.INFERENCE_BACKGROUND_REFRESH = False
+    runtime.reset()
+    cache.reset()
+    shadow.reset()
+    yield
+    shadow.reset(wait=True)
+    writer.flush(10)
+    runtime.reset()
+    cache.reset()
+
+
+@pytest.fixture
+def serving(inference_state, production_model):
+    """``fraud_score`` with the demo logistic regression in production, loaded in this process."""
+    runtime.refresh()
+    return production_model
+
+
+@pytest.fixture
+def features() -> dict:
+    from sklearn.datasets import load_breast_cancer
+
+    row = load_breast_cancer().data[0]
+    return {name: float(value) for name, value in zip(demo_feature_names(), row, strict=True)}
+
+
+@pytest.fixture
+def api(settings):
+    """A client with an internal_service key (every capability, not rate limited)."""
+    settings.RATELIMIT_ENABLE = False
+    _, key = registry.api_key_create(client="ops-tests", role="internal_service")
+    authentication.api_keys.invalidate()
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {key}")
+    client.key = key
+    return client
+
+
+def infer(client, features: dict, event_id: str = "evt-1", product: str = PRODUCT):
+    body = orjson.dumps({"event_id": event_id, "product": product, "features": features})
+    return client.post("/v1/infer", body, content_type="application/json")
