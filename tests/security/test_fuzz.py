@@ -87,3 +87,21 @@ def test_path_parameters_never_cause_a_server_error(route, view, value, internal
     if response.status_code == 404 and not response["Content-Type"].startswith("application/json"):
         return  # the value did not match the route's converter: Django's own 404 outside DRF
     assert_no_server_error(response, f"GET {path}")
+
+
+credentials = st.one_of(
+    st.text(max_size=80),
+    st.text(max_size=60).map(lambda text: "mlk_" + text),
+    st.tuples(st.text(max_size=20), st.text(max_size=20), st.text(max_size=20)).map(".".join),
+    st.sampled_from(["eyJhbGciOiJub25lIn0.e30.", "mlk_.", "mlk_a.", "Bearer", "eyJ.eyJ.sig"]),
+)
+
+
+@FUZZ
+@given(scheme=st.sampled_from(["Bearer ", "bearer ", "Basic ", "", "Bearer  "]), credential=credentials, as_header=st.booleans())
+def test_garbage_credentials_are_a_401_never_a_server_error(scheme, credential, as_header):
+    credential = credential.replace("\r", "").replace("\n", "")
+    headers = {"Authorization": scheme + credential} if as_header else {"X-API-Key": credential}
+    response = Client(raise_request_exception=False).get("/v1/_probe/read_models", headers=headers)
+    assert response.status_code == 401, response.content
+    assert response.json()["error"]["code"] in ("not_authenticated", "invalid_api_key", "invalid_token", "authentication_failed")
