@@ -245,7 +245,7 @@ def build_requests(features: dict, key: str, count: int, cached: bool) -> list[b
     for i in range(count):
         values = dict(features)
         if not cached:  # a distinct vector per request: every request misses the cache
-            values[names[i % len(names)]] = values[names[i % len(names)]] * (1 + (i + 1) * 1e-7)
+            values[names[i % len(names)]] *= 1 + (i // len(names) + 1) * 1e-4  # distinct in float32 too
         body = json.dumps({"event_id": f"bench-{i}-{secrets.token_hex(4)}", "product": "fraud_score", "features": values}).encode()
         requests.append(f"POST /v1/infer HTTP/1.1\r\n{headers}Content-Length: {len(body)}\r\n\r\n".encode() + body)
     return requests

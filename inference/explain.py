@@ -10,7 +10,8 @@ Two methods, chosen once per model when it is loaded:
   microseconds of numpy.
 - **Baseline substitution** (any other graph). The contribution of feature ``i`` is
   ``score(x) - score(x with x_i replaced by a baseline)``, in score units, computed for all
-  features in *one* batched session run of ``n_features`` rows. The baseline is the scaler's
+  features in *one* batched session run of ``n_features + 1`` rows (the row itself and one
+  substituted copy per feature). The baseline is the scaler's
   offset when the graph starts with one, else, for tree ensembles, the median of the
   thresholds the trees split that feature on (a rough "typical value" read from the model
   itself; we have no training data at serving time), else 0. It ignores interactions and is
@@ -20,6 +21,7 @@ Two methods, chosen once per model when it is loaded:
 Positive contributions push the score towards ``block``.
 """
 
+import heapq
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -118,11 +120,12 @@ def _tree_baseline(nodes, width: int) -> np.ndarray:
 
 
 def summarize(names: Sequence[str], row: np.ndarray, contributions: np.ndarray) -> list[dict]:
-    """The top features of one row by absolute contribution, largest first (zeros left out)."""
-    magnitude = np.abs(contributions)
-    count = min(TOP_N, len(names))
-    top = np.argpartition(-magnitude, count - 1)[:count] if len(names) > count else np.arange(len(names))
-    top = top[np.argsort(-magnitude[top], kind="stable")]
-    return [
-        {"feature": names[i], "value": float(row[i]), "contribution": round(float(contributions[i]), 6)} for i in top if magnitude[i] > 0
-    ]
+    """The top features of one row by absolute contribution, largest first (zeros left out).
+
+    Plain Python over ``tolist()``: for a few dozen features it is several times faster than
+    numpy's argpartition/argsort on such small arrays.
+    """
+    values = contributions.tolist()
+    top = heapq.nlargest(TOP_N, range(len(values)), key=lambda i: abs(values[i]))
+    inputs = row.tolist()
+    return [{"feature": names[i], "value": inputs[i], "contribution": round(values[i], 6)} for i in top if values[i] != 0]

@@ -12,6 +12,8 @@ actually served is ``sum(rate(mlops_inference_requests_total{role="canary"}))`` 
 product's total, per product.
 """
 
+from functools import lru_cache
+
 from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter(
@@ -42,3 +44,20 @@ SHADOW_RUNS = Counter("mlops_inference_shadow_runs", "Shadow runs by outcome (ok
 SHADOW_SKIPS = Counter("mlops_inference_shadow_skips", "Shadow runs skipped because the shadow pool was full.", ["product"])
 INVALID = Counter("mlops_inference_invalid_inputs", "Refused requests by reason.", ["reason"])
 REFRESHES = Counter("mlops_inference_refreshes", "Serving snapshot rebuilds by outcome (ok, error).", ["outcome"])
+
+
+# Children of the per-request metrics, looked up once per label set: ``labels()`` takes a lock
+# and builds a key on every call, which the hot path can do without.
+@lru_cache(maxsize=4096)
+def request_counter(product: str, model: str, role: str, decision: str, status: str):
+    return REQUESTS.labels(product, model, role, decision, status)
+
+
+@lru_cache(maxsize=4096)
+def latency_histogram(product: str, model: str, role: str):
+    return LATENCY.labels(product, model, role)
+
+
+@lru_cache(maxsize=4096)
+def cache_counter(product: str, model: str, result: str):
+    return CACHE.labels(product, model, result)

@@ -21,6 +21,7 @@ from audit.diffs import classify_diff
 from inference import metrics, routing, selectors
 from inference.cache import cache_key, prediction_cache
 from inference.explain import summarize
+from inference.ids import new_prediction_id
 from inference.runtime import LoadedModel, ModelRunError, Route, Snapshot, runtime
 from inference.shadow import pool as shadow_pool
 from inference.validation import InferRequest, InvalidInput, feature_row
@@ -111,7 +112,7 @@ def predict(*, event_id: str, product: str, features: Mapping, request_id: str =
             _count_error(product, model, role, exc2)
             raise ServiceUnavailable("model_error", f"The model of {product!r} failed to answer.") from None
     prediction = Prediction(
-        prediction_id=uuid.uuid4(),
+        prediction_id=new_prediction_id(),
         event_id=event_id,
         product=product,
         model=model,
@@ -125,7 +126,7 @@ def predict(*, event_id: str, product: str, features: Mapping, request_id: str =
         fallback_reason=fallback_reason,
         features=features,
     )
-    metrics.CACHE.labels(product, model.label, source).inc()
+    metrics.cache_counter(product, model.label, source).inc()
     elapsed = time.perf_counter() - started
     prediction.latency_ms = round(elapsed * 1000, 3)
     _log(prediction, request_id)
@@ -179,8 +180,8 @@ def _count_error(product: str, model: LoadedModel, role: str, exc: ModelRunError
 def _observe(prediction: Prediction, elapsed: float) -> None:
     label = prediction.model.label
     status = "fallback" if prediction.fallback_from is not None else "ok"
-    metrics.REQUESTS.labels(prediction.product, label, prediction.role, prediction.decision, status).inc()
-    metrics.LATENCY.labels(prediction.product, label, prediction.role).observe(elapsed)
+    metrics.request_counter(prediction.product, label, prediction.role, prediction.decision, status).inc()
+    metrics.latency_histogram(prediction.product, label, prediction.role).observe(elapsed)
 
 
 def _record(prediction: Prediction, request_id: str) -> dict:
@@ -242,7 +243,7 @@ def _run_shadow(shadow: LoadedModel, names: tuple[str, ...], primaries: list[Pre
         decision = decide(score, shadow.threshold)
         diff, diff_class = classify_diff(primary.score, score)
         record = {
-            "prediction_id": uuid.uuid4(),
+            "prediction_id": new_prediction_id(),
             "request_id": request_id,
             "event_id": primary.event_id,
             "product": product,
@@ -347,7 +348,7 @@ def predict_batch(*, items: list[InferRequest | None], request_id: str = "", pro
         score, summary, cached = results[index]
         fallback_from, fallback_reason = fallbacks.get(index, (None, ""))
         prediction = Prediction(
-            prediction_id=uuid.uuid4(),
+            prediction_id=new_prediction_id(),
             event_id=item.event_id,
             product=item.product,
             model=model,
@@ -361,7 +362,7 @@ def predict_batch(*, items: list[InferRequest | None], request_id: str = "", pro
             fallback_reason=fallback_reason,
             features=item.features,
         )
-        metrics.CACHE.labels(item.product, model.label, "hit" if cached else "miss").inc()
+        metrics.cache_counter(item.product, model.label, "hit" if cached else "miss").inc()
         _log(prediction, request_id)
         _observe(prediction, elapsed)
         predictions.append(prediction)
