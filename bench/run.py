@@ -95,7 +95,7 @@ def drop_database(env: dict) -> None:
     subprocess.run(command, check=False)
 
 
-def bootstrap(env: dict) -> tuple[str, Path, dict]:
+def bootstrap(env: dict, shadow: bool = True) -> tuple[str, Path, dict]:
     """Migrate, create the demo, shadow gbdt, make an API key. Returns (key, model path, features)."""
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))
@@ -115,7 +115,8 @@ def bootstrap(env: dict) -> tuple[str, Path, dict]:
     gbdt = ModelVersion.objects.get(product=PRODUCT, name="gbdt", version="1")
     if gbdt.status == "candidate":
         services.model_version_validate(model_version_id=gbdt.pk, user=None, reason="bench")
-    services.shadow_enable(product=PRODUCT, shadow_model_id=gbdt.pk, sample_percent=100, user=None, reason="bench: shadow active")
+    if shadow:
+        services.shadow_enable(product=PRODUCT, shadow_model_id=gbdt.pk, sample_percent=100, user=None, reason="bench: shadow active")
     key = ""
     if hasattr(services, "api_key_create"):
         _, key = services.api_key_create(client="bench", role="internal_service")  # not rate limited
@@ -130,13 +131,14 @@ def bootstrap(env: dict) -> tuple[str, Path, dict]:
     return key, download_verified(production.artifact_uri, production.sha256), features
 
 
-def start_server(env: dict, port: int, scratch: Path) -> subprocess.Popen:
+def start_server(env: dict, port: int, scratch: Path, multiprocess_metrics: bool = True) -> subprocess.Popen:
     config = ROOT / "gunicorn.conf.py"
     command = [GUNICORN, "-c", str(config) if config.exists() else "python:inference.gunicorn_conf", "mlops.wsgi:application"]
     server_env = {**os.environ, **env, "WEB_BIND": f"127.0.0.1:{port}", "PYTHONPATH": str(ROOT)}
-    multiproc = scratch / "prometheus"
-    multiproc.mkdir()
-    server_env["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)
+    if multiprocess_metrics:  # as with several workers; one worker could do without
+        multiproc = scratch / "prometheus"
+        multiproc.mkdir()
+        server_env["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)
     cpus = sorted(os.sched_getaffinity(0))
 
     def pin():
@@ -236,6 +238,29 @@ class Client:
         self.reader = self.writer = None
 
 
+def server_cpu_seconds(server: subprocess.Popen) -> float:
+    """User + system CPU of the gunicorn master and its workers so far (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    pids = [server.pid]
+    try:
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        pids += [int(pid) for pid in children]
+    except OSError:
+        pass
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def build_health_requests(key: str) -> list[bytes]:
+    return [b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n"]
+
+
 def build_requests(features: dict, key: str, count: int, cached: bool) -> list[bytes]:
     names = list(features)
     headers = "Content-Type: application/json\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n"
@@ -256,6 +281,7 @@ async def drive(port: int, requests: list[bytes], concurrency: int, duration: fl
     errors = {"count": 0, "statuses": {}}
     position = 0
     measuring = False
+    counts = {"warmup": 0}
     stop_at = time.perf_counter() + warmup + duration
 
     async def worker():
@@ -272,6 +298,8 @@ async def drive(port: int, requests: list[bytes], concurrency: int, duration: fl
                 errors["statuses"][status] = errors["statuses"].get(status, 0) + 1
             if measuring:
                 samples.append(elapsed)
+            else:
+                counts["warmup"] += 1
         client.close()
 
     async def clock():
@@ -282,6 +310,7 @@ async def drive(port: int, requests: list[bytes], concurrency: int, duration: fl
     started = time.perf_counter()
     await asyncio.gather(clock(), *(worker() for _ in range(concurrency)))
     summary = _summary(samples, time.perf_counter() - started - warmup)
+    summary["warmup_requests"] = counts["warmup"]
     summary["errors"] = errors["count"]
     summary["statuses"] = errors["statuses"]
     return summary
@@ -296,6 +325,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker (gthread)")
     parser.add_argument("--sqlite", action="store_true", help="use SQLite even when PostgreSQL is reachable")
     parser.add_argument("--no-redis", action="store_true")
+    parser.add_argument("--no-shadow", action="store_true", help="no shadow model (to see what the shadow costs)")
+    parser.add_argument("--single-process-metrics", action="store_true", help="no PROMETHEUS_MULTIPROC_DIR")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (server log)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
@@ -304,9 +335,9 @@ def main() -> None:
     env = prepare_environment(scratch, args)
     server = None
     try:
-        key, model_path, features = bootstrap(env)
+        key, model_path, features = bootstrap(env, shadow=not args.no_shadow)
         port = _free_port()
-        server = start_server(env, port, scratch)
+        server = start_server(env, port, scratch, multiprocess_metrics=not args.single_process_metrics)
         cpus = sorted(os.sched_getaffinity(0))
         if len(cpus) >= 2:
             os.sched_setaffinity(0, {cpus[1]})
@@ -315,14 +346,21 @@ def main() -> None:
         total = int(max(1, args.duration + args.warmup) * 4000)
         uncached = build_requests(features, key, total, cached=False)
         cached = build_requests(features, key, 2_000, cached=True)
-        for mode, requests in (("uncached", uncached), ("cached", cached)):
-            for concurrency in [int(c) for c in args.concurrency.split(",")]:
+        levels = [int(c) for c in args.concurrency.split(",")]
+        health = build_health_requests(key)  # the floor: same server, middleware and base view, no work
+        plan = [("uncached", uncached, levels), ("cached", cached, levels), ("healthz", health, [c for c in levels if c <= 8])]
+        for mode, requests, concurrencies in plan:
+            for concurrency in concurrencies:
+                cpu = server_cpu_seconds(server)
                 run = asyncio.run(drive(port, requests, concurrency, args.duration, args.warmup))
+                time.sleep(0.5)  # let the log writer and shadow runs of this run finish: they are its cost
+                served = run["requests"] + run["warmup_requests"]
+                run["server_cpu_us"] = (server_cpu_seconds(server) - cpu) / max(1, served) * 1e6
                 run.update(mode=mode, concurrency=concurrency)
                 results["runs"].append(run)
                 print(
                     f"{mode:9s} c={concurrency:<3d} {run['rps']:8.0f} req/s  p50 {run['p50']:.2f} ms  p95 {run['p95']:.2f} ms  "
-                    f"p99 {run['p99']:.2f} ms  errors {run['errors']} {run['statuses'] or ''}",
+                    f"p99 {run['p99']:.2f} ms  CPU {run['server_cpu_us']:.0f} µs/req  errors {run['errors']} {run['statuses'] or ''}",
                     flush=True,
                 )
         print_table(results, env, args)
@@ -355,15 +393,16 @@ def print_table(results: dict, env: dict, args) -> None:
     cache = "Redis" if env.get("REDIS_URL") else "locmem"
     print()
     server = f"gunicorn {args.worker_class}, 1 worker, {args.threads} threads"
-    print(f"web: {server}; {database}, {cache}; log writer on; shadow gbdt on every event")
+    shadow = "no shadow" if args.no_shadow else "shadow gbdt on every event"
+    print(f"web: {server}; {database}, {cache}; log writer on; {shadow}")
     print(f"bare onnxruntime session.run (logreg, 1 row): p50 {bare['p50'] * 1000:.1f} µs, p99 {bare['p99'] * 1000:.1f} µs")
     print()
-    print("| path | concurrency | req/s | p50 ms | p95 ms | p99 ms | p50 / bare p50 | errors |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| path | concurrency | req/s | p50 ms | p95 ms | p99 ms | p50 / bare p50 | server CPU µs/req | errors |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for run in results["runs"]:
         print(
             f"| {run['mode']} | {run['concurrency']} | {run['rps']:.0f} | {run['p50']:.2f} | {run['p95']:.2f} | {run['p99']:.2f} "
-            f"| {run['p50'] / bare['p50']:.0f}x | {run['errors']} |"
+            f"| {run['p50'] / bare['p50']:.0f}x | {run['server_cpu_us']:.0f} | {run['errors']} |"
         )
 
 
