@@ -487,7 +487,8 @@ class LiveConsumer(AsyncHttpConsumer):
     async def _labels_for(self, records: list[dict]) -> None:
         missing = {r["model_version_id"] for r in records if r.get("model_version_id") and r["model_version_id"] not in _model_labels}
         if missing:
-            _model_labels.update(await database_sync_to_async(_load_labels)(sorted(missing)))
+            found = await database_sync_to_async(_load_labels)(sorted(missing))
+            _model_labels.update({model_id: found.get(model_id, "") for model_id in missing})  # unknown ids asked once
 
     async def _prediction_event(self, record: dict, *, count: bool = True) -> bytes:
         prediction_id = record.get("prediction_id") or ""

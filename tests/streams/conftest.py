@@ -31,6 +31,17 @@ from tests.streams.onnx_slow import build_failing_model, build_slow_model
 SLOW_PER_UNIT = 8_000  # x the event's first feature (14.0 below): about 1-1.5 s on our machines
 
 
+@pytest.fixture(scope="session", autouse=True)
+def close_pooled_connections(django_db_setup):
+    """Return the pool's connections (held by the log writer's and the consumers' threads) before the test database is dropped."""
+    yield
+    from django.db import connections
+
+    for connection in connections.all():
+        if hasattr(connection, "close_pool"):
+            connection.close_pool()
+
+
 @pytest.fixture(autouse=True)
 def stream_state(settings):
     settings.INFERENCE_BACKGROUND_REFRESH = False
