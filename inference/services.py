@@ -218,28 +218,52 @@ def _log(prediction: Prediction, request_id: str) -> None:
 # --- shadow --------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, eq=False)
+class ShadowJob:
+    """Primary predictions to shadow with one model, and their feature rows in the primary's order."""
+
+    shadow: LoadedModel
+    names: tuple[str, ...]
+    primaries: list[Prediction]
+    matrix: np.ndarray
+    request_id: str
+
+
 def _offer_shadow(route: Route, predictions: list[Prediction], matrix: np.ndarray, request_id: str) -> None:
-    shadow = route.shadow
-    if not shadow_pool().offer(lambda: _run_shadow(shadow, route.feature_names, predictions, matrix, request_id)):
+    if not shadow_pool().offer(ShadowJob(route.shadow, route.feature_names, predictions, matrix, request_id)):
         metrics.SHADOW_SKIPS.labels(route.product).inc(len(predictions))
 
 
-def _run_shadow(shadow: LoadedModel, names: tuple[str, ...], primaries: list[Prediction], matrix: np.ndarray, request_id: str) -> None:
-    """Score the same features with the shadow and log one shadow row per primary prediction."""
+def run_shadow_batch(jobs: list[ShadowJob]) -> None:
+    """Run queued shadow jobs, one session run per shadow model, and log one shadow row per primary."""
+    groups: dict[str, list[ShadowJob]] = defaultdict(list)
+    for job in jobs:
+        groups[job.shadow.id].append(job)
+    for group in groups.values():
+        _run_shadow(group)
+
+
+def _run_shadow(jobs: list[ShadowJob]) -> None:
     started = time.perf_counter()
-    if shadow.feature_names != names:
-        order = [names.index(name) for name in shadow.feature_names]
-        matrix = matrix[:, order]
+    shadow = jobs[0].shadow
+    matrices = []
+    for job in jobs:
+        matrix = job.matrix
+        if shadow.feature_names != job.names:
+            matrix = matrix[:, [job.names.index(name) for name in shadow.feature_names]]
+        matrices.append(matrix.astype(shadow.dtype, copy=False))
+    primaries = [primary for job in jobs for primary in job.primaries]
     product = primaries[0].product
     try:
-        scores = shadow.run(matrix.astype(shadow.dtype, copy=False), timeout=shadow.timeout * max(1, len(primaries) / 32))
+        scores = shadow.run(np.vstack(matrices), timeout=shadow.timeout * max(1, len(primaries) / 32))
     except ModelRunError as exc:
         metrics.SHADOW_RUNS.labels(product, shadow.label, "error").inc(len(primaries))
         metrics.ERRORS.labels(product, shadow.label, SHADOW, exc.reason).inc()
         logger.warning("shadow %s of %s failed: %s", shadow.label, product, exc)
         return
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
-    for primary, score in zip(primaries, scores.tolist(), strict=True):
+    request_ids = [job.request_id for job in jobs for _ in job.primaries]
+    for primary, score, request_id in zip(primaries, scores.tolist(), request_ids, strict=True):
         decision = decide(score, shadow.threshold)
         diff, diff_class = classify_diff(primary.score, score)
         record = {
@@ -254,7 +278,7 @@ def _run_shadow(shadow: LoadedModel, names: tuple[str, ...], primaries: list[Pre
             "decision": decision,
             "threshold": shadow.threshold,
             "explain_summary": [],  # shadows are compared, not explained: it would double their cost
-            "latency_ms": latency_ms,
+            "latency_ms": latency_ms,  # of the (possibly batched) shadow run
             "cached": False,
             "fallback_from_id": None,
             "fallback_reason": "",
