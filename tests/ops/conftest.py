@@ -14,6 +14,15 @@ from mlops import services as registry
 from mlops.demo import PRODUCT, demo_feature_names
 
 
+@pytest.fixture(scope="session", autouse=True)
+def close_the_prediction_log_writer(django_db_setup, django_db_blocker):
+    """At the end of the session, stop the writer thread and its database connection, so that
+    pytest-django can drop this session's test database (it refuses while a session is open)."""
+    yield
+    with django_db_blocker.unblock():
+        writer.default_writer().close(10)
+
+
 @pytest.fixture
 def promtool() -> str:
     path = shutil.which("promtool")
