@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the project, for the publisher (a `web` process would be)
 PRODUCT = "fraud_score"
 RATE = 100  # predictions per second
 BATCH_EVERY = 0.2  # seconds: the writer's flush interval

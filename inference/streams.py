@@ -39,8 +39,9 @@ from django.utils import timezone
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from audit.publish import group_name, live_record
+from audit.publish import live_record
 from inference import validation
+from inference.live_hub import hub, prepare
 from inference.services import ServiceUnavailable, decide
 from inference.stream_metrics import (
     DUAL_DISCONNECTS,
@@ -385,28 +386,6 @@ class DualInferConsumer(AsyncHttpConsumer):
 
 # --- /stream/live/<product>/ -------------------------------------------------------------------
 
-_model_labels: dict[str, str] = {}
-
-
-def _load_labels(ids: list[str]) -> dict[str, str]:
-    from mlops.models import ModelVersion
-
-    rows = ModelVersion.objects.filter(pk__in=ids).values_list("pk", "name", "version")
-    return {str(pk): f"{name}@{version}" for pk, name, version in rows}
-
-
-def _created_us(value) -> int:
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            return 0
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return int(value.timestamp() * 1_000_000)
-    return 0
-
 
 def _parse_last_event_id(value: str) -> tuple[int, int] | None:
     """``"<seq>.<created_at in µs>"`` -> (seq, µs)."""
@@ -427,7 +406,13 @@ def _replay_rows(product: str, after_us: int, limit: int) -> list[dict]:
 
 
 class LiveConsumer(AsyncHttpConsumer):
-    """``/stream/live/<product>/``: a staff member's live view of a product's predictions."""
+    """``/stream/live/<product>/``: a staff member's live view of a product's predictions.
+
+    The process subscribes to the product's group once (`inference.live_hub`); this consumer
+    reads its own in-process queue from a task, so it still receives ``http.disconnect``.
+    """
+
+    channel_layer_alias = "__no_channel_layer__"  # fed by the hub, not addressed by the layer
 
     async def http_request(self, message):
         if "body" in message:
@@ -458,7 +443,7 @@ class LiveConsumer(AsyncHttpConsumer):
         resume = _parse_last_event_id(headers.get(b"last-event-id", b"").decode("latin-1"))
         self.seq = resume[0] if resume else 0
         await self.send_headers(status=200, headers=SSE_HEADERS)
-        await self.channel_layer.group_add(group_name(self.product), self.channel_name)
+        self.subscription = await hub.subscribe(self.product)
         self.subscribed = True
         LIVE_SUBSCRIBERS.inc()
         hello = {
@@ -472,25 +457,32 @@ class LiveConsumer(AsyncHttpConsumer):
         if resume:
             await self._replay(resume[1])
         self.ticker = asyncio.create_task(self._tick())
+        self.reader = asyncio.create_task(self._read())
         return True
+
+    async def _read(self) -> None:
+        subscription = self.subscription
+        while True:
+            message = await subscription.queue.get()
+            if subscription.dropped_records:  # this subscriber fell behind: whole batches were dropped for it
+                self.skipped += subscription.dropped_records
+                self.skipped_total += subscription.dropped_records
+                LIVE_EVENTS.labels("skipped").inc(subscription.dropped_records)
+                subscription.dropped_records = 0
+            await self.predictions_batch(message)
 
     async def _replay(self, after_us: int) -> None:
         limit = max(0, settings.LIVE_REPLAY_MAX)
         rows = await database_sync_to_async(_replay_rows)(self.product, after_us, limit) if limit else []
         more = len(rows) > limit
         rows = rows[-limit:] if more else rows  # the most recent ones: the page shows the latest
-        chunks = [await self._prediction_event(row, count=False) for row in rows]
+        chunks = [self._prediction_event(item, count=False) for item in await prepare(rows)]
         note = "Predictions logged while you were away" + (f" (the last {limit}; more were missed)" if more else "")
         data = {"v": SCHEMA_VERSION, "replayed": len(rows), "more": more, "since_us": after_us, "note": note}
-        await self.send_body(b"".join(chunk for chunk in chunks if chunk) + sse("resumed", data), more_body=True)
+        await self.send_body(b"".join(chunks) + sse("resumed", data), more_body=True)
 
-    async def _labels_for(self, records: list[dict]) -> None:
-        missing = {r["model_version_id"] for r in records if r.get("model_version_id") and r["model_version_id"] not in _model_labels}
-        if missing:
-            found = await database_sync_to_async(_load_labels)(sorted(missing))
-            _model_labels.update({model_id: found.get(model_id, "") for model_id in missing})  # unknown ids asked once
-
-    async def _prediction_event(self, record: dict, *, count: bool = True) -> bytes:
+    def _prediction_event(self, item: tuple[dict, bytes, int], *, count: bool = True) -> bytes:
+        record, payload, created = item
         prediction_id = record.get("prediction_id") or ""
         if prediction_id in self.seen:
             return b""
@@ -499,11 +491,9 @@ class LiveConsumer(AsyncHttpConsumer):
             self.seen.pop(next(iter(self.seen)))
         if count and not self._admit(record):
             return b""
-        await self._labels_for([record])
         self.seq += 1
-        data = {"v": SCHEMA_VERSION, **record, "model": _model_labels.get(record.get("model_version_id") or "", "")}
         LIVE_EVENTS.labels("sent").inc()
-        return sse("prediction", data, f"{self.seq}.{_created_us(record.get('created_at'))}")
+        return b"id: %d.%d\nevent: prediction\ndata: %b\n\n" % (self.seq, created, payload)
 
     def _admit(self, record: dict) -> bool:
         """Sampling: at most ``limit`` events a second; a skipped answer's shadow is skipped too."""
@@ -546,15 +536,13 @@ class LiveConsumer(AsyncHttpConsumer):
         return notice
 
     async def predictions_batch(self, message):
-        """A batch written by the prediction log writer (`audit.publish`)."""
-        records = message.get("records") or []
-        await self._labels_for(records)
+        """A batch written by the prediction log writer (`audit.publish`), prepared by the hub."""
         chunks = []
-        for record in records:
+        for item in message.get("prepared") or []:
             notice = self._roll_window()
             if notice:
                 chunks.append(notice)
-            chunks.append(await self._prediction_event(record))
+            chunks.append(self._prediction_event(item))
         body = b"".join(chunks)
         if body:
             await self.send_body(body, more_body=True)
@@ -572,13 +560,14 @@ class LiveConsumer(AsyncHttpConsumer):
                 last_sent = time.monotonic()
 
     async def disconnect(self):
-        ticker = getattr(self, "ticker", None)
-        if ticker is not None:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
+        for name in ("reader", "ticker"):
+            task = getattr(self, name, None)
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if getattr(self, "subscribed", False):
             self.subscribed = False
             LIVE_SUBSCRIBERS.dec()
             with contextlib.suppress(Exception):
-                await self.channel_layer.group_discard(group_name(self.product), self.channel_name)
+                await hub.unsubscribe(self.subscription)
