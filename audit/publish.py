@@ -87,23 +87,28 @@ class Publisher:
         self._layer = None
 
     def _run(self) -> None:
-        from asgiref.sync import async_to_sync
-        from channels.layers import get_channel_layer
-
         while True:
             records = self._queue.get()
             try:
-                if self._layer is None:
-                    self._layer = get_channel_layer()
-                if self._layer is None:
-                    continue
-                by_product: dict[str, list[dict]] = {}
-                for record in records:
-                    by_product.setdefault(record["product"], []).append(live_record(record))
-                for product, items in by_product.items():
-                    for start in range(0, len(items), CHUNK):
-                        message = {"type": "predictions.batch", "records": items[start : start + CHUNK]}
-                        async_to_sync(self._layer.group_send)(group_name(product), message)
+                self._send(records)
             except Exception:
                 PUBLISH_DROPPED.inc()
                 logger.warning("could not publish %d predictions to the live channel group", len(records), exc_info=True)
+            finally:
+                self._queue.task_done()
+
+    def _send(self, records: list[dict]) -> None:
+        from asgiref.sync import async_to_sync
+        from channels.layers import get_channel_layer
+
+        if self._layer is None:
+            self._layer = get_channel_layer()
+        if self._layer is None:
+            return
+        by_product: dict[str, list[dict]] = {}
+        for record in records:
+            by_product.setdefault(record["product"], []).append(live_record(record))
+        for product, items in by_product.items():
+            for start in range(0, len(items), CHUNK):
+                message = {"type": "predictions.batch", "records": items[start : start + CHUNK]}
+                async_to_sync(self._layer.group_send)(group_name(product), message)

@@ -5,8 +5,9 @@ the spill when it is back.
 Public interface (used by `inference`):
 - ``submit(record)``: non-blocking; ``record`` is a dict keyed by `PredictionLog` field names
   (``model_version_id``, ``fallback_from_id`` for foreign keys; ``prediction_id`` a UUID made by
-  the caller; ``created_at`` an aware datetime). Redaction (``AUDIT_REDACT_DROP`` /
-  ``AUDIT_REDACT_HASH``) is applied here, before anything is kept, written or spilled.
+  the caller; ``created_at`` an aware datetime). The caller's thread only appends to a deque
+  (about 1-2 µs); redaction (``AUDIT_REDACT_DROP`` / ``AUDIT_REDACT_HASH``) runs on the writer
+  thread, before anything is written or spilled.
 - ``lookup(prediction_id)``: the (redacted) record if this process still holds it (queued or
   just written), so a prediction can be read back before its batch reaches the database.
 - ``flush(timeout)``: write everything queued so far; used on shutdown and by tests.
@@ -15,7 +16,7 @@ Batching: a batch closes after ``AUDIT_FLUSH_INTERVAL`` (0.2 s) or ``AUDIT_BATCH
 records, whichever comes first; on PostgreSQL it goes in by COPY (see `audit.logstore` for the
 measurement), elsewhere by ``bulk_create``.
 
-Queue full (``AUDIT_QUEUE_MAX`` records, default 100,000: the writer is stuck behind a
+Queue full (``AUDIT_QUEUE_MAX`` records, a soft bound, default 100,000: the writer is stuck behind a
 database that hangs rather than fails): the submitting thread appends the record to the spill
 file itself, without fsync, waiting at most ``AUDIT_OVERFLOW_LOCK_TIMEOUT`` (50 ms) for the
 spill lock; it counts ``audit_log_spilled_total{reason="queue_full"}``. Only if that fails too
@@ -48,11 +49,11 @@ the same margin over daphne's ``--application-close-timeout`` (10 s).
 import atexit
 import logging
 import os
-import queue
 import signal
 import threading
 import time
-from collections import OrderedDict
+import uuid
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,13 +200,19 @@ class PredictionLogWriter:
 
     def _reset(self) -> None:
         """Fresh runtime state: at construction and in a forked child (locks, thread, files)."""
-        self._queue: queue.Queue = queue.Queue(maxsize=self.max_queue)
+        # A deque, not a queue.Queue: append is one atomic C call and wakes nobody, so the
+        # request thread pays no lock hand-off per record; the writer thread wakes on its
+        # interval, or early through ``_wake`` when a batch is full or a flush is asked for.
+        self._buffer: deque = deque()
+        self._wake = threading.Event()
+        self._done = threading.Condition()
+        self._busy = False  # the writer thread holds a batch taken from the buffer
+        self._stopping = False
         self._recent: OrderedDict = OrderedDict()
         self._recent_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
         self._start_lock = threading.Lock()
-        self._flush_requested = threading.Event()
         self._store = None
         self._db_down_since: float | None = None
         self._retry_at = 0.0
@@ -218,32 +225,39 @@ class PredictionLogWriter:
 
     # --- the request side -------------------------------------------------------------------
     def submit(self, record: dict) -> None:
-        if self.redactor.active:
-            record = self.redactor.redact(record)
         if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
             self._ensure_thread()
         with self._recent_lock:
-            self._recent[str(record["prediction_id"])] = record
+            self._recent[record["prediction_id"]] = record  # as given (a UUID from `inference`)
             if len(self._recent) > self.recent_size:
                 self._recent.popitem(last=False)
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
+        buffer = self._buffer
+        if len(buffer) >= self.max_queue:  # a soft bound: racing submitters may pass it by a few
             self._overflow(record)
             return
+        buffer.append(record)
         QUEUED.inc()
+        if len(buffer) >= self.batch_size:
+            self._wake.set()
 
     def lookup(self, prediction_id) -> dict | None:
         with self._recent_lock:
-            return self._recent.get(str(prediction_id))
+            record = self._recent.get(prediction_id)
+            if record is None:  # asked with the other spelling (str vs UUID) of the id
+                try:
+                    other = str(prediction_id) if isinstance(prediction_id, uuid.UUID) else uuid.UUID(str(prediction_id))
+                except ValueError:
+                    return None
+                record = self._recent.get(other)
+        return self.redactor.redact(record) if record is not None else None
 
     def queue_depth(self) -> int:
-        return self._queue.qsize()
+        return len(self._buffer)
 
     def _overflow(self, record: dict) -> None:
         if self._spill.lock.acquire(timeout=self.overflow_lock_timeout):
             try:
-                self._spill.append([record], fsync=False)
+                self._spill.append([self.redactor.redact(record)], fsync=False)
                 SPILLED.labels("queue_full").inc()
                 outcome = "spilled"
             except OSError:
@@ -284,14 +298,14 @@ class PredictionLogWriter:
         if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
             self._drain_here()
             return True
-        self._flush_requested.set()
-        with self._queue.all_tasks_done:
-            while self._queue.unfinished_tasks:
+        with self._done:
+            while self._buffer or self._busy:
+                self._wake.set()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    logger.error("prediction log flush timed out with %d records unwritten", self._queue.unfinished_tasks)
+                    logger.error("prediction log flush timed out with %d records unwritten", len(self._buffer))
                     return False
-                self._queue.all_tasks_done.wait(min(remaining, 0.05))
+                self._done.wait(min(remaining, 0.05))
         return True
 
     def shutdown(self, timeout: float | None = None) -> bool:
@@ -304,22 +318,35 @@ class PredictionLogWriter:
                 logger.exception("could not close the spill file")
         return done
 
+    def _take_batch(self) -> list[dict]:
+        buffer, batch = self._buffer, []
+        try:
+            while len(batch) < self.batch_size:
+                batch.append(buffer.popleft())
+        except IndexError:
+            pass
+        return batch
+
     def _drain_here(self) -> None:
         """No writer thread (not started, or died): write what is queued from the caller's thread."""
-        while True:
-            batch = []
-            while len(batch) < self.batch_size:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            if not batch:
-                return
-            self._process(batch)
+        while batch := self._take_batch():
+            self._write_or_spill(batch)
 
     # --- the writer thread --------------------------------------------------------------------
+    def close(self, timeout: float = 10.0) -> bool:
+        """Shut down and stop the writer thread (tests, and embedding code that owns a writer)."""
+        done = self.shutdown(timeout)
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        return done
+
     def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 self._cycle()
             except Exception:  # the thread must outlive any bug in one cycle
@@ -327,38 +354,24 @@ class PredictionLogWriter:
                 time.sleep(0.5)
 
     def _cycle(self) -> None:
-        QUEUE_DEPTH.set(self._queue.qsize())
+        # Sleep for the batch interval unless a full batch or a flush wakes us first.
+        if len(self._buffer) < self.batch_size:
+            self._wake.wait(self.interval)
+        self._wake.clear()
+        QUEUE_DEPTH.set(len(self._buffer))
+        with self._done:
+            self._busy = True
         try:
-            first = self._queue.get(timeout=0.5)
-        except queue.Empty:
-            self._maybe_replay()
-            return
-        batch = [first]
-        deadline = time.monotonic() + self.interval
-        while len(batch) < self.batch_size:
-            if self._flush_requested.is_set():
-                try:
-                    batch.append(self._queue.get_nowait())
-                    continue
-                except queue.Empty:
-                    self._flush_requested.clear()
-                    break
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(self._queue.get(timeout=min(remaining, 0.02)))
-            except queue.Empty:
-                continue
-        self._process(batch)
-        self._maybe_replay()
-
-    def _process(self, batch: list[dict]) -> None:
-        try:
-            self._write_or_spill(batch)
+            batch = self._take_batch()
+            while batch:
+                self._write_or_spill(batch)
+                # Keep going only with full batches; a remainder waits for the next interval.
+                batch = self._take_batch() if len(self._buffer) >= self.batch_size else []
         finally:
-            for _ in batch:
-                self._queue.task_done()
+            with self._done:
+                self._busy = False
+                self._done.notify_all()
+        self._maybe_replay()
 
     def _get_store(self):
         if self._store is None:
@@ -366,6 +379,11 @@ class PredictionLogWriter:
         return self._store
 
     def _write_or_spill(self, batch: list[dict]) -> None:
+        # Redaction happens here, on the writer thread, before anything is persisted or spilled;
+        # the request thread only appends. HMAC hashing is deterministic, so ``lookup`` (which
+        # redacts the same way) shows what the database holds.
+        if self.redactor.active:
+            batch = [self.redactor.redact(record) for record in batch]
         if self._db_down_since is not None and time.monotonic() < self._retry_at:
             self._spill_batch(batch, reason="db_unavailable")
             return

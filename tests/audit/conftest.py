@@ -79,9 +79,7 @@ def writer_factory(tmp_path):
 
     yield build
     for writer in made:
-        writer.flush(5)
-        if writer._store is not None:
-            writer._store.close()
+        writer.close(5)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """The log writer against the real PostgreSQL: batching, outages, spill and replay, redaction."""
 
+import asyncio
 import threading
 import time
 import uuid
@@ -155,3 +156,82 @@ def test_redaction_drops_and_hashes_before_the_database_and_the_spill(transactio
     assert "alice@example.com" not in orjson.dumps(line).decode()
     assert line["features"]["country"] == redactor.hash_value("NL")
     assert writer.lookup(spilled["prediction_id"])["features"].keys() == {"amount", "country"}
+
+
+def test_lookup_finds_a_queued_record_by_uuid_or_text(transactional_db, production_version, writer_factory):
+    writer = writer_factory(interval=5.0, redactor=Redactor(drop=["email"]))
+    record = make_record(production_version)
+    writer.submit(record)
+    assert writer.lookup(record["prediction_id"])["event_id"] == record["event_id"]
+    assert "email" not in writer.lookup(str(record["prediction_id"]))["features"]
+    assert writer.lookup("not-an-id") is None
+    assert writer.flush(10)
+
+
+def test_spill_files_rotate_by_size(transactional_db, production_version, writer_factory):
+    writer = writer_factory(spill_max_bytes=2_000, batch_size=2)
+    with database_down():
+        for _ in range(10):
+            writer.submit(make_record(production_version))
+        assert writer.flush(10)
+        files = sorted(p.name for p in writer.spill_dir.glob("spill-*"))
+        assert len(files) >= 2 and files[0].endswith(".ndjson")  # a rotated file is closed at once, ready for replay
+        assert len(spilled_lines(writer.spill_dir)) == 10
+    assert wait_for(lambda: PredictionLog.objects.count() == 10)
+
+
+def test_metrics_count_queued_written_spilled_and_replayed(transactional_db, production_version, writer_factory):
+    from prometheus_client import REGISTRY
+
+    def value(name, **labels):
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = {
+        "queued": value("audit_log_queued_total"),
+        "written": value("audit_log_written_total"),
+        "spilled": value("audit_log_spilled_total", reason="db_unavailable"),
+        "replayed": value("audit_log_replayed_total"),
+    }
+    writer = writer_factory()
+    for _ in range(3):
+        writer.submit(make_record(production_version))
+    assert writer.flush(10)
+    with database_down():
+        for _ in range(2):
+            writer.submit(make_record(production_version))
+        assert writer.flush(10)
+    assert wait_for(lambda: PredictionLog.objects.count() == 5)
+    assert value("audit_log_queued_total") - before["queued"] == 5
+    assert value("audit_log_written_total") - before["written"] == 3
+    assert value("audit_log_spilled_total", reason="db_unavailable") - before["spilled"] == 2
+    assert value("audit_log_replayed_total") - before["replayed"] == 2
+    assert REGISTRY.get_sample_value("audit_log_write_seconds_count") >= 1
+
+
+def test_written_records_are_published_to_the_product_group(transactional_db, production_version, writer_factory, settings):
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from audit.publish import Publisher
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)("predictions.fraud_score", channel)
+    publisher = Publisher()
+    publisher._layer = layer  # the same in-memory layer instance as this test
+    writer = writer_factory(publisher=publisher)
+    record = make_record(production_version)
+    writer.submit(record)
+    assert writer.flush(10)
+    # Receive only once the publisher thread has sent (the in-memory layer is not thread-safe for
+    # a receiver that waits while another thread's event loop sends).
+    assert wait_for(lambda: publisher._queue.unfinished_tasks == 0 and layer.channels.get(channel), timeout=5)
+
+    async def receive():
+        return await asyncio.wait_for(layer.receive(channel), 2)
+
+    message = async_to_sync(receive)()
+    assert message["type"] == "predictions.batch"
+    [live] = message["records"]
+    assert live["prediction_id"] == str(record["prediction_id"]) and "features" not in live
