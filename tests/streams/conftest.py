@@ -137,6 +137,7 @@ class Streamed:
     events: list[dict] = field(default_factory=list)  # {"id", "event", "data", "at"}
     raw: bytes = b""
     json: dict | None = None
+    tasks_left: list[str] = field(default_factory=list)  # the stream's asyncio tasks still alive after it ended
 
     @property
     def names(self) -> list[str]:
@@ -217,6 +218,9 @@ async def drive(payload: bytes, headers: dict, *, disconnect_after: str | None =
         if not message.get("more_body"):
             await communicator.wait(timeout)
             break
+    await asyncio.sleep(0)
+    current = asyncio.current_task()
+    result.tasks_left = [task.get_name() for task in asyncio.all_tasks() if task is not current and task.get_name().startswith("dual-")]
     if result.headers.get("content-type", "").startswith("application/json"):
         result.json = orjson.loads(result.raw)
     return result

@@ -1,5 +1,6 @@
 """POST /stream/v1/infer in process: ordering, timeouts, failures, disconnects, idempotency, bad input."""
 
+import asyncio
 import time
 
 import pytest
@@ -39,7 +40,7 @@ def test_preliminary_then_final_then_done(dual, api_key, features):
     assert record.errors == [] and not record.disconnected
     assert record.fast_latency_ms > 0 and record.full_latency_ms > 0
     assert record.events[-1]["event"] == "done"
-    assert run_threads() == []
+    assert run_threads() == [] and result.tasks_left == []
 
 
 def test_fast_times_out_and_full_answers(dual, api_key, features):
@@ -110,6 +111,7 @@ def test_a_disconnect_cancels_the_runs_still_going(dual, api_key, features):
     assert time.monotonic() - started < 1.0, "the full run was cancelled, not waited for"
     assert result.names == ["preliminary"]
     assert run_threads() == [], "no run thread outlives its stream"
+    assert result.tasks_left == [], "nor any of its tasks"
     record = record_of("leaves-early")
     assert record.disconnected
     assert record.full_output is None
@@ -153,3 +155,28 @@ def test_no_credentials_is_a_json_401(dual, features):
     result = stream(body(features), {})
     assert result.status == 401
     assert result.json["error"]["code"] in {"not_authenticated", "authentication_failed"}
+
+
+def test_only_post_is_a_stream(dual):
+    dual("logreg", "gbdt")
+    status, _ = asyncio.run(get("/stream/v1/infer"))
+    assert status == 405
+
+
+def test_an_unknown_stream_is_a_json_404():
+    status, body_bytes = asyncio.run(get("/stream/nope/"))
+    assert status == 404 and b"not_found" in body_bytes
+
+
+async def get(path: str) -> tuple[int, bytes]:
+    from asgiref.testing import ApplicationCommunicator
+
+    from mlops.asgi import application
+    from tests.streams.conftest import scope_for
+
+    communicator = ApplicationCommunicator(application, scope_for(path, "GET"))
+    await communicator.send_input({"type": "http.request", "body": b"", "more_body": False})
+    start = await communicator.receive_output(5)
+    body_message = await communicator.receive_output(5)
+    await communicator.wait(5)
+    return start["status"], body_message.get("body", b"")
