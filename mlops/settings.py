@@ -337,6 +337,12 @@ SPECTACULAR_SETTINGS.update(
         "REDOC_DIST": "SIDECAR",
         "COMPONENT_SPLIT_REQUEST": True,  # request and response shapes differ (read-only fields)
         "SCHEMA_PATH_PREFIX": r"/v1/",
+        # One name per choice set that several components share (else drf-spectacular warns and makes up names).
+        "ENUM_NAME_OVERRIDES": {
+            "ModelRoleEnum": "mlops.choices.ModelRole",
+            "AnsweringRoleEnum": ["production", "canary"],
+            "DecisionEnum": "mlops.choices.Decision",
+        },
     }
 )
 
