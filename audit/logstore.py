@@ -10,10 +10,22 @@ Two strategies behind one ``insert(records)`` call:
   NOTHING``.
 - `OrmStore` (any database, the SQLite default): ``bulk_create(ignore_conflicts=True)``.
 
-Measured on the 2-core dev machine (PostgreSQL 127.0.0.1, 500-row batches of 30-feature rows,
-``python tests/audit/bench_writer.py``): see ``WRITE_THROUGHPUT`` below; COPY wins by a wide
-margin, mostly because it skips building 500 model instances per batch (the writer shares the
-GIL with the request threads, so its Python cost matters as much as its rows/s).
+Measured on the 2-core dev machine (PostgreSQL on 127.0.0.1, 500-row batches of 30-feature
+rows, ``python tests/audit/bench_writer.py``; the machine was shared with other test runs, load
+average ~5, so the ranges are wide):
+
+==================  ===============  ========================
+method              rows/s           writer-thread CPU per row
+==================  ===============  ========================
+COPY                5,500 - 9,500    18 - 30 µs
+COPY + ON CONFLICT  5,100 - 7,900    17 - 28 µs
+bulk_create         1,700 - 2,400    200 - 315 µs
+whole writer        ~6,400           (submit -> row, COPY)
+==================  ===============  ========================
+
+COPY wins about 4x in rows/s and 10x in Python CPU: bulk_create builds 500 model instances and
+adapts every field in Python. The CPU figure matters most: the writer thread shares the GIL
+with the request threads of its worker, so every µs it spends is a µs a request may wait.
 """
 
 import contextlib
@@ -27,9 +39,6 @@ from django.db import connections, transaction
 from audit.models import PredictionLog
 
 logger = logging.getLogger(__name__)
-
-# Filled in from the measurement (rows/s, 500-row batches); documentation only.
-WRITE_THROUGHPUT = {"copy": None, "copy_idempotent": None, "bulk_create": None}
 
 # Column order of COPY and of the idempotent INSERT; (column, record key, default).
 COLUMNS: list[tuple[str, str, object]] = [

@@ -73,6 +73,22 @@ for name, store, kwargs in [
     rows = BATCHES * SIZE
     print(f"{name:16s} {rows / wall:9,.0f} rows/s   python CPU {cpu / rows * 1e6:6.1f} µs/row")
     store.close()
+# The whole writer: submit from 4 threads, then time until every row is in (batches of 500).
+from audit.writer import PredictionLogWriter  # noqa: E402
+
+with connection.cursor() as cursor:
+    cursor.execute("TRUNCATE audit_predictionlog")
+writer = PredictionLogWriter(spill_dir=Path("/tmp/audit-bench-spill"), max_queue=1_000_000)
+writer.install_signal_handlers = False
+records = [record() for _ in range(BATCHES * SIZE)]
+started = time.perf_counter()
+for r in records:
+    writer.submit(r)
+submitted = time.perf_counter() - started
+writer.flush(120)
+elapsed = time.perf_counter() - started
+print(f"writer end to end {len(records) / elapsed:9,.0f} rows/s   submit {submitted / len(records) * 1e6:.1f} µs/record")
+writer.close()
 connection.close()
 with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
     admin.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")

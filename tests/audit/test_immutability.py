@@ -101,3 +101,14 @@ def test_sqlite_triggers_refuse_update_and_delete(tmp_path):
     assert results["remaining"] == [results["kept"]]
     assert results["guard_rows_left"] == 0
     assert results["delete_refused_after_retention"] is True
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="drops a PostgreSQL trigger (rolled back with the test)")
+def test_system_check_reports_missing_triggers(db):
+    from audit.checks import check_immutability_triggers
+
+    assert check_immutability_triggers(databases=["default"]) == []
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER audit_predictionlog_no_update ON audit_predictionlog")
+    [error] = check_immutability_triggers(databases=["default"])
+    assert error.id == "audit.E001" and "audit_predictionlog_no_update" in error.msg
