@@ -143,6 +143,7 @@ class ModelRun:
         self._thread = threading.Thread(target=self._target, name=f"{THREAD_PREFIX}-{part}-{run_id[:16]}", daemon=True)
 
     def start(self) -> None:
+        self.deadline = time.monotonic() + self.timeout
         self._started = time.perf_counter()
         self._thread.start()
 

@@ -257,9 +257,11 @@ class DualInferConsumer(AsyncHttpConsumer):
                 run.start()  # both at once, before anything is sent
             await self.send_headers(status=200, headers=[*SSE_HEADERS, (b"x-run-id", run_id.encode())])
             await self.send_body(f": run {run_id}\n\n".encode(), more_body=True)  # the client sees the stream open
-            settles = [asyncio.create_task(self._settle(run)) for run in self.runs]
-            for next_done in asyncio.as_completed(settles):
-                run = await next_done
+            # Both run at once; the fast part is reported first, so the order is always preliminary (or
+            # the fast model's error), then final (or the full model's error). A full model that beats
+            # the fast one waits for it, at most the fast timeout.
+            for run in self.runs:
+                await self._settle(run)
                 statuses[run.part] = await self._report(plan, run, events)
             summary = {
                 "v": SCHEMA_VERSION,
@@ -287,7 +289,7 @@ class DualInferConsumer(AsyncHttpConsumer):
         self._finish(plan, runs, statuses, events, started)
 
     async def _settle(self, run: ModelRun) -> ModelRun:
-        if not await run.wait(run.timeout):
+        if not await run.wait(max(0.0, run.deadline - time.monotonic())):  # the timeout counts from the run's start
             run.cancel("timeout")
             await run.wait(settings.STREAM_CANCEL_GRACE_SECONDS)
         return run
@@ -306,8 +308,6 @@ class DualInferConsumer(AsyncHttpConsumer):
                 "threshold": model.threshold,
                 "latency_ms": run.latency_ms,
             }
-            if run.part == "fast" and any(event["event"] == "final" for event in events):
-                data["after_final"] = True  # the full model was faster this time
             await self._emit(events, PARTS[run.part], data)
             return "ok"
         if kind == "timeout":

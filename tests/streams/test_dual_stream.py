@@ -48,7 +48,7 @@ def test_fast_times_out_and_full_answers(dual, api_key, features):
     started = time.monotonic()
     result = stream(body(features), bearer(api_key))
     elapsed = time.monotonic() - started
-    assert result.names == ["final", "error", "done"]
+    assert result.names == ["error", "final", "done"]  # the fast part first, always
     error = result.one("error")["data"]
     assert error["model"] == "fast" and error["code"] == "timeout" and error["model_name"] == "slow"
     assert result.one("done")["data"]["succeeded"] == ["final"]
@@ -180,3 +180,10 @@ async def get(path: str) -> tuple[int, bytes]:
     body_message = await communicator.receive_output(5)
     await communicator.wait(5)
     return start["status"], body_message.get("body", b"")
+
+
+def test_a_full_model_faster_than_the_fast_one_still_comes_after_preliminary(dual, api_key, features):
+    dual("slow", "logreg", fast_ms=5_000, full_ms=5_000)
+    result = stream(body(features), bearer(api_key))
+    assert result.names == ["preliminary", "final", "done"]
+    assert result.one("final")["data"]["latency_ms"] < result.one("preliminary")["data"]["latency_ms"]
