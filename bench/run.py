@@ -71,6 +71,7 @@ def prepare_environment(scratch: Path, args) -> dict:
         "WEB_THREADS": str(args.threads),
         "WEB_WORKER_CLASS": args.worker_class,
     }
+    env.update(item.split("=", 1) for item in getattr(args, "env", []))
     if _reachable("127.0.0.1", 5432) and not args.sqlite:
         name = f"mlops_bench_{os.getpid()}"
         subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"CREATE DATABASE {name}"], check=True, env={**os.environ})
@@ -327,6 +328,7 @@ def main() -> None:
     parser.add_argument("--no-redis", action="store_true")
     parser.add_argument("--no-shadow", action="store_true", help="no shadow model (to see what the shadow costs)")
     parser.add_argument("--single-process-metrics", action="store_true", help="no PROMETHEUS_MULTIPROC_DIR")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="extra environment of the server")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (server log)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
