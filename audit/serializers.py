@@ -4,6 +4,8 @@ from datetime import timedelta
 
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from audit.models import PredictionLog
@@ -21,6 +23,7 @@ class OutcomeInputSerializer(serializers.Serializer):
     source = serializers.CharField(max_length=100, required=False)
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class SinceField(serializers.Field):
     """An ISO 8601 datetime, or a duration back from now (``24h``, ``7d``, ``30m``)."""
 
@@ -42,7 +45,10 @@ class SinceField(serializers.Field):
         return value.isoformat()
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class WindowField(serializers.Field):
+    """A duration such as ``1h``, ``24h`` or ``7d``."""
+
     def to_internal_value(self, data):
         try:
             return parse_duration(str(data))

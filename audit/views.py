@@ -4,7 +4,9 @@ The prediction log has no write endpoint here: rows come only from the log write
 these views only read them (``GET``; anything else answers 405).
 """
 
-from rest_framework import status
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
@@ -32,6 +34,11 @@ class OutcomeCreateView(BaseAPIView):
 
     api_permission = ApiCapability.POST_OUTCOMES
 
+    @extend_schema(
+        request=OutcomeInputSerializer,
+        responses={201: inline_serializer("OutcomesRecorded", {"recorded": serializers.IntegerField()})},
+        description="One outcome object, or a list of them; a repeated (product, event_id, source) replaces the earlier label.",
+    )
     def post(self, request):
         many = isinstance(request.data, list)
         if many and len(request.data) > MAX_OUTCOMES_PER_REQUEST:
@@ -51,6 +58,7 @@ class AuditSummaryView(BaseAPIView):
 
     api_permission = ApiCapability.READ_AUDIT
 
+    @extend_schema(parameters=[SummaryQuerySerializer], responses=OpenApiTypes.OBJECT)
     def get(self, request):
         query = _query(SummaryQuerySerializer, request)
         summary = selectors.prediction_log_summary(product=query.get("product"), since=query["since"])
@@ -69,6 +77,7 @@ class AuditRecentView(BaseAPIView):
 
     api_permission = ApiCapability.READ_AUDIT
 
+    @extend_schema(parameters=[RecentQuerySerializer], responses=PredictionLogSerializer(many=True))
     def get(self, request):
         query = _query(RecentQuerySerializer, request)
         paginator = RecentPagination()
@@ -81,6 +90,7 @@ class AuditCompareView(BaseAPIView):
 
     api_permission = ApiCapability.READ_AUDIT
 
+    @extend_schema(parameters=[CompareQuerySerializer], responses=OpenApiTypes.OBJECT)
     def get(self, request):
         query = _query(CompareQuerySerializer, request)
         return Response(selectors.canary_comparison(product=query["product"], window=query["window"]))
