@@ -19,17 +19,21 @@ Tracing is on when ``TRACING_EXPORTER`` is set ("otlp" or "console"; setting onl
 ``opentelemetry-instrument``) installed a real tracer provider before the first span. Only then
 is the SDK imported; it is an optional dependency (``deploy/requirements-tracing.txt``).
 
-The spans, and the attributes an operator filters by:
+The spans, where they are opened, and the attributes an operator filters by (all ``mlops.``-prefixed):
 
-=====================  ===================================================================
-``model_load``         product, model_id, model_name, model_version, outcome
-``model_inference``    product, model_id, model_version, role, rows, cached, decision
-``shadow_inference``   product, model_id (the shadow), primary_model_id, rows, outcome
-``diff_classification`` product, model_id, diff_class, score_diff
-``outcome_ingestion``  product, count, source
-``rate_limit_check``   group, principal_kind, limited, fail_open
-``api_key_validation`` key_prefix (never the secret), outcome
-=====================  ===================================================================
+=======================  ===========================================  ==================================================
+``model_load``           inference/runtime.py (building the snapshot)  product, model_id, model_name, model_version
+``model_inference``      inference/services.py (one run or batch)      product, model_id, model_name, model_version, rows,
+                                                                       cache (hit, shared_hit, miss) or misses (batch)
+``shadow_inference``     inference/services.py (shadow pool)           product, model_id, model_name, model_version, rows
+``diff_classification``  inference/services.py (per shadowed answer)   product, model_id, diff_class, score_diff
+``outcome_ingestion``    audit/services.py                             source, count
+``rate_limit_check``     mlops/ratelimits.py (the shared-cache count)  group, principal_kind, windows
+``api_key_validation``   mlops/authentication.py                       key_prefix (never the secret)
+=======================  ===========================================  ==================================================
+
+A failure inside a span (a refused model, a timed-out run, a refused key, the cache down) marks
+it as an error with the exception recorded.
 """
 
 from __future__ import annotations
