@@ -119,7 +119,9 @@ def test_a_revoked_key_is_refused_by_every_server_within_two_seconds(servers):
     revoked_at = time.monotonic()
     for base in servers:
         wait_for(base, key, 401, timeout=5)
-    assert time.monotonic() - revoked_at < 2.0
+    elapsed = time.monotonic() - revoked_at
+    print(f"revocation refused by both servers after {elapsed:.2f} s")
+    assert elapsed < 2.0
     status, _, body = fetch(servers[0], PROBE, key)
     assert (status, json.loads(body)["error"]["code"]) == (401, "invalid_api_key")
 
