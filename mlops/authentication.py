@@ -104,6 +104,13 @@ class ApiKeyCache:
             raise CredentialsUnavailable()
         return self._entries.get(prefix)
 
+    def refresh(self) -> None:
+        """Reload now if the generation moved (for a background refresher, so that requests
+        never wait on the database)."""
+        with self._lock:
+            self._next_check = 0.0
+        self._refresh(time.monotonic())
+
     def invalidate(self) -> None:
         """Forget everything; the next lookup reloads (tests, and after a local change)."""
         with self._lock:

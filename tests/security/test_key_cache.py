@@ -82,3 +82,12 @@ def test_a_worker_that_never_loaded_its_keys_answers_503_not_401(clock, generati
     monkeypatch.setattr(authentication, "_load_keys", lambda: (_ for _ in ()).throw(DatabaseError("down")))
     with pytest.raises(authentication.CredentialsUnavailable):
         ApiKeyCache().lookup("anything")
+
+
+def test_a_background_refresh_loads_new_keys_without_waiting_for_the_interval(clock, generation):
+    cache = ApiKeyCache()
+    cache.lookup("warm-up")
+    key = create_key("viewer")
+    generation["value"] = 2
+    cache.refresh()
+    assert cache.lookup(prefix_of(key)) is not None
