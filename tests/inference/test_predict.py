@@ -9,7 +9,7 @@ from prometheus_client import REGISTRY
 
 from audit import writer
 from audit.models import PredictionLog
-from inference import routing, services, shadow
+from inference import cache, routing, services, shadow
 from inference.runtime import runtime
 from inference.validation import InferRequest
 from mlops import services as registry
@@ -182,3 +182,15 @@ def test_a_full_shadow_pool_skips_and_counts(slow_shadow, events, settings):
         services.predict(event_id=f"e{i}", product=PRODUCT, features=events[i])
     assert time.perf_counter() - started < 0.3
     assert _sample("mlops_inference_shadow_skips_total", product=PRODUCT) == before + 2
+
+
+def test_the_shared_cache_tier_answers_another_process(serving, events, settings):
+    settings.INFERENCE_CACHE_SHARED = True
+    cache.reset()
+    first = services.predict(event_id="a", product=PRODUCT, features=events[7])
+    cache.reset()  # as if another worker, with an empty in-process cache, got the same features
+    model = runtime.peek().routes[PRODUCT].production
+    shared_hits = _sample("mlops_inference_cache_total", product=PRODUCT, model=model.label, result="shared_hit")
+    second = services.predict(event_id="b", product=PRODUCT, features=events[7])
+    assert second.cached and (second.score, second.explain_summary) == (first.score, first.explain_summary)
+    assert _sample("mlops_inference_cache_total", product=PRODUCT, model=model.label, result="shared_hit") == shared_hits + 1
