@@ -2,7 +2,7 @@
 
 ``LOG_FORMAT=json`` (the default when DEBUG is off) writes one JSON object per line with
 ``timestamp`` (ISO 8601, UTC), ``level``, ``logger``, ``message`` and, when the record carries them,
-the prediction fields below; ``LOG_FORMAT=human`` writes ``<time> <LEVEL> <logger> <message>
+the prediction fields below (and ``trace_id``/``span_id`` inside a recording span); ``LOG_FORMAT=human`` writes ``<time> <LEVEL> <logger> <message>
 [prediction_id=... model=...]``.
 
 A record carries a field when the call passes it (``logger.info("...", extra={"model": ...})``) or
@@ -20,10 +20,22 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 
 # The fields an operator filters prediction logs by, in the order readable lines show them.
-CONTEXT_FIELDS = ("request_id", "prediction_id", "event_id", "product", "model", "model_version", "role", "decision", "latency_ms")
+CONTEXT_FIELDS = (
+    "request_id",
+    "prediction_id",
+    "event_id",
+    "product",
+    "model",
+    "model_version",
+    "role",
+    "decision",
+    "latency_ms",
+    "trace_id",
+)
 
 _context: contextvars.ContextVar[dict | None] = contextvars.ContextVar("mlops_log_context", default=None)
 
@@ -50,7 +62,8 @@ def clear() -> None:
 
 
 class ContextFilter(logging.Filter):
-    """Copies the bound fields onto each record (fields passed in ``extra`` win)."""
+    """Copies the bound fields onto each record (fields passed in ``extra`` win), and, while a
+    span is recording (tracing on), its ``trace_id`` and ``span_id`` so a log line leads to its trace."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         fields = _context.get()
@@ -58,6 +71,10 @@ class ContextFilter(logging.Filter):
             for key, value in fields.items():
                 if not hasattr(record, key):
                     setattr(record, key, value)
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            record.trace_id = format(context.trace_id, "032x")
+            record.span_id = format(context.span_id, "016x")
         return True
 
 

@@ -95,3 +95,21 @@ def _formatter_in(env: dict) -> str:
 )
 def test_log_format_follows_debug_unless_set(env, expected):
     assert _formatter_in(env) == expected
+
+
+def test_a_line_logged_inside_a_recording_span_carries_its_trace_and_span_ids():
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from mlops import tracing
+
+    logger, stream = _logger(JsonFormatter("%(levelname)s %(name)s %(message)s"))
+    tracing.configure(TracerProvider())
+    try:
+        with tracing.span("model_inference"):
+            logger.warning("slow run")
+        logger.warning("outside")
+    finally:
+        tracing.reset()
+    inside, outside = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert len(inside["trace_id"]) == 32 and len(inside["span_id"]) == 16
+    assert "trace_id" not in outside
