@@ -2,8 +2,8 @@
 
 ``LOG_FORMAT=json`` (the default when DEBUG is off) writes one JSON object per line with
 ``timestamp`` (ISO 8601, UTC), ``level``, ``logger``, ``message`` and, when the record carries them,
-the prediction fields below (and ``trace_id``/``span_id`` inside a recording span); ``LOG_FORMAT=human`` writes ``<time> <LEVEL> <logger> <message>
-[prediction_id=... model=...]``.
+the prediction fields below (and ``trace_id``/``span_id`` inside a recording span);
+``LOG_FORMAT=human`` writes ``<time> <LEVEL> <logger> <message> [prediction_id=... model=...]``.
 
 A record carries a field when the call passes it (``logger.info("...", extra={"model": ...})``) or
 when the code around it bound it with `log_context` (a context variable, so it follows the
