@@ -216,3 +216,23 @@ def test_djangos_deploy_checks_pass_with_the_production_settings_of_the_manifest
     # The API schema's own warnings are the OpenAPI tests' business (tests/ops/test_openapi.py).
     issues = [line for line in issues if "(drf_spectacular." not in line]
     assert not issues, "\n".join(issues)
+
+
+def test_the_images_collectstatic_step_runs_with_its_build_time_settings(tmp_path):
+    """The Dockerfile's RUN step, here: DEBUG off with throw-away key and host, no database, no Redis."""
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    step = re.search(r"SECRET_KEY=(\S+) ALLOWED_HOSTS=(\S+)", dockerfile)
+    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")}
+    env.update(
+        DJANGO_SETTINGS_MODULE="mlops.settings",
+        DEBUG="0",
+        SECRET_KEY=step.group(1),
+        ALLOWED_HOSTS=step.group(2),
+        STATIC_ROOT=str(tmp_path / "static"),
+        VAR_DIR=str(tmp_path / "var"),
+    )
+    command = [sys.executable, "manage.py", "collectstatic", "--no-input", "-v", "0"]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "static" / "drf_spectacular_sidecar" / "swagger-ui-dist" / "swagger-ui-bundle.js").is_file()
+    assert (tmp_path / "static" / "admin" / "css" / "base.css").is_file()
