@@ -241,6 +241,40 @@ ts(
     w=8,
 )
 y += 8
+row("Streams (stream process)")
+ts(
+    "Dual-model streams/s by outcome",
+    [
+        ("sum by (product, outcome) (rate(mlops_stream_dual_streams_total[$__rate_interval]))", "{{product}} {{outcome}}"),
+        ("sum by (product) (rate(mlops_stream_dual_disconnects_total[$__rate_interval]))", "{{product}} client left"),
+    ],
+    0,
+    w=8,
+    unit="reqps",
+)
+ts(
+    "Dual-model run p95 by part",
+    [
+        (
+            "histogram_quantile(0.95, sum by (le, product, part) (rate(mlops_stream_dual_latency_seconds_bucket[$__rate_interval])))",
+            "{{product}} {{part}}",
+        ),
+        ("sum by (product, part) (rate(mlops_stream_dual_timeouts_total[$__rate_interval]))", "timeouts/s {{product}} {{part}}"),
+    ],
+    8,
+    w=8,
+    unit="s",
+)
+ts(
+    "Live pages: subscribers and events",
+    [
+        ("sum(mlops_stream_live_subscribers)", "subscribers"),
+        ("sum by (result) (rate(mlops_stream_live_events_total[$__rate_interval]))", "events/s {{result}}"),
+    ],
+    16,
+    w=8,
+)
+y += 8
 row("Dependencies")
 ts("Model store circuit (0 closed, 1 half-open, 2 open)", [("max by (endpoint) (mlops_store_circuit_state)", "{{endpoint}}")], 0, w=8)
 ts(
