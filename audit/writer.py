@@ -47,6 +47,7 @@ the same margin over daphne's ``--application-close-timeout`` (10 s).
 """
 
 import atexit
+import contextlib
 import logging
 import os
 import signal
@@ -340,18 +341,22 @@ class PredictionLogWriter:
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
-        if self._store is not None:
-            self._store.close()
-            self._store = None
         return done
 
     def _run(self) -> None:
-        while not self._stopping:
-            try:
-                self._cycle()
-            except Exception:  # the thread must outlive any bug in one cycle
-                logger.exception("prediction log writer cycle failed")
-                time.sleep(0.5)
+        try:
+            while not self._stopping:
+                try:
+                    self._cycle()
+                except Exception:  # the thread must outlive any bug in one cycle
+                    logger.exception("prediction log writer cycle failed")
+                    time.sleep(0.5)
+        finally:
+            # On this thread: the ORM store's connection is this thread's Django connection.
+            if self._store is not None:
+                with contextlib.suppress(Exception):
+                    self._store.close()
+                self._store = None
 
     def _cycle(self) -> None:
         # Sleep for the batch interval unless a full batch or a flush wakes us first.

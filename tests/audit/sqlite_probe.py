@@ -65,4 +65,17 @@ results["remaining"] = [str(pk) for pk in PredictionLog.objects.values_list("pk"
 results["kept"] = str(new.pk)
 results["guard_rows_left"] = connection.cursor().execute("SELECT COUNT(*) FROM audit_retention_guard").fetchone()[0]
 results["delete_refused_after_retention"] = refused(lambda: PredictionLog.objects.all().delete())
+# The writer on SQLite goes through bulk_create (OrmStore), from its own thread.
+import tempfile  # noqa: E402
+
+from audit.writer import PredictionLogWriter  # noqa: E402
+
+writer = PredictionLogWriter(spill_dir=Path(tempfile.mkdtemp()), interval=0.05)
+writer.install_signal_handlers = False
+submitted = [make_record(version) for _ in range(20)]
+for record in submitted:
+    writer.submit(record)
+writer.close(10)
+results["writer_store"] = type(writer._get_store()).__name__
+results["writer_rows"] = PredictionLog.objects.filter(pk__in=[r["prediction_id"] for r in submitted]).count()
 print(json.dumps(results))

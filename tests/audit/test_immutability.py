@@ -101,6 +101,7 @@ def test_sqlite_triggers_refuse_update_and_delete(tmp_path):
     assert results["remaining"] == [results["kept"]]
     assert results["guard_rows_left"] == 0
     assert results["delete_refused_after_retention"] is True
+    assert (results["writer_store"], results["writer_rows"]) == ("OrmStore", 20)
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="drops a PostgreSQL trigger (rolled back with the test)")
