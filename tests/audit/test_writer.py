@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import orjson
 import psycopg
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 
 from audit import spill
@@ -235,3 +235,28 @@ def test_written_records_are_published_to_the_product_group(transactional_db, pr
     assert message["type"] == "predictions.batch"
     [live] = message["records"]
     assert live["prediction_id"] == str(record["prediction_id"]) and "features" not in live
+
+
+def test_files_left_by_dead_processes_are_replayable_and_live_ones_are_not(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    folder = tmp_path / "spill"
+    folder.mkdir()
+    orphan = folder / f"spill-{spill.HOST}-{dead.stdout.strip()}-20260101T000000000000-1.ndjson.part"
+    mine = folder / f"spill-{spill.HOST}-{os.getpid()}-20260101T000000000000-1.ndjson.part"
+    closed = folder / f"spill-{spill.HOST}-{os.getpid()}-20260101T000000000000-2.ndjson"
+    for path in (orphan, mine, closed):
+        path.write_bytes(b"")
+    assert spill.replayable(folder) == sorted([closed, orphan])
+
+
+def test_replay_command_refuses_a_file_a_live_process_still_writes(tmp_path):
+    import os
+
+    live = tmp_path / f"spill-{spill.HOST}-{os.getppid()}-20260101T000000000000-1.ndjson.part"
+    live.write_bytes(b"")
+    with pytest.raises(CommandError, match="still writing"):
+        call_command("audit_replay", str(live))

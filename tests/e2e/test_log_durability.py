@@ -2,9 +2,9 @@
 
 gunicorn starts with the repository's ``gunicorn.conf.py`` (two workers, four threads each),
 daphne as the embedded default runs it (one process), against this test's PostgreSQL
-database, with a long writer flush interval so that many
-answered records are still queued in the workers when SIGTERM arrives: only the shutdown
-flush (``worker_exit`` + ``atexit``) can write them.
+database, with a long writer flush interval so that many answered records are still queued
+when SIGTERM arrives: only the shutdown flush (gunicorn: ``worker_exit`` + ``atexit``;
+daphne: ``atexit``) can write them.
 """
 
 import http.client
