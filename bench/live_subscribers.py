@@ -59,6 +59,11 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -199,7 +204,11 @@ async def measure(port: int, pid: int, cookie: str, steps: list[int], hold: floa
             for subscriber in subscribers:
                 subscriber.lags.clear()
                 subscriber.events = 0
+            cpu_before, own_before, wall_before = cpu_seconds(pid), time.process_time(), time.monotonic()
             await asyncio.sleep(hold)
+            wall = time.monotonic() - wall_before
+            server_cpu = (cpu_seconds(pid) - cpu_before) / wall
+            client_cpu = (time.process_time() - own_before) / wall
             lags = [lag for subscriber in subscribers for lag in subscriber.lags]
             open_now = sum(1 for s in subscribers if s.open and not s.dropped)
             rss = rss_kib(pid)
@@ -212,13 +221,16 @@ async def measure(port: int, pid: int, cookie: str, steps: list[int], hold: floa
                 "lag_max_ms": round(max(lags) * 1000, 1) if lags else float("nan"),
                 "rss_mib": round(rss / 1024, 1),
                 "kib_per_subscriber": round((rss - baseline) / target, 1),
+                "daphne_cpu": round(server_cpu, 2),
+                "client_cpu": round(client_cpu, 2),
             }
             row["held"] = open_now == target and bool(lags) and row["lag_p99_ms"] <= max_lag * 1000
             results.append(row)
             print(
                 f"{target:5d} subscribers  open {open_now:5d}  {row['events_per_second']:9.1f} ev/s  "
                 f"lag p50 {row['lag_p50_ms']:7.1f} ms  p99 {row['lag_p99_ms']:7.1f} ms  max {row['lag_max_ms']:7.1f} ms  "
-                f"RSS {row['rss_mib']:6.1f} MiB  {row['kib_per_subscriber']:6.1f} KiB/subscriber  {'held' if row['held'] else 'NOT held'}",
+                f"RSS {row['rss_mib']:6.1f} MiB  {row['kib_per_subscriber']:6.1f} KiB/sub  "
+                f"CPU daphne {row['daphne_cpu']:.2f} client {row['client_cpu']:.2f}  {'held' if row['held'] else 'NOT held'}",
                 flush=True,
             )
             if not row["held"]:

@@ -93,6 +93,7 @@ class Plan:
     route: DualRoute | None = None
     rows: tuple[np.ndarray, np.ndarray] | None = None
     replay: list[dict] | None = None
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # the API's own (rate-limit) headers
 
 
 class DualInferGate(InferenceAPIView):
@@ -144,6 +145,9 @@ def plan_run(item: validation.InferRequest, run_id: str | None) -> Plan:
     return Plan(run_id, item.event_id, item.product, item.features, route, (fast_row, full_row))
 
 
+_gate_view = DualInferGate.as_view()
+
+
 def gate(scope: dict, body: bytes) -> tuple[Plan | None, Response | None]:
     """Run `DualInferGate` on the stream request: ``(plan, None)`` or ``(None, error response)``."""
     request = ASGIRequest(scope, io.BytesIO(body))
@@ -152,9 +156,11 @@ def gate(scope: dict, body: bytes) -> tuple[Plan | None, Response | None]:
     request.user = scope.get("user") or AnonymousUser()  # session authentication reads it
     if "session" in scope:
         request.session = scope["session"]
-    response = DualInferGate.as_view()(request)
+    response = _gate_view(request)
     plan = getattr(request, "stream_plan", None)
     if plan is not None and response.status_code == status.HTTP_204_NO_CONTENT:
+        extra = [(key.lower(), value) for key, value in response.items() if key.lower().startswith("x-ratelimit")]
+        plan.headers = [(key.encode("latin-1"), value.encode("latin-1")) for key, value in extra]
         return plan, None
     if plan is not None and plan.replay is None:  # claimed, then refused (cannot happen today)
         recorder.memory.finish(plan.run_id, [])
@@ -234,7 +240,7 @@ class DualInferConsumer(AsyncHttpConsumer):
         await self.send_response(status_code, orjson.dumps(body), headers=[(b"content-type", b"application/json"), *headers])
 
     async def _replay(self, plan: Plan) -> None:
-        await self.send_headers(status=200, headers=[*SSE_HEADERS, (b"x-run-id", plan.run_id.encode())])
+        await self.send_headers(status=200, headers=[*SSE_HEADERS, *plan.headers, (b"x-run-id", plan.run_id.encode())])
         chunks = []
         for event in plan.replay:
             data = {**event["data"], "replayed": True} if event["event"] == "done" else event["data"]
@@ -255,7 +261,7 @@ class DualInferConsumer(AsyncHttpConsumer):
         try:
             for run in self.runs:
                 run.start()  # both at once, before anything is sent
-            await self.send_headers(status=200, headers=[*SSE_HEADERS, (b"x-run-id", run_id.encode())])
+            await self.send_headers(status=200, headers=[*SSE_HEADERS, *plan.headers, (b"x-run-id", run_id.encode())])
             await self.send_body(f": run {run_id}\n\n".encode(), more_body=True)  # the client sees the stream open
             # Both run at once; the fast part is reported first, so the order is always preliminary (or
             # the fast model's error), then final (or the full model's error). A full model that beats

@@ -187,3 +187,15 @@ def test_a_full_model_faster_than_the_fast_one_still_comes_after_preliminary(dua
     result = stream(body(features), bearer(api_key))
     assert result.names == ["preliminary", "final", "done"]
     assert result.one("final")["data"]["latency_ms"] < result.one("preliminary")["data"]["latency_ms"]
+
+
+def test_the_api_rate_limit_applies_to_streams_too(dual, api_key, features, settings):
+    settings.RATELIMIT_ENABLE = True
+    settings.RATELIMIT_PREDICT = "2/m"
+    settings.RATELIMIT_PREDICT_BURST = ""
+    dual("logreg", "gbdt")
+    first = stream(body(features, event_id="r-1"), bearer(api_key))
+    assert first.status == 200 and first.headers["x-ratelimit-limit"] == "2"
+    stream(body(features, event_id="r-2"), bearer(api_key))
+    refused = stream(body(features, event_id="r-3"), bearer(api_key))
+    assert refused.status == 429 and refused.json["error"]["code"]
