@@ -399,7 +399,12 @@ class PredictionLogWriter:
             store.insert(batch)
         except Exception as exc:
             if store is not None and _is_data_error(exc):
-                inserted, _ = _insert_or_reject(store, batch, spill_dir=self.spill_dir, source="write")
+                try:
+                    inserted, _ = _insert_or_reject(store, batch, spill_dir=self.spill_dir, source="write")
+                except Exception as again:  # the connection went while retrying one by one
+                    self._database_down(again)
+                    self._spill_batch(batch, reason="db_unavailable")  # replays skip the rows already in
+                    return
                 WRITTEN.inc(inserted)
             else:
                 self._database_down(exc)
