@@ -42,14 +42,28 @@ def server_env(**extra) -> dict:
 def daphne(**extra):
     """Yields the base URL of a daphne serving the project; waits until it answers /healthz."""
     port = free_port()
-    command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "mlops.asgi:application"]
+    with serving([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "mlops.asgi:application"], port, extra) as base:
+        yield base
+
+
+@contextlib.contextmanager
+def gunicorn(**extra):
+    """Yields the base URL of the `web` process (gunicorn, one worker, mlops.wsgi)."""
+    port = free_port()
+    command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--log-level", "warning"]
+    with serving([*command, "mlops.wsgi:application"], port, extra) as base:
+        yield base
+
+
+@contextlib.contextmanager
+def serving(command: list[str], port: int, extra: dict):
     process = subprocess.Popen(command, cwd=ROOT, env=server_env(**extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
             if process.poll() is not None:
-                pytest.fail(f"daphne exited: {process.stderr.read().decode()[-3000:]}")
+                pytest.fail(f"server exited: {process.stderr.read().decode()[-3000:]}")
             try:
                 with urllib.request.urlopen(base + "/healthz", timeout=2) as response:
                     if response.status == 200:
@@ -57,7 +71,7 @@ def daphne(**extra):
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail("daphne did not start within 30 s")
+                pytest.fail("server did not start within 30 s")
             time.sleep(0.1)
         yield base
     finally:
