@@ -369,7 +369,11 @@ class PredictionLogWriter:
         try:
             batch = self._take_batch()
             while batch:
-                self._write_or_spill(batch)
+                try:
+                    self._write_or_spill(batch)
+                except Exception:  # a bug must not cost the batch: keep it on disk for replay
+                    logger.exception("prediction log writer failed on a batch of %d; spilling it", len(batch))
+                    self._spill_batch(batch, reason="writer_error")
                 # Keep going only with full batches; a remainder waits for the next interval.
                 batch = self._take_batch() if len(self._buffer) >= self.batch_size else []
         finally:
