@@ -9,10 +9,12 @@ is read or parsed.
 import uuid
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
 from inference import metrics, services, validation
+from inference import serializers as schema
 from inference.validation import InvalidInput
 from mlops.api import BaseAPIView
 from mlops.choices import ApiCapability
@@ -57,6 +59,7 @@ class InferView(InferenceAPIView):
 
     api_permission = ApiCapability.PREDICT
 
+    @extend_schema(request=schema.InferRequestSerializer, responses=schema.PredictionSerializer)
     def post(self, request):
         data = self.read_json(request, settings.INFERENCE_MAX_BODY_BYTES)
         item = validation.infer_request(data)
@@ -71,6 +74,7 @@ class InferBatchView(InferenceAPIView):
 
     api_permission = ApiCapability.PREDICT
 
+    @extend_schema(request=schema.BatchRequestSerializer, responses=schema.BatchResponseSerializer)
     def post(self, request):
         data = self.read_json(request, settings.INFERENCE_BATCH_MAX_BODY_BYTES)
         if not isinstance(data, dict) or not isinstance(data.get("items"), list) or not data["items"]:
@@ -96,6 +100,7 @@ class PredictionDetailView(InferenceAPIView):
 
     api_permission = ApiCapability.READ_PREDICTIONS
 
+    @extend_schema(responses=schema.RecordedPredictionSerializer)
     def get(self, request, prediction_id: str):
         try:
             key = uuid.UUID(prediction_id)
@@ -112,6 +117,7 @@ class ModelsView(InferenceAPIView):
 
     api_permission = ApiCapability.READ_MODELS
 
+    @extend_schema(responses=schema.MODELS_RESPONSE)
     def get(self, request):
         return Response(services.serving_models())
 
@@ -121,6 +127,7 @@ class HealthView(InferenceAPIView):
 
     api_permission = None  # public: probes carry no credentials
 
+    @extend_schema(responses=schema.StatusSerializer)
     def get(self, request):
         return Response({"status": "ok"})
 
@@ -130,6 +137,7 @@ class ReadyView(InferenceAPIView):
 
     api_permission = None  # public: probes carry no credentials
 
+    @extend_schema(responses={200: schema.StatusSerializer, 503: schema.StatusSerializer})
     def get(self, request):
         ready, body = services.readiness()
         return Response(body, status=status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE)

@@ -1,0 +1,68 @@
+"""The inference API's request and response shapes, for the OpenAPI schema (drf-spectacular).
+
+Requests are validated by `inference.validation` (plain functions: a DRF serializer over 30
+features costs more than the model run, and the features depend on the product's schema in
+the serving snapshot); these serializers describe the same shapes for the documentation and
+are never run on the hot path.
+"""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from mlops.choices import Decision, ModelRole
+
+
+@extend_schema_field({"type": "object", "additionalProperties": {"type": "number"}, "example": {"mean_radius": 17.99}})
+class FeaturesField(serializers.DictField):
+    """Feature name -> finite number; exactly the product's features."""
+
+
+class InferRequestSerializer(serializers.Serializer):
+    event_id = serializers.CharField(max_length=200, help_text="The caller's id of the event; it decides the canary route.")
+    product = serializers.SlugField(max_length=64)
+    features = FeaturesField(required=False, help_text="Or, as in seed 001, payload.features.")
+    payload = serializers.DictField(required=False, help_text='{"features": {...}}, the same as features.')
+
+
+class ExplanationSerializer(serializers.Serializer):
+    feature = serializers.CharField()
+    value = serializers.FloatField()
+    contribution = serializers.FloatField(help_text="Positive pushes the score towards block.")
+
+
+class PredictionSerializer(serializers.Serializer):
+    prediction_id = serializers.UUIDField()
+    model_id = serializers.UUIDField()
+    model_version = serializers.CharField()
+    model_role = serializers.ChoiceField(choices=ModelRole.choices, help_text="production or canary (shadow rows only when read back).")
+    score = serializers.FloatField()
+    decision = serializers.ChoiceField(choices=Decision.choices)
+    explain_summary = ExplanationSerializer(many=True, help_text="At most 5 features, largest contribution first.")
+    latency_ms = serializers.FloatField()
+    cached = serializers.BooleanField()
+
+
+class RecordedPredictionSerializer(PredictionSerializer):
+    event_id = serializers.CharField()
+    product = serializers.CharField()
+    threshold = serializers.FloatField()
+    fallback_from = serializers.UUIDField(allow_null=True, help_text="The canary that failed, when production answered instead.")
+    fallback_reason = serializers.CharField(allow_blank=True)
+    primary_prediction_id = serializers.UUIDField(allow_null=True, help_text="Shadow rows: the prediction it shadowed.")
+    created_at = serializers.DateTimeField()
+
+
+class BatchRequestSerializer(serializers.Serializer):
+    items = InferRequestSerializer(many=True)
+
+
+class BatchResponseSerializer(serializers.Serializer):
+    items = PredictionSerializer(many=True)
+
+
+class StatusSerializer(serializers.Serializer):
+    status = serializers.CharField()
+
+
+MODELS_RESPONSE = OpenApiTypes.OBJECT
