@@ -292,7 +292,11 @@ class DualInferConsumer(AsyncHttpConsumer):
             if not self.disconnected:
                 with contextlib.suppress(Exception):
                     await self.send_body(b"")
-        self._finish(plan, runs, statuses, events, started)
+            try:  # recorded whatever happened above, so the run id is never left "running"
+                self._finish(plan, runs, statuses, events, started)
+            except Exception:
+                recorder.memory.finish(plan.run_id, events)
+                logger.exception("dual run %s could not be recorded", plan.run_id)
 
     async def _settle(self, run: ModelRun) -> ModelRun:
         if not await run.wait(max(0.0, run.deadline - time.monotonic())):  # the timeout counts from the run's start
