@@ -14,6 +14,17 @@ from mlops.demo import PRODUCT, build_demo_models
 from mlops.stores import store_from_url
 
 
+@pytest.fixture(scope="session", autouse=True)
+def close_the_prediction_log_writer(django_db_setup, django_db_blocker):
+    """At the end of the session stop the log writer's thread and database connection, so that
+    pytest-django can drop this session's test database (PostgreSQL refuses while one is open)."""
+    yield
+    from audit import writer
+
+    with django_db_blocker.unblock():
+        writer.default_writer().close(10)
+
+
 @pytest.fixture(scope="session")
 def demo_model_files(tmp_path_factory) -> dict:
     """The demo models, trained once per test session: {"logreg": DemoModel, "gbdt": DemoModel}."""
