@@ -258,6 +258,15 @@ def server_cpu_seconds(server: subprocess.Popen) -> float:
     return total
 
 
+def metrics_line(port: int, key: str, sent: int) -> str:
+    """Cross-check /metrics (multiprocess mode) against the requests this run sent."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {key}"} if key else {})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        text = response.read().decode()
+    counted = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("mlops_inference_requests_total{"))
+    return f"/metrics: mlops_inference_requests_total = {counted:.0f} for {sent} POST /v1/infer sent"
+
+
 def build_health_requests(key: str) -> list[bytes]:
     return [b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n"]
 
@@ -366,6 +375,8 @@ def main() -> None:
                     flush=True,
                 )
         print_table(results, env, args)
+        print()
+        print(metrics_line(port, key, sum(run["requests"] + run["warmup_requests"] for run in results["runs"] if run["mode"] != "healthz")))
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2))
     finally:
