@@ -12,7 +12,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from mlops import checks, services  # noqa: F401 - importing checks registers the security system checks
+from mlops import services
 from mlops.models import ApiKey
 
 
