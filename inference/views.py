@@ -18,6 +18,7 @@ from inference import serializers as schema
 from inference.validation import InvalidInput
 from mlops.api import BaseAPIView
 from mlops.choices import ApiCapability
+from mlops.openapi import error_responses
 
 
 class ServiceUnavailableError(exceptions.APIException):
@@ -59,7 +60,7 @@ class InferView(InferenceAPIView):
 
     api_permission = ApiCapability.PREDICT
 
-    @extend_schema(request=schema.InferRequestSerializer, responses=schema.PredictionSerializer)
+    @extend_schema(request=schema.InferRequestSerializer, responses={200: schema.PredictionSerializer, **error_responses(503)})
     def post(self, request):
         data = self.read_json(request, settings.INFERENCE_MAX_BODY_BYTES)
         item = validation.infer_request(data)
@@ -74,7 +75,7 @@ class InferBatchView(InferenceAPIView):
 
     api_permission = ApiCapability.PREDICT
 
-    @extend_schema(request=schema.BatchRequestSerializer, responses=schema.BatchResponseSerializer)
+    @extend_schema(request=schema.BatchRequestSerializer, responses={200: schema.BatchResponseSerializer, **error_responses(503)})
     def post(self, request):
         data = self.read_json(request, settings.INFERENCE_BATCH_MAX_BODY_BYTES)
         if not isinstance(data, dict) or not isinstance(data.get("items"), list) or not data["items"]:

@@ -194,3 +194,13 @@ def test_the_shared_cache_tier_answers_another_process(serving, events, settings
     second = services.predict(event_id="b", product=PRODUCT, features=events[7])
     assert second.cached and (second.score, second.explain_summary) == (first.score, first.explain_summary)
     assert _sample("mlops_inference_cache_total", product=PRODUCT, model=model.label, result="shared_hit") == shared_hits + 1
+
+
+def test_the_request_path_makes_no_database_query(serving, validated, events, django_assert_num_queries):
+    gbdt = validated("gbdt")
+    registry.canary_set(product=PRODUCT, canary_model_id=gbdt.pk, canary_percent=50, user=None, reason="test")
+    runtime.refresh()
+    with django_assert_num_queries(0):
+        for i in range(20):
+            services.predict(event_id=f"q{i}", product=PRODUCT, features=events[i])
+        services.predict_batch(items=[InferRequest(event_id=f"b{i}", product=PRODUCT, features=events[i + 20]) for i in range(10)])
