@@ -91,12 +91,14 @@ class AutoSchema(SpectacularAutoSchema):
             return [{}]  # public endpoint (health probes): no credential needed
         return super().get_auth()
 
-    def get_description(self):
-        description = super().get_description() or ""
+    def get_operation(self, *args, **kwargs):
+        operation = super().get_operation(*args, **kwargs)
         permission = getattr(self.view, "api_permission", UNSET)
-        if permission is not None and permission is not UNSET:
-            description = f"{description}\n\nRequires the capability `{permission}`.".strip()
-        return description
+        if operation is not None and permission is not None and permission is not UNSET:
+            # Here rather than in get_description: @extend_schema(description=...) replaces that method.
+            note = f"Requires the capability `{permission}`."
+            operation["description"] = f"{operation.get('description', '')}\n\n{note}".strip()
+        return operation
 
 
 # --- Authentication schemes ---------------------------------------------------------------------
