@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 COLUMNS: list[tuple[str, str, object]] = [
     ("prediction_id", "prediction_id", None),
     ("request_id", "request_id", ""),
+    ("client", "client", ""),
     ("event_id", "event_id", None),
     ("product", "product", None),
     ("model_version_id", "model_version_id", None),

@@ -23,6 +23,7 @@ class PredictionLog(models.Model):
 
     prediction_id = models.UUIDField(primary_key=True, editable=False, help_text="Made by the service; idempotency key.")
     request_id = models.CharField(max_length=64, blank=True)
+    client = models.CharField(max_length=200, blank=True, help_text="The API client that asked; clients read only their own.")
     event_id = models.CharField(max_length=200)
     product = models.SlugField(max_length=64)
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")

@@ -58,6 +58,7 @@ class Prediction:
     fallback_from: LoadedModel | None = None
     fallback_reason: str = ""
     features: Mapping = field(default_factory=dict, repr=False)
+    client: str = ""  # who asked (the caller's principal owner): clients read back only their own
 
     def as_response(self) -> dict:
         return {
@@ -85,7 +86,7 @@ def decide(score: float, threshold: float) -> str:
 # --- one prediction ------------------------------------------------------------------------------
 
 
-def predict(*, event_id: str, product: str, features: Mapping, request_id: str = "") -> Prediction:
+def predict(*, event_id: str, product: str, features: Mapping, request_id: str = "", client: str = "") -> Prediction:
     """Answer one request; raises `InvalidInput` or `ServiceUnavailable`."""
     started = time.perf_counter()
     snapshot = _snapshot()
@@ -125,6 +126,7 @@ def predict(*, event_id: str, product: str, features: Mapping, request_id: str =
         fallback_from=fallback_from,
         fallback_reason=fallback_reason,
         features=features,
+        client=client,
     )
     metrics.cache_counter(product, model.label, source).inc()
     elapsed = time.perf_counter() - started
@@ -188,6 +190,7 @@ def _record(prediction: Prediction, request_id: str) -> dict:
     return {
         "prediction_id": prediction.prediction_id,
         "request_id": request_id,
+        "client": prediction.client,
         "event_id": prediction.event_id,
         "product": prediction.product,
         "model_version_id": prediction.model.uuid,
@@ -269,6 +272,7 @@ def _run_shadow(jobs: list[ShadowJob]) -> None:
         record = {
             "prediction_id": new_prediction_id(),
             "request_id": request_id,
+            "client": primary.client,
             "event_id": primary.event_id,
             "product": product,
             "model_version_id": shadow.uuid,
@@ -298,7 +302,9 @@ def _run_shadow(jobs: list[ShadowJob]) -> None:
 # --- batch ---------------------------------------------------------------------------------------
 
 
-def predict_batch(*, items: list[InferRequest | None], request_id: str = "", problems: InvalidInput | None = None) -> list[Prediction]:
+def predict_batch(
+    *, items: list[InferRequest | None], request_id: str = "", client: str = "", problems: InvalidInput | None = None
+) -> list[Prediction]:
     """Answer several requests with one session run per model (cache hits excluded).
 
     All items are validated first; any invalid item refuses the whole batch, naming
@@ -385,6 +391,7 @@ def predict_batch(*, items: list[InferRequest | None], request_id: str = "", pro
             fallback_from=fallback_from,
             fallback_reason=fallback_reason,
             features=item.features,
+            client=client,
         )
         metrics.cache_counter(item.product, model.label, "hit" if cached else "miss").inc()
         _log(prediction, request_id)
@@ -430,10 +437,14 @@ def _score_rows(model: LoadedModel, indices: list[int], rows: list[np.ndarray], 
 # --- reads -------------------------------------------------------------------------------------
 
 
-def prediction_get(*, prediction_id: uuid.UUID) -> dict | None:
-    """A recorded prediction: from the log writer while this process holds it, else the database."""
+def prediction_get(*, prediction_id: uuid.UUID, client: str | None = None) -> dict | None:
+    """A recorded prediction: from the log writer while this process holds it, else the database.
+
+    With ``client`` only that client's predictions are found (others' look absent, not forbidden,
+    so ids of other clients' predictions are not confirmed to exist).
+    """
     record = writer.lookup(prediction_id) or selectors.prediction_log_get(prediction_id=prediction_id)
-    if record is None:
+    if record is None or (client is not None and record.get("client", "") != client):
         return None
     model_id = str(record["model_version_id"])
     snapshot = runtime.peek()

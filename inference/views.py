@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from inference import metrics, services, validation
 from inference import serializers as schema
 from inference.validation import InvalidInput
-from mlops.api import BaseAPIView
+from mlops.api import BaseAPIView, principal_of
 from mlops.choices import ApiCapability
 from mlops.openapi import error_responses
 
@@ -65,7 +65,11 @@ class InferView(InferenceAPIView):
         data = self.read_json(request, settings.INFERENCE_MAX_BODY_BYTES)
         item = validation.infer_request(data)
         prediction = services.predict(
-            event_id=item.event_id, product=item.product, features=item.features, request_id=request.headers.get("X-Request-ID", "")[:64]
+            event_id=item.event_id,
+            product=item.product,
+            features=item.features,
+            request_id=request.headers.get("X-Request-ID", "")[:64],
+            client=principal_of(request).owner,
         )
         return Response(prediction.as_response())
 
@@ -92,7 +96,9 @@ class InferBatchView(InferenceAPIView):
             except InvalidInput as exc:
                 items.append(None)
                 problems = exc if problems is None else (problems.merge(exc) or problems)
-        predictions = services.predict_batch(items=items, problems=problems, request_id=request.headers.get("X-Request-ID", "")[:64])
+        predictions = services.predict_batch(
+            items=items, problems=problems, request_id=request.headers.get("X-Request-ID", "")[:64], client=principal_of(request).owner
+        )
         return Response({"items": [prediction.as_response() for prediction in predictions]})
 
 
@@ -107,7 +113,11 @@ class PredictionDetailView(InferenceAPIView):
             key = uuid.UUID(prediction_id)
         except ValueError:
             raise exceptions.NotFound("No prediction has this id.") from None
-        record = services.prediction_get(prediction_id=key)
+        caller = principal_of(request)
+        # Inference clients read their own predictions; auditors (and internal services) read any.
+        record = services.prediction_get(
+            prediction_id=key, client=None if caller.has_capability(ApiCapability.READ_AUDIT) else caller.owner
+        )
         if record is None:
             raise exceptions.NotFound("No prediction has this id.")
         return Response(record)
