@@ -17,7 +17,7 @@ from django.utils.html import format_html, format_html_join
 
 from audit import exports, selectors
 from audit.charts import histogram_chart
-from audit.models import Outcome, PredictionLog
+from audit.models import DualRunRecord, Outcome, PredictionLog
 from mlops.choices import ModelRole
 
 COMPARE_WINDOWS = [("1h", "last hour"), ("6h", "last 6 hours"), ("24h", "last 24 hours"), ("7d", "last 7 days"), ("30d", "last 30 days")]
@@ -227,3 +227,33 @@ class OutcomeAdmin(ReadOnlyAdmin):
         except ValueError:
             return super().get_search_results(request, queryset, search_term)
         return queryset.filter(prediction_id=prediction_id), False
+
+
+@admin.register(DualRunRecord)
+class DualRunRecordAdmin(ReadOnlyAdmin):
+    """Runs of the dual-model stream: what each model answered, how fast, and what failed."""
+
+    list_display = (
+        "run_id",
+        "product",
+        "event_id",
+        "fast_model",
+        "fast_latency_ms",
+        "full_model",
+        "full_latency_ms",
+        "outcome",
+        "created_at",
+    )
+    list_filter = ("product", "disconnected", "created_at")
+    list_select_related = ("fast_model", "full_model")
+    search_fields = ("=run_id", "=event_id")
+    search_help_text = "A run id or event id (exact)."
+    show_full_result_count = False
+
+    @admin.display(description="outcome")
+    def outcome(self, obj):
+        if obj.disconnected:
+            return "client disconnected"
+        if obj.errors:
+            return ", ".join(f"{error.get('model')}: {error.get('code')}" for error in obj.errors)
+        return "both answered"

@@ -123,3 +123,22 @@ def test_compare_page_shows_the_api_figures_and_a_chart(auditor_client, rows):
     assert side["Canary"]["error_rate"] == pytest.approx(0.25)
     body = response.content.decode()
     assert '<svg id="score-chart"' in body and body.count("<rect") == 20
+
+
+def test_dual_run_records_are_listed_read_only_for_auditors(client, production_version):
+    from django.utils import timezone
+
+    from audit.models import DualRunRecord
+
+    DualRunRecord.objects.create(
+        run_id="run-1", product="fraud_score", event_id="evt-9", features={}, fast_model=production_version,
+        errors=[{"model": "full", "code": "timeout", "message": "took longer than 2 s"}], created_at=timezone.now(),
+    )  # fmt: skip
+    user = User.objects.create_user("dual-auditor", password="pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_dualrunrecord"))
+    client.force_login(user)
+    changelist = client.get(reverse("admin:audit_dualrunrecord_changelist"))
+    assert changelist.status_code == 200
+    assert b"full: timeout" in changelist.content
+    record = DualRunRecord.objects.get()
+    assert client.post(reverse("admin:audit_dualrunrecord_change", args=[record.pk]), {"run_id": "changed"}).status_code == 403
