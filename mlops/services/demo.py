@@ -11,12 +11,15 @@ from django.db import transaction
 
 from mlops.choices import ModelStatus
 from mlops.demo import PRODUCT, build_demo_models
-from mlops.models import ModelVersion
+from mlops.models import ApiKey, ModelVersion
+from mlops.roles import Role
+from mlops.services.api_keys import api_key_create
 from mlops.services.lifecycle import model_push, model_version_promote, model_version_validate
 from mlops.stores import ModelStore
 
 PRODUCTION_DEMO = "logreg"
-CREDENTIALS_FILE = "demo-admin.txt"
+CREDENTIALS_FILE = "demo-credentials.txt"
+DEMO_CLIENT = "demo"
 
 
 @dataclass
@@ -50,6 +53,7 @@ def demo_bootstrap(*, store: ModelStore, admin_username: str, admin_password: st
             model_version_promote(model_version_id=model.pk, user=None, reason="demo bootstrap")
         report.lines.append(f"promoted {model} to production")
     report.lines.append(_ensure_admin(admin_username, admin_password))
+    report.lines.append(_ensure_demo_api_key())
     # The dual-model stream (POST /stream/v1/infer) works right after bootstrap: logreg fast, gbdt full.
     from mlops.services.dual_models import dual_model_demo_ensure
 
@@ -66,8 +70,23 @@ def _ensure_admin(username: str, password: str | None) -> str:
     user_model.objects.create_superuser(username=username, email="", password=password)
     if not generated:
         return f"created admin user {username!r} with the given password"
+    where = _save_credential(f"username: {username}\npassword: {password}")
+    return f"created admin user {username!r} with password {password} (also in {where})"
+
+
+def _ensure_demo_api_key() -> str:
+    """An ``inference_client`` key for trying the API; keys are shown once, so it is saved too."""
+    if ApiKey.objects.filter(client=DEMO_CLIENT).exists():
+        return f"API key of client {DEMO_CLIENT!r} exists (see {Path(settings.VAR_DIR) / CREDENTIALS_FILE})"
+    _, key = api_key_create(client=DEMO_CLIENT, role=Role.INFERENCE_CLIENT, label="created by bootstrap_demo")
+    where = _save_credential(f"api key ({DEMO_CLIENT}, {Role.INFERENCE_CLIENT}): {key}")
+    return f"created API key for client {DEMO_CLIENT!r}: {key} (also in {where})"
+
+
+def _save_credential(text: str) -> Path:
     credentials = Path(settings.VAR_DIR) / CREDENTIALS_FILE
     credentials.parent.mkdir(parents=True, exist_ok=True)
-    credentials.write_text(f"username: {username}\npassword: {password}\n")
+    with open(credentials, "a") as out:
+        out.write(text + "\n")
     credentials.chmod(0o600)
-    return f"created admin user {username!r} with password {password} (also in {credentials})"
+    return credentials

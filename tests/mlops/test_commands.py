@@ -132,9 +132,12 @@ def test_bootstrap_demo_twice_is_idempotent(tmp_path, settings):
     settings.VAR_DIR = tmp_path
     first = run("bootstrap_demo")
     assert "promoted fraud_score/logreg@1 to production" in first
-    assert (tmp_path / "demo-admin.txt").read_text().startswith("username: admin")
+    credentials = (tmp_path / "demo-credentials.txt").read_text()
+    assert credentials.startswith("username: admin")
+    assert "api key (demo, inference_client): mlk_" in credentials
     second = run("bootstrap_demo")
     assert "registered" not in second and "promoted" not in second
     assert "exists (password unchanged)" in second
+    assert "API key of client 'demo' exists" in second
     assert sorted(ModelVersion.objects.values_list("name", "status")) == [("gbdt", "candidate"), ("logreg", "production")]
     assert get_user_model().objects.filter(username="admin", is_superuser=True).count() == 1
