@@ -139,11 +139,16 @@ class LoadedModel:
     def threshold(self) -> float:
         return self.spec.threshold
 
-    def run(self, matrix: np.ndarray, *, timeout: float | None = None) -> np.ndarray:
-        """Scores (positive-class probability) for the rows of ``matrix``, or `ModelRunError`."""
+    def run(self, matrix: np.ndarray, *, timeout: float | None = None, run_options: ort.RunOptions | None = None) -> np.ndarray:
+        """Scores (positive-class probability) for the rows of ``matrix``, or `ModelRunError`.
+
+        The run is cancelled after ``timeout`` (default: the model's). A caller that passes its
+        own ``run_options`` cancels the run itself (``run_options.terminate = True``) instead.
+        """
         feed = {self.input_name: matrix} if self.input_name else {name: matrix[:, i : i + 1] for i, name in enumerate(self.feature_names)}
-        run_options = ort.RunOptions()
-        key = _watchdog.watch(run_options, timeout or self.timeout)
+        watched = run_options is None
+        run_options = run_options or ort.RunOptions()
+        key = _watchdog.watch(run_options, timeout or self.timeout) if watched else None
         try:
             output = self.session.run([self.score_output], feed, run_options)[0]
         except Exception as exc:
@@ -151,7 +156,8 @@ class LoadedModel:
                 raise ModelTimeout(f"{self.label} took longer than {timeout or self.timeout:.3f} s") from None
             raise ModelRunError(f"{self.label} failed: {str(exc)[:200]}") from None
         finally:
-            _watchdog.release(key)
+            if watched:
+                _watchdog.release(key)
         scores = np.asarray(output, dtype=np.float64).reshape(matrix.shape[0], -1)[:, self.score_column]
         if not np.isfinite(scores).all():
             raise ModelRunError(f"{self.label} returned a non-finite score")

@@ -114,17 +114,6 @@ class DualModels:
 dual_models = DualModels()
 
 
-def score_row(model: LoadedModel, row: np.ndarray, run_options: ort.RunOptions) -> float:
-    """The model's score for one ``[1, n]`` row (in its own feature order and dtype)."""
-    columns = not model.input_name  # one graph input per feature
-    feed = {name: row[:, i : i + 1] for i, name in enumerate(model.feature_names)} if columns else {model.input_name: row}
-    output = model.session.run([model.score_output], feed, run_options)[0]
-    score = float(np.asarray(output, dtype=np.float64).reshape(row.shape[0], -1)[0, model.score_column])
-    if not np.isfinite(score):
-        raise ValueError("the model returned a non-finite score")
-    return score
-
-
 class ModelRun:
     """One model run on a thread of its own; ``await run.wait(timeout)``; ``run.cancel()``.
 
@@ -174,7 +163,7 @@ class ModelRun:
 
     def _target(self) -> None:
         try:
-            outcome = ("ok", score_row(self.model, self.row, self.run_options))
+            outcome = ("ok", float(self.model.run(self.row, run_options=self.run_options)[0]))
         except Exception as exc:
             if self.run_options.terminate:
                 outcome = ("cancelled", self.cancel_reason or "cancelled")
