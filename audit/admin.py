@@ -18,6 +18,7 @@ from django.utils.html import format_html, format_html_join
 from audit import exports, selectors
 from audit.charts import histogram_chart
 from audit.models import DualRunRecord, Outcome, PredictionLog
+from mlops.admin.base import ReadOnlyAdmin
 from mlops.choices import ModelRole
 
 COMPARE_WINDOWS = [("1h", "last hour"), ("6h", "last 6 hours"), ("24h", "last 24 hours"), ("7d", "last 7 days"), ("30d", "last 30 days")]
@@ -34,19 +35,6 @@ class ProductFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         return queryset.filter(product=self.value()) if self.value() else queryset
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Write-once records: viewing is the only permission the admin ever grants."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 def _stream(queryset, fmt: str, name: str) -> StreamingHttpResponse:

@@ -23,6 +23,7 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from mlops import guard, selectors, services
+from mlops.admin.base import ReadOnlyAdmin
 from mlops.choices import ModelStatus
 from mlops.models import CanaryConfig, ModelVersion, RollbackEvent, ShadowOverride
 from mlops.services.rollout import canary_ladder
@@ -279,19 +280,6 @@ def _stats(product: str) -> dict:
 
 
 # --- Read-only records ------------------------------------------------------------------------
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Write-once records: viewable, never added, changed or deleted here."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(RollbackEvent)
