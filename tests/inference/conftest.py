@@ -19,7 +19,7 @@ from inference.runtime import runtime
 from mlops import services
 from mlops.demo import PRODUCT, demo_feature_names
 from mlops.stores import store_from_url
-from tests.inference.onnx_models import build_broken_model, build_failing_model, build_slow_model
+from tests.onnx_models import build_broken_model, build_failing_model, build_slow_model
 
 
 @pytest.fixture(autouse=True)

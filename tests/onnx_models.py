@@ -1,4 +1,4 @@
-"""Deliberately misbehaving ONNX models for ``fraud_score`` (same 30 features as the demo models).
+"""Deliberately misbehaving ONNX models for ``fraud_score`` (same 30 features as the demo models), shared by the tests.
 
 Both are harmless on the all-zero warm-up row, so they load, and misbehave on real events
 (whose first feature, ``mean_radius``, is about 6 to 28):
