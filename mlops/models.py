@@ -14,9 +14,7 @@ from mlops.choices import BASIS_POINTS_MAX, ModelStatus
 class ChangeStamp(models.Model):
     """Who made the last change, when and why; history rows keep every earlier one."""
 
-    changed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     changed_at = models.DateTimeField(null=True, blank=True)
     change_reason = models.CharField(max_length=500, blank=True)
 
@@ -41,7 +39,9 @@ class ModelVersion(ChangeStamp):
     input_schema = models.JSONField(help_text="Ordered feature names and types, read from the ONNX graph.")
     output_schema = models.JSONField(default=dict, help_text="The model's outputs and which one is the score.")
     threshold = models.FloatField(
-        default=0.5, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)], help_text="Score at or above which the decision is 'block'."
+        default=0.5,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Score at or above which the decision is 'block'.",
     )
     status = models.CharField(max_length=16, choices=ModelStatus.choices, default=ModelStatus.CANDIDATE)
     description = models.TextField(blank=True)
@@ -110,9 +110,7 @@ class ShadowOverride(ChangeStamp):
     product = models.SlugField(max_length=64, unique=True)
     enabled = models.BooleanField(default=True)
     shadow_model = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    sample_basis_points = models.PositiveIntegerField(
-        default=BASIS_POINTS_MAX, validators=[MaxValueValidator(BASIS_POINTS_MAX)]
-    )
+    sample_basis_points = models.PositiveIntegerField(default=BASIS_POINTS_MAX, validators=[MaxValueValidator(BASIS_POINTS_MAX)])
     updated_at = models.DateTimeField(auto_now=True)
 
     history = HistoricalRecords()
@@ -190,14 +188,10 @@ class ApiKey(models.Model):
     prefix = models.CharField(max_length=16, unique=True, editable=False)
     secret_sha256 = models.CharField(max_length=64, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
     revoked_at = models.DateTimeField(null=True, blank=True)
-    revoked_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    revoked_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
         verbose_name = "API key"

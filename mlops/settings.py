@@ -22,7 +22,7 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env.bool("DEBUG", default=True)
 
-_DEV_SECRET = "embedded-default-insecure-secret-key-change-me-for-production-use"
+_DEV_SECRET = "embedded-default-insecure-secret-key-change-me-for-production-use"  # noqa: S105 (refused when DEBUG is off)
 SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET if DEBUG else "")
 if not DEBUG and (not SECRET_KEY or SECRET_KEY == _DEV_SECRET):
     raise ImproperlyConfigured("SECRET_KEY must be set to a real secret when DEBUG is off.")
@@ -279,7 +279,7 @@ AUDIT_PUBLISH_LIVE = env.bool("AUDIT_PUBLISH_LIVE", default=True)
 
 # --- Security ---------------------------------------------------------------------------------
 # API authentication (mlops.authentication), roles (mlops.roles), rate limits (mlops.ratelimits).
-INSTALLED_APPS += ["django_ratelimit"]  # noqa: F405 - for its system check (wants a shared cache)
+INSTALLED_APPS += ["django_ratelimit"]
 
 # JWT for external clients: HS256 with JWT_SECRET, or RS256/ES256 with JWT_PUBLIC_KEY (PEM).
 # Issuer and audience are always checked; without them (or a key) JWTs are refused.

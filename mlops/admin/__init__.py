@@ -1,4 +1,8 @@
 """Admin of the registry, one module per area (registered on import)."""
 
-from mlops.admin import api_keys, model_versions, rollouts  # noqa: F401
-from mlops.admin import dual_models  # noqa: F401  (dual-model streams)
+from mlops.admin import (  # noqa: F401
+    api_keys,
+    dual_models,
+    model_versions,
+    rollouts,
+)

@@ -2,8 +2,13 @@
 
 - `lifecycle`: model versions (register, validate, promote, roll back, archive, sync, push).
 - `rollout`: each product's canary (set, step, stop, promote, roll back) and shadow override.
+- `api_keys` and `roles`: API keys (create, revoke) and the role groups (`mlops.roles`).
+- `dual_models`: the fast and full model of a product's dual-model stream.
+- `demo`: the demo platform (`manage.py bootstrap_demo`).
 """
 
+from mlops.services.api_keys import ApiKeyError, api_key_create, api_key_revoke
+from mlops.services.dual_models import dual_model_clear, dual_model_demo_ensure, dual_model_set
 from mlops.services.lifecycle import (
     LifecycleError,
     SyncResult,
@@ -15,6 +20,7 @@ from mlops.services.lifecycle import (
     model_version_validate,
     models_sync,
 )
+from mlops.services.roles import roles_sync
 from mlops.services.rollout import (
     canary_promote,
     canary_set,
@@ -28,12 +34,18 @@ from mlops.services.rollout import (
 )
 
 __all__ = [
+    "ApiKeyError",
     "LifecycleError",
     "SyncResult",
+    "api_key_create",
+    "api_key_revoke",
     "canary_promote",
     "canary_set",
     "canary_step",
     "canary_stop",
+    "dual_model_clear",
+    "dual_model_demo_ensure",
+    "dual_model_set",
     "model_push",
     "model_version_archive",
     "model_version_promote",
@@ -42,19 +54,9 @@ __all__ = [
     "model_version_validate",
     "models_sync",
     "percent_to_basis_points",
+    "roles_sync",
     "rollout_rollback",
     "shadow_clear",
     "shadow_disable",
     "shadow_enable",
 ]
-
-# Security: API keys (create, revoke) and the role groups (mlops.roles).
-from mlops.services.api_keys import ApiKeyError, api_key_create, api_key_revoke
-from mlops.services.roles import roles_sync
-
-__all__ += ["ApiKeyError", "api_key_create", "api_key_revoke", "roles_sync"]
-
-# Dual-model streams: the fast and full model of a product (mlops.services.dual_models).
-from mlops.services.dual_models import dual_model_clear, dual_model_demo_ensure, dual_model_set
-
-__all__ += ["dual_model_clear", "dual_model_demo_ensure", "dual_model_set"]
