@@ -98,7 +98,7 @@ class ApiKeyCache:
 
     def lookup(self, prefix: str) -> _KeyEntry | None:
         now = time.monotonic()
-        if now >= self._next_check:
+        if now >= self._next_check or not self._loaded:
             self._refresh(now)
         if not self._loaded:
             raise CredentialsUnavailable()
@@ -119,7 +119,9 @@ class ApiKeyCache:
 
     def _refresh(self, now: float) -> None:
         with self._lock:
-            if now < self._next_check:
+            # Until a first load succeeds every caller waits here for it (concurrent first
+            # requests of a fresh worker must not see "not loaded" while another thread loads).
+            if now < self._next_check and self._loaded:
                 return
             self._next_check = now + self.CHECK_INTERVAL
             # Read the generation before the rows: a change committed in between is seen

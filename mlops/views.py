@@ -277,7 +277,7 @@ class ShadowOverrideView(BaseAPIView):
     @extend_schema(
         request=ReasonInput,
         parameters=[OpenApiParameter("reason", str, required=False, description="instead of a body")],
-        responses=ShadowOutput,
+        responses={200: ShadowOutput},
     )
     def delete(self, request, product: str):
         body = request.data if isinstance(request.data, dict) and request.data else {}
