@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.models import Outcome, PredictionLog
+from mlops.tracing import span
 
 RETENTION_PERMISSION = "audit.purge_predictionlog"
 
@@ -96,7 +97,7 @@ def outcomes_record(*, items: Iterable[dict], source_default: str = "api", batch
         )
         return len(batch)
 
-    with transaction.atomic():
+    with span("outcome_ingestion", source=source_default) as s, transaction.atomic():
         for item in items:
             source = item.get("source") or source_default
             batch[(item["product"], item["event_id"], source)] = Outcome(
@@ -112,4 +113,5 @@ def outcomes_record(*, items: Iterable[dict], source_default: str = "api", batch
                 batch = {}
         if batch:
             total += write()
+        s.set(count=total)
     return total

@@ -46,6 +46,7 @@ from inference.explain import Explainer, build_explainer
 from inference.selectors import ModelSpec, ProductConfig, serving_config
 from mlops import config_generation
 from mlops.stores import ChecksumMismatch, download_verified
+from mlops.tracing import span
 
 logger = logging.getLogger(__name__)
 
@@ -406,7 +407,8 @@ class Runtime:
             if refusal is not None and now < refusal.retry_after:
                 return None
             try:
-                model = load_model(spec)
+                with span("model_load", product=spec.product, model_id=spec.id, model_name=spec.name, model_version=spec.version):
+                    model = load_model(spec)
             except ModelLoadError as exc:
                 reason = str(exc)
                 logger.error("refused model %s/%s@%s (%s): %s", spec.product, spec.name, spec.version, spec.id, reason)

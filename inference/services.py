@@ -26,6 +26,7 @@ from inference.runtime import LoadedModel, ModelRunError, Route, Snapshot, runti
 from inference.shadow import pool as shadow_pool
 from inference.validation import InferRequest, InvalidInput, feature_row
 from mlops.choices import Decision, ModelRole
+from mlops.tracing import span
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +162,16 @@ def _score(model: LoadedModel, row: np.ndarray) -> tuple[tuple[float, list], str
         score = float(model.run(row)[0])
         return score, _explain(model, row)[0]
 
-    return prediction_cache().get_or_compute(cache_key(model.id, row), compute, wait=model.timeout * 2)
+    with span("model_inference", **_span_attributes(model), rows=1) as s:
+        result = prediction_cache().get_or_compute(cache_key(model.id, row), compute, wait=model.timeout * 2)
+        s.set(cache=result[1])
+    return result
+
+
+def _span_attributes(model: LoadedModel) -> dict:
+    """What an operator filters model spans by."""
+    spec = model.spec
+    return {"product": spec.product, "model_id": model.id, "model_name": spec.name, "model_version": spec.version}
 
 
 def _explain(model: LoadedModel, matrix: np.ndarray) -> list[list]:
@@ -258,7 +268,8 @@ def _run_shadow(jobs: list[ShadowJob]) -> None:
     primaries = [primary for job in jobs for primary in job.primaries]
     product = primaries[0].product
     try:
-        scores = shadow.run(np.vstack(matrices), timeout=shadow.timeout * max(1, len(primaries) / 32))
+        with span("shadow_inference", **_span_attributes(shadow), rows=len(primaries)):
+            scores = shadow.run(np.vstack(matrices), timeout=shadow.timeout * max(1, len(primaries) / 32))
     except ModelRunError as exc:
         metrics.SHADOW_RUNS.labels(product, shadow.label, "error").inc(len(primaries))
         metrics.ERRORS.labels(product, shadow.label, SHADOW, exc.reason).inc()
@@ -268,7 +279,9 @@ def _run_shadow(jobs: list[ShadowJob]) -> None:
     request_ids = [job.request_id for job in jobs for _ in job.primaries]
     for primary, score, request_id in zip(primaries, scores.tolist(), request_ids, strict=True):
         decision = decide(score, shadow.threshold)
-        diff, diff_class = classify_diff(primary.score, score)
+        with span("diff_classification", product=product, model_id=shadow.id) as s:
+            diff, diff_class = classify_diff(primary.score, score)
+            s.set(diff_class=str(diff_class), score_diff=diff)
         record = {
             "prediction_id": new_prediction_id(),
             "request_id": request_id,
@@ -427,8 +440,9 @@ def _score_rows(model: LoadedModel, indices: list[int], rows: list[np.ndarray], 
     if not misses:
         return
     matrix = np.vstack([rows[i] for i in misses])
-    scores = model.run(matrix, timeout=model.timeout * max(1, len(misses) / 32))
-    summaries = _explain(model, matrix)
+    with span("model_inference", **_span_attributes(model), rows=len(indices), misses=len(misses)):
+        scores = model.run(matrix, timeout=model.timeout * max(1, len(misses) / 32))
+        summaries = _explain(model, matrix)
     for index, score, summary in zip(misses, scores.tolist(), summaries, strict=True):
         cache.put(keys[index], (score, summary))
         results[index] = (score, summary, False)

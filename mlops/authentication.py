@@ -31,6 +31,7 @@ from mlops import config_generation
 from mlops.choices import ApiCapability
 from mlops.keyformat import KEY_PREFIX, secret_digest, split_key
 from mlops.roles import RATE_LIMIT_EXEMPT_ROLES, Role, capabilities_of_role, capabilities_of_roles, capability_permission_codename
+from mlops.tracing import span
 
 logger = logging.getLogger(__name__)
 
@@ -171,15 +172,16 @@ api_keys = ApiKeyCache()
 def verify_api_key(key: str) -> Principal:
     """The principal of a presented key, or AuthenticationFailed."""
     parts = split_key(key)
-    if parts is None:
-        raise exceptions.AuthenticationFailed("Malformed API key.", code="invalid_api_key")
-    prefix, secret = parts
-    entry = api_keys.lookup(prefix)
-    if entry is None or not hmac.compare_digest(entry.digest, secret_digest(secret)):
-        raise exceptions.AuthenticationFailed("Invalid or revoked API key.", code="invalid_api_key")
-    if entry.expires_at is not None and time.time() >= entry.expires_at:
-        raise exceptions.AuthenticationFailed("The API key has expired.", code="api_key_expired")
-    return entry.principal
+    with span("api_key_validation", key_prefix=parts[0] if parts else None):
+        if parts is None:
+            raise exceptions.AuthenticationFailed("Malformed API key.", code="invalid_api_key")
+        prefix, secret = parts
+        entry = api_keys.lookup(prefix)
+        if entry is None or not hmac.compare_digest(entry.digest, secret_digest(secret)):
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.", code="invalid_api_key")
+        if entry.expires_at is not None and time.time() >= entry.expires_at:
+            raise exceptions.AuthenticationFailed("The API key has expired.", code="api_key_expired")
+        return entry.principal
 
 
 # --- JWT ------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from prometheus_client import Counter
 from rest_framework import exceptions
 
 from mlops.roles import CAPABILITY_RATE_GROUP, RateGroup
+from mlops.tracing import span
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +119,9 @@ def check(request, *, capability: str | None, principal) -> Usage | None:
     if not rates:
         return None
     try:
-        usages = _count(request, f"api-{group}", ident, rates)
+        kind = principal.kind if principal is not None else "anonymous"
+        with span("rate_limit_check", group=str(group), principal_kind=kind, windows=len(rates)):
+            usages = _count(request, f"api-{group}", ident, rates)
     except Exception:
         usages = None
         logger.warning("rate-limit cache failed; serving without limits for a while", exc_info=True)
