@@ -41,6 +41,14 @@ CANARY_RATIO = Gauge(
     multiprocess_mode="livemax",
 )
 SHADOW_RUNS = Counter("mlops_inference_shadow_runs", "Shadow runs by outcome (ok, error).", ["product", "model", "outcome"])
+SHADOW_DIFFS = Counter(
+    "mlops_inference_shadow_diffs",
+    "Shadow answers by distance from the primary's score (minimal, moderate, significant: SHADOW_DIFF_* settings).",
+    ["product", "model", "diff_class"],
+)
+SHADOW_DISAGREEMENTS = Counter(
+    "mlops_inference_shadow_disagreements", "Shadow answers whose decision differs from the primary's.", ["product", "model"]
+)
 SHADOW_SKIPS = Counter("mlops_inference_shadow_skips", "Shadow runs skipped because the shadow pool was full.", ["product"])
 INVALID = Counter("mlops_inference_invalid_inputs", "Refused requests by reason.", ["reason"])
 REFRESHES = Counter("mlops_inference_refreshes", "Serving snapshot rebuilds by outcome (ok, error).", ["outcome"])

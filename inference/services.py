@@ -9,7 +9,7 @@ computed.
 import logging
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -26,9 +26,13 @@ from inference.runtime import LoadedModel, ModelRunError, Route, Snapshot, runti
 from inference.shadow import pool as shadow_pool
 from inference.validation import InferRequest, InvalidInput, feature_row
 from mlops.choices import Decision, ModelRole
+from mlops.logging import log_context
 from mlops.tracing import span
 
 logger = logging.getLogger(__name__)
+# One INFO line per answered prediction, off by default (LOG_PREDICTIONS=true turns it on): the
+# prediction log is the record of answers; this is for following them in the process's log.
+answers_logger = logging.getLogger("inference.answers")
 
 REVIEW_FACTOR = 0.7  # review at or above 0.7 x threshold
 # Plain strings (not the enum members) on the hot path: cheaper to compare, label and render.
@@ -88,7 +92,18 @@ def decide(score: float, threshold: float) -> str:
 
 
 def predict(*, event_id: str, product: str, features: Mapping, request_id: str = "", client: str = "") -> Prediction:
-    """Answer one request; raises `InvalidInput` or `ServiceUnavailable`."""
+    """Answer one request; raises `InvalidInput` or `ServiceUnavailable`.
+
+    Every record logged while it is answered carries its request, prediction and event ids.
+    """
+    prediction_id = new_prediction_id()
+    with log_context(request_id=request_id or None, prediction_id=str(prediction_id), event_id=event_id, product=product):
+        prediction = _predict(prediction_id, event_id, product, features, request_id, client)
+        _log_answer(prediction)
+    return prediction
+
+
+def _predict(prediction_id: uuid.UUID, event_id: str, product: str, features: Mapping, request_id: str, client: str) -> Prediction:
     started = time.perf_counter()
     snapshot = _snapshot()
     route = _route(snapshot, product)
@@ -105,7 +120,7 @@ def predict(*, event_id: str, product: str, features: Mapping, request_id: str =
             raise ServiceUnavailable("model_error", f"The model of {product!r} failed to answer.") from None
         _count_error(product, model, role, exc)
         metrics.FALLBACKS.labels(product, exc.reason).inc()
-        logger.warning("canary %s of %s fell back to production: %s", model.label, product, exc)
+        logger.warning("canary %s of %s fell back to production: %s", model.label, product, exc, extra=_model_fields(model, role))
         fallback_from, fallback_reason = model, exc.reason
         model, role = route.production, PRODUCTION
         try:
@@ -114,7 +129,7 @@ def predict(*, event_id: str, product: str, features: Mapping, request_id: str =
             _count_error(product, model, role, exc2)
             raise ServiceUnavailable("model_error", f"The model of {product!r} failed to answer.") from None
     prediction = Prediction(
-        prediction_id=new_prediction_id(),
+        prediction_id=prediction_id,
         event_id=event_id,
         product=product,
         model=model,
@@ -166,6 +181,27 @@ def _score(model: LoadedModel, row: np.ndarray) -> tuple[tuple[float, list], str
         result = prediction_cache().get_or_compute(cache_key(model.id, row), compute, wait=model.timeout * 2)
         s.set(cache=result[1])
     return result
+
+
+def _model_fields(model: LoadedModel, role: str) -> dict:
+    """The log fields of a record about one model's run (`mlops.logging`)."""
+    return {"model": model.label, "model_version": model.spec.version, "role": role}
+
+
+def _prediction_fields(prediction: Prediction) -> dict:
+    return {
+        "prediction_id": str(prediction.prediction_id),
+        "event_id": prediction.event_id,
+        "product": prediction.product,
+        "decision": prediction.decision,
+        "latency_ms": prediction.latency_ms,
+        **_model_fields(prediction.model, prediction.role),
+    }
+
+
+def _log_answer(prediction: Prediction) -> None:
+    if answers_logger.isEnabledFor(logging.INFO):  # a cached check: next to free when the line is off
+        answers_logger.info("answered", extra=_prediction_fields(prediction))
 
 
 def _span_attributes(model: LoadedModel) -> dict:
@@ -223,7 +259,7 @@ def _log(prediction: Prediction, request_id: str) -> None:
     try:
         writer.submit(_record(prediction, request_id))
     except Exception:
-        logger.exception("the prediction log refused a record")
+        logger.exception("the prediction log refused a record", extra=_prediction_fields(prediction))
         metrics.ERRORS.labels(prediction.product, prediction.model.label, prediction.role, "log").inc()
         raise ServiceUnavailable("log_unavailable", "The prediction log cannot accept records; retry shortly.") from None
 
@@ -273,15 +309,22 @@ def _run_shadow(jobs: list[ShadowJob]) -> None:
     except ModelRunError as exc:
         metrics.SHADOW_RUNS.labels(product, shadow.label, "error").inc(len(primaries))
         metrics.ERRORS.labels(product, shadow.label, SHADOW, exc.reason).inc()
-        logger.warning("shadow %s of %s failed: %s", shadow.label, product, exc)
+        logger.warning(
+            "shadow %s of %s failed: %s", shadow.label, product, exc, extra={**_model_fields(shadow, SHADOW), "product": product}
+        )
         return
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
     request_ids = [job.request_id for job in jobs for _ in job.primaries]
+    diff_classes: Counter[str] = Counter()
+    disagreements = 0
     for primary, score, request_id in zip(primaries, scores.tolist(), request_ids, strict=True):
         decision = decide(score, shadow.threshold)
+        agrees = decision == primary.decision
         with span("diff_classification", product=product, model_id=shadow.id) as s:
             diff, diff_class = classify_diff(primary.score, score)
             s.set(diff_class=str(diff_class), score_diff=diff)
+        diff_classes[str(diff_class)] += 1
+        disagreements += not agrees
         record = {
             "prediction_id": new_prediction_id(),
             "request_id": request_id,
@@ -302,14 +345,26 @@ def _run_shadow(jobs: list[ShadowJob]) -> None:
             "primary_prediction_id": primary.prediction_id,
             "score_diff": diff,
             "diff_class": str(diff_class),
-            "decision_agrees": decision == primary.decision,
+            "decision_agrees": agrees,
             "created_at": timezone.now(),
         }
         try:
             writer.submit(record)
         except Exception:
-            logger.exception("the prediction log refused a shadow record")
+            logger.exception(
+                "the prediction log refused a shadow record",
+                extra={
+                    **_model_fields(shadow, SHADOW),
+                    "product": product,
+                    "event_id": primary.event_id,
+                    "prediction_id": str(record["prediction_id"]),
+                },
+            )
     metrics.SHADOW_RUNS.labels(product, shadow.label, "ok").inc(len(primaries))
+    for diff_class, count in diff_classes.items():
+        metrics.SHADOW_DIFFS.labels(product, shadow.label, diff_class).inc(count)
+    if disagreements:
+        metrics.SHADOW_DISAGREEMENTS.labels(product, shadow.label).inc(disagreements)
 
 
 # --- batch ---------------------------------------------------------------------------------------
@@ -325,6 +380,14 @@ def predict_batch(
     whose ``problems`` are reported together with the features' problems of the others. A
     canary run that fails falls back to production for its rows.
     """
+    with log_context(request_id=request_id or None):
+        predictions = _predict_batch(items, request_id, client, problems)
+        for prediction in predictions:
+            _log_answer(prediction)
+    return predictions
+
+
+def _predict_batch(items: list[InferRequest | None], request_id: str, client: str, problems: InvalidInput | None) -> list[Prediction]:
     started = time.perf_counter()
     snapshot = _snapshot()
     routes: list[Route] = []
@@ -370,7 +433,13 @@ def predict_batch(
         except ModelRunError as exc:
             _count_error(model.spec.product, model, role, exc)
             metrics.FALLBACKS.labels(model.spec.product, exc.reason).inc(len(indices))
-            logger.warning("canary %s fell back to production for %d batch rows: %s", model.label, len(indices), exc)
+            logger.warning(
+                "canary %s fell back to production for %d batch rows: %s",
+                model.label,
+                len(indices),
+                exc,
+                extra={**_model_fields(model, role), "product": model.spec.product},
+            )
             for index in indices:
                 fallbacks[index] = (model, exc.reason)
                 chosen[index] = (routes[index].production, PRODUCTION)

@@ -183,6 +183,9 @@ if not DEBUG:
 # request_id, prediction_id, event_id, product, model, model_version, role, decision, latency_ms);
 # LOG_FORMAT=human: readable lines. JSON by default in production (DEBUG off), human otherwise.
 LOG_FORMAT = env.str("LOG_FORMAT", default="human" if DEBUG else "json")
+# LOG_PREDICTIONS=true: one INFO line per answered prediction (logger inference.answers) with its
+# fields. Off by default: the prediction log already records every answer, durably.
+LOG_PREDICTIONS = env.bool("LOG_PREDICTIONS", default=False)
 if LOG_FORMAT not in ("json", "human"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be 'json' or 'human', not {LOG_FORMAT!r}.")
 LOGGING = {
@@ -195,7 +198,11 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+    "loggers": {
+        "botocore": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+        "inference.answers": {"level": "INFO" if LOG_PREDICTIONS else "WARNING"},
+    },
 }
 
 # --- Audit (prediction log) -----------------------------------------------------------------

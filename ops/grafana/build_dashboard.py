@@ -212,7 +212,33 @@ ts(
     16,
     w=8,
     unit="reqps",
-    description="Diff classes (minimal / moderate / significant) per shadow run are in the audit admin and /v1/audit/summary.",
+    description="A shadow runs off the request path; skipped runs mean the shadow pool is full (INFERENCE_SHADOW_WORKERS/QUEUE).",
+)
+y += 8
+ts(
+    "Shadow diff classes",
+    [
+        (
+            f"sum by (product, model, diff_class) (rate(mlops_inference_shadow_diffs_total{{{P}}}[$__rate_interval]))",
+            "{{product}} {{model}} {{diff_class}}",
+        )
+    ],
+    0,
+    unit="reqps",
+    stack=True,
+    description="Shadow answers by |primary score - shadow score|: minimal, moderate (>= SHADOW_DIFF_MODERATE), significant (>= SHADOW_DIFF_SIGNIFICANT).",
+)
+ts(
+    "Shadow decision disagreement",
+    [
+        (
+            f"sum by (product, model) (rate(mlops_inference_shadow_disagreements_total{{{P}}}[$__rate_interval])) / sum by (product, model) (rate(mlops_inference_shadow_diffs_total{{{P}}}[$__rate_interval]))",
+            "{{product}} {{model}}",
+        )
+    ],
+    12,
+    unit="percentunit",
+    description="Share of shadow answers whose decision (block / review / allow) differs from the answer the client got.",
 )
 y += 8
 row("Prediction log writer")

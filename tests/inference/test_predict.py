@@ -204,3 +204,23 @@ def test_the_request_path_makes_no_database_query(serving, validated, events, dj
         for i in range(20):
             services.predict(event_id=f"q{i}", product=PRODUCT, features=events[i])
         services.predict_batch(items=[InferRequest(event_id=f"b{i}", product=PRODUCT, features=events[i + 20]) for i in range(10)])
+
+
+def test_shadow_diff_classes_and_disagreements_are_counted_as_the_log_records_them(serving, validated, events):
+    gbdt = validated("gbdt")
+    registry.shadow_enable(product=PRODUCT, shadow_model_id=gbdt.pk, sample_percent=100, user=None, reason="test")
+    runtime.refresh()
+    label = runtime.peek().routes[PRODUCT].shadow.label
+    classes = ("minimal", "moderate", "significant")
+    before = {c: _sample("mlops_inference_shadow_diffs_total", product=PRODUCT, model=label, diff_class=c) for c in classes}
+    disagreed = _sample("mlops_inference_shadow_disagreements_total", product=PRODUCT, model=label)
+    for i in range(40):
+        services.predict(event_id=f"d{i}", product=PRODUCT, features=events[i])
+    shadow.reset(wait=True)
+    writer.flush(10)
+    rows = PredictionLog.objects.filter(role="shadow", event_id__startswith="d")
+    counted = {c: _sample("mlops_inference_shadow_diffs_total", product=PRODUCT, model=label, diff_class=c) - before[c] for c in classes}
+    assert counted == {c: rows.filter(diff_class=c).count() for c in classes}
+    assert sum(counted.values()) == 40
+    disagreements = rows.filter(decision_agrees=False).count()
+    assert _sample("mlops_inference_shadow_disagreements_total", product=PRODUCT, model=label) - disagreed == disagreements

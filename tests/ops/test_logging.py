@@ -69,8 +69,9 @@ def test_human_lines_append_the_fields_people_filter_by():
     assert stream.getvalue().strip().endswith("answered [prediction_id=p-1 role=production latency_ms=2.5]")
 
 
-def _formatter_in(env: dict) -> str:
-    code = "import django; django.setup(); from django.conf import settings; print(settings.LOGGING['handlers']['console']['formatter'])"
+def _configured(env: dict, expression: str) -> str:
+    """``expression`` evaluated in a fresh process configured by ``env``, as printed."""
+    code = f"import django, logging; django.setup(); from django.conf import settings; print({expression})"
     base = {key: value for key, value in os.environ.items() if key not in ("LOG_FORMAT", "DEBUG", "DJANGO_SETTINGS_MODULE")}
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -94,7 +95,12 @@ def _formatter_in(env: dict) -> str:
     ],
 )
 def test_log_format_follows_debug_unless_set(env, expected):
-    assert _formatter_in(env) == expected
+    assert _configured(env, "settings.LOGGING['handlers']['console']['formatter']") == expected
+
+
+@pytest.mark.parametrize(("env", "expected"), [({}, "False"), ({"LOG_PREDICTIONS": "true"}, "True")])
+def test_a_line_per_answered_prediction_only_when_asked_for(env, expected):
+    assert _configured(env, "logging.getLogger('inference.answers').isEnabledFor(logging.INFO)") == expected
 
 
 def test_a_line_logged_inside_a_recording_span_carries_its_trace_and_span_ids():
