@@ -24,9 +24,11 @@ spill lock; it counts ``audit_log_spilled_total{reason="queue_full"}``. Only if 
 ``audit_log_dropped_total{reason=...}`` and logged (at most one warning line per 10 s, with the
 count since the last line). The request thread is never blocked indefinitely.
 
-Database unavailable: the failed batch, and every batch for the next ``AUDIT_RETRY_INTERVAL``
-seconds, is appended to the spill file (fsynced per batch; rotated at
-``AUDIT_SPILL_MAX_BYTES``, default 50 MB; folder ``AUDIT_SPILL_DIR``). The first batch that
+Database unavailable: the failed batch, and every batch until a probe of the database succeeds,
+is appended to the spill file (fsynced per batch; rotated at
+``AUDIT_SPILL_MAX_BYTES``, default 50 MB; folder ``AUDIT_SPILL_DIR``). Probes come
+``AUDIT_RETRY_INTERVAL`` (2 s) apart, doubling per failed probe up to 8 times that, plus jitter;
+the state is ``mlops_circuit_state{dependency="prediction_log"}`` (2 while spilling). The first batch that
 gets in again closes the spill file, and the writer replays every closed spill file of the
 folder (idempotently: ``ON CONFLICT (prediction_id) DO NOTHING``). ``manage.py audit_replay``
 does the same by hand. Records the database refuses for their content (a foreign key to a
@@ -50,6 +52,7 @@ import atexit
 import contextlib
 import logging
 import os
+import random
 import signal
 import threading
 import time
@@ -76,8 +79,10 @@ from audit.metrics import (
 )
 from audit.publish import Publisher
 from audit.redaction import Redactor
+from mlops import resilience
 
 logger = logging.getLogger(__name__)
+CIRCUIT = "prediction_log"  # the writer's dependency in mlops_circuit_state
 
 
 def _is_data_error(exc: BaseException) -> bool:
@@ -216,6 +221,7 @@ class PredictionLogWriter:
         self._start_lock = threading.Lock()
         self._store = None
         self._db_down_since: float | None = None
+        self._failed_probes = 0
         self._retry_at = 0.0
         self._next_replay_check = 0.0
         self._spill = spill.SpillFile(self.spill_dir, max_bytes=self.spill_max_bytes)
@@ -423,10 +429,17 @@ class PredictionLogWriter:
             self.publisher.publish(batch)
 
     def _database_down(self, exc: BaseException) -> None:
+        # A circuit of its own: while open, batches go straight to the spill; a probe after a wait
+        # that doubles per failed probe (with jitter, so workers do not probe in step) closes it.
         if self._db_down_since is None:
             self._db_down_since = time.monotonic()
+            self._failed_probes = 0
+            resilience.CIRCUIT_STATE.labels(CIRCUIT).set(2)
             logger.warning("prediction log database unavailable (%s: %s); spilling to %s", type(exc).__name__, exc, self.spill_dir)
-        self._retry_at = time.monotonic() + self.retry_interval
+        else:
+            self._failed_probes += 1
+        wait = min(self.retry_interval * 2 ** min(self._failed_probes, 10), self.retry_interval * 8)
+        self._retry_at = time.monotonic() + wait + random.uniform(0, self.retry_interval)
         if self._store is not None:
             try:
                 self._store.close()
@@ -447,6 +460,7 @@ class PredictionLogWriter:
         if self._db_down_since is not None:
             logger.warning("prediction log database is back after %.1f s; replaying the spill", time.monotonic() - self._db_down_since)
             self._db_down_since = None
+            resilience.CIRCUIT_STATE.labels(CIRCUIT).set(0)
         if self._spill.is_open:
             with self._spill.lock:
                 self._spill.close()

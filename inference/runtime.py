@@ -44,7 +44,7 @@ from django.utils import timezone
 from inference import metrics
 from inference.explain import Explainer, build_explainer
 from inference.selectors import ModelSpec, ProductConfig, serving_config
-from mlops import config_generation
+from mlops import config_generation, resilience
 from mlops.stores import ChecksumMismatch, download_verified
 from mlops.tracing import span
 
@@ -361,9 +361,10 @@ class Runtime:
                 if not due and now >= retry_at:
                     due = config_generation.current() != snapshot.generation
                 if due:
-                    self.refresh()
-            except Exception:
-                logger.exception("serving snapshot refresh failed; the previous one keeps serving")
+                    resilience.database_call("serving_refresh", self.refresh)
+            except Exception as exc:
+                if not isinstance(exc, resilience.DependencyUnavailable):  # an open circuit has its metric
+                    logger.exception("serving snapshot refresh failed; the previous one keeps serving")
                 retry_at = now + min(5.0, settings.INFERENCE_RELOAD_SECONDS)
             finally:
                 self._first_load.set()

@@ -23,7 +23,7 @@ import onnxruntime as ort
 
 from inference.runtime import LoadedModel, ModelLoadError, load_model, runtime
 from inference.selectors import ModelSpec
-from mlops import config_generation
+from mlops import config_generation, resilience
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,9 @@ class DualModels:
             if generation == self._generation and generation != -1 and now - self._loaded_at < self.MAX_AGE:
                 return
             try:
-                self._reload()
+                resilience.database_call("dual_model_config", self._reload, retry=False)  # a stream is waiting
+            except resilience.DependencyUnavailable:  # an open circuit has its metric
+                return
             except Exception:
                 logger.exception("dual-model configuration reload failed; the previous one keeps serving")
                 return

@@ -42,7 +42,7 @@ from django.utils import timezone
 from prometheus_client import Counter
 
 from audit.models import DiffClass, Outcome, PredictionLog
-from mlops import selectors
+from mlops import resilience, selectors
 from mlops.choices import Decision, ModelRole
 from mlops.models import CanaryConfig, RollbackEvent, RollbackReason
 from mlops.services.lifecycle import LifecycleError
@@ -289,9 +289,11 @@ def run_forever(*, interval: float, stop: threading.Event, use_lock: bool = True
         if not use_lock or acquire_turn(interval):
             close_old_connections()
             try:
-                for verdict in rollout_guard_evaluate():
+                for verdict in resilience.database_call("rollout_guard", rollout_guard_evaluate):
                     if report is not None:
                         report(verdict)
+            except resilience.DependencyUnavailable:  # an open circuit has its metric; next turn tries again
+                pass
             except Exception:
                 logger.exception("rollout guard evaluation failed")
             finally:

@@ -86,8 +86,12 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------------------------
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # psycopg 3's pool, managed by Django; the pool requires CONN_MAX_AGE=0.
+    # psycopg 3's pool, managed by Django; the pool requires CONN_MAX_AGE=0. With health checks on,
+    # Django has the pool check each connection (one empty round trip) as it leaves the pool, so
+    # that after a database restart or failover nobody is handed a dead one. Only work that
+    # queries pays it; the request path of inference does not query.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": env.int("DB_POOL_MIN_SIZE", default=1),
         "max_size": env.int("DB_POOL_MAX_SIZE", default=8),
@@ -353,15 +357,23 @@ SPECTACULAR_SETTINGS.update(
     }
 )
 
-# Model store (S3) resilience (mlops/stores.py): attempts per operation with exponential backoff and
-# jitter starting at S3_RETRY_INITIAL_SECONDS, capped at S3_RETRY_MAX_SECONDS; the breaker of an
-# endpoint opens after S3_BREAKER_FAIL_MAX failed operations in a row and stays open (calls fail at
-# once) for S3_BREAKER_RESET_SECONDS before one trial call. Its state: mlops_store_circuit_state.
+# Resilience off the request path (mlops/resilience.py): attempts per operation with exponential
+# backoff and jitter starting at *_RETRY_INITIAL_SECONDS, capped at *_RETRY_MAX_SECONDS; a
+# dependency's breaker opens after *_BREAKER_FAIL_MAX failed operations in a row and stays open
+# (calls fail at once) for *_BREAKER_RESET_SECONDS before one trial call. State: mlops_circuit_state.
+# The model store, per S3 endpoint (syncs, model loads):
 S3_RETRY_ATTEMPTS = env.int("S3_RETRY_ATTEMPTS", default=3)
 S3_RETRY_INITIAL_SECONDS = env.float("S3_RETRY_INITIAL_SECONDS", default=0.2)
 S3_RETRY_MAX_SECONDS = env.float("S3_RETRY_MAX_SECONDS", default=5.0)
 S3_BREAKER_FAIL_MAX = env.int("S3_BREAKER_FAIL_MAX", default=5)
 S3_BREAKER_RESET_SECONDS = env.float("S3_BREAKER_RESET_SECONDS", default=30.0)
+# The database, for background work (serving snapshot refresh, API key reloads, rollout guard,
+# dual-model configuration and records); the prediction log writer spills instead (AUDIT_*).
+DB_RETRY_ATTEMPTS = env.int("DB_RETRY_ATTEMPTS", default=3)
+DB_RETRY_INITIAL_SECONDS = env.float("DB_RETRY_INITIAL_SECONDS", default=0.1)
+DB_RETRY_MAX_SECONDS = env.float("DB_RETRY_MAX_SECONDS", default=2.0)
+DB_BREAKER_FAIL_MAX = env.int("DB_BREAKER_FAIL_MAX", default=3)
+DB_BREAKER_RESET_SECONDS = env.float("DB_BREAKER_RESET_SECONDS", default=10.0)
 
 # Tracing (mlops/tracing.py): OpenTelemetry spans, a no-op unless an exporter is configured.
 # TRACING_EXPORTER: "" (off), "otlp" (OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT; needs the packages of

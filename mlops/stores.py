@@ -10,14 +10,13 @@ claim that every download is checked against. Downloads land in a content-addres
 cache (``<MODEL_CACHE_DIR>/<sha256>.onnx``) through a temporary file and an atomic rename, so a
 partial or tampered file is never visible under its final name.
 
-Resilience (S3): every S3 operation is retried on transient failures (connection errors,
-timeouts, 5xx and throttling; never on a missing bucket or a refused credential) with
-exponential backoff and full jitter (tenacity), and runs through one circuit breaker per
-endpoint (pybreaker): after ``S3_BREAKER_FAIL_MAX`` consecutive failed operations the breaker
-opens and calls fail at once with a `StoreError` for ``S3_BREAKER_RESET_SECONDS``, then one trial
-call decides. Its state is the gauge ``mlops_store_circuit_state`` (0 closed, 1 half-open,
-2 open). None of this is on the request path: only syncs and model loads reach a store, and the
-serving snapshot keeps the models it has.
+Resilience (S3): every S3 operation goes through the endpoint's `mlops.resilience.Dependency`
+(``s3:<endpoint>``): retried on transient failures (connection errors, timeouts, 5xx and
+throttling; never on a missing bucket or a refused credential) with exponential backoff and
+jitter, inside a circuit breaker that opens after ``S3_BREAKER_FAIL_MAX`` failed operations in a
+row for ``S3_BREAKER_RESET_SECONDS`` (``mlops_circuit_state{dependency="s3:..."}``). None of this
+is on the request path: only syncs and model loads reach a store, and the serving snapshot keeps
+the models it has.
 """
 
 import hashlib
@@ -26,7 +25,6 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,13 +33,12 @@ from typing import TypeVar
 from urllib.parse import urlparse
 
 import boto3
-import pybreaker
-import tenacity
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from django.conf import settings
-from prometheus_client import Counter, Gauge
+
+from mlops import resilience
 
 ARTIFACT_NAME = "model.onnx"
 METADATA_NAME = "metadata.json"
@@ -58,22 +55,8 @@ class ChecksumMismatch(StoreError):
     """A downloaded artifact does not match its recorded sha256: it is refused."""
 
 
-# --- Resilience of S3 calls -----------------------------------------------------------------
+# --- Resilience of S3 calls (mlops/resilience.py) -------------------------------------------
 
-CIRCUIT_STATE = Gauge(
-    "mlops_store_circuit_state",
-    "Circuit breaker of the model store per endpoint: 0 closed, 1 half-open, 2 open.",
-    ["endpoint"],
-    multiprocess_mode="livemax",
-)
-STORE_CALLS = Counter(
-    "mlops_store_calls",
-    "Model store (S3) operations by outcome: ok, error (after retries), rejected (circuit open).",
-    ["operation", "outcome"],
-)
-STORE_RETRIES = Counter("mlops_store_retries", "Model store (S3) attempts retried after a transient failure.", ["operation"])
-
-_STATE_VALUES = {pybreaker.STATE_CLOSED: 0, pybreaker.STATE_HALF_OPEN: 1, pybreaker.STATE_OPEN: 2}
 _TRANSIENT_CODES = {"RequestTimeout", "RequestTimeoutException", "SlowDown", "Throttling", "ThrottlingException", "ServiceUnavailable"}
 _T = TypeVar("_T")
 
@@ -88,74 +71,26 @@ def _is_transient(exc: BaseException) -> bool:
     return False
 
 
-class _StateMetric(pybreaker.CircuitBreakerListener):
-    def __init__(self, endpoint: str):
-        self.endpoint = endpoint
-
-    def state_change(self, cb, old_state, new_state):
-        CIRCUIT_STATE.labels(self.endpoint).set(_STATE_VALUES.get(new_state.name, 0))
-
-
-_breakers: dict[str, pybreaker.CircuitBreaker] = {}
-_breakers_lock = threading.Lock()
-
-
-def breaker_for(endpoint: str) -> pybreaker.CircuitBreaker:
-    """The circuit breaker of one S3 endpoint ("aws" for AWS itself), made on first use."""
-    with _breakers_lock:
-        breaker = _breakers.get(endpoint)
-        if breaker is None:
-            breaker = pybreaker.CircuitBreaker(
-                fail_max=getattr(settings, "S3_BREAKER_FAIL_MAX", 5),
-                reset_timeout=getattr(settings, "S3_BREAKER_RESET_SECONDS", 30.0),
-                exclude=[lambda exc: not _is_transient(exc)],  # a missing bucket says nothing about S3's health
-                listeners=[_StateMetric(endpoint)],
-                name=f"s3:{endpoint}",
-                throw_new_error_on_trip=False,  # the failure that trips it is reported as itself
-            )
-            _breakers[endpoint] = breaker
-            CIRCUIT_STATE.labels(endpoint).set(0)
-        return breaker
-
-
-def reset_breakers() -> None:
-    """Close and forget every breaker (tests; an operator's shell after fixing the store)."""
-    with _breakers_lock:
-        for endpoint, breaker in _breakers.items():
-            breaker.close()
-            CIRCUIT_STATE.labels(endpoint).set(0)
-        _breakers.clear()
+def _s3_policy() -> resilience.Policy:
+    return resilience.Policy(
+        attempts=settings.S3_RETRY_ATTEMPTS,
+        initial_seconds=settings.S3_RETRY_INITIAL_SECONDS,
+        max_seconds=settings.S3_RETRY_MAX_SECONDS,
+        fail_max=settings.S3_BREAKER_FAIL_MAX,
+        reset_seconds=settings.S3_BREAKER_RESET_SECONDS,
+    )
 
 
 def _resilient(endpoint: str, operation: str, call: Callable[[], _T]) -> _T:
-    """``call()`` with retries (backoff + jitter) inside the endpoint's circuit breaker.
+    """``call()`` through the endpoint's dependency ("s3:<endpoint>", "s3:aws" for AWS itself).
 
-    Raises `StoreError` when the breaker is open; otherwise the call's own exception after the
+    Raises `StoreError` when its circuit is open; otherwise the call's own exception after the
     last attempt (callers turn it into a `StoreError` with their context).
     """
-
-    def before_sleep(retry_state: tenacity.RetryCallState) -> None:
-        STORE_RETRIES.labels(operation).inc()
-
-    initial = getattr(settings, "S3_RETRY_INITIAL_SECONDS", 0.2)
-    retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception(_is_transient),
-        stop=tenacity.stop_after_attempt(max(1, getattr(settings, "S3_RETRY_ATTEMPTS", 3))),
-        # initial * 2**n plus up to `initial` of jitter, capped: 0.2-0.4 s, 0.4-0.6 s, ... by default.
-        wait=tenacity.wait_exponential_jitter(multiplier=initial, jitter=initial, max=getattr(settings, "S3_RETRY_MAX_SECONDS", 5.0)),
-        before_sleep=before_sleep,
-        reraise=True,
-    )
     try:
-        result = breaker_for(endpoint).call(retrying, call)
-    except pybreaker.CircuitBreakerError:
-        STORE_CALLS.labels(operation, "rejected").inc()
+        return resilience.dependency(f"s3:{endpoint}", _s3_policy, _is_transient).call(operation, call)
+    except resilience.DependencyUnavailable:
         raise StoreError(f"the model store at {endpoint} is failing: circuit open, not tried (retry later)") from None
-    except Exception:
-        STORE_CALLS.labels(operation, "error").inc()
-        raise
-    STORE_CALLS.labels(operation, "ok").inc()
-    return result
 
 
 @dataclass(frozen=True)

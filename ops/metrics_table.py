@@ -25,7 +25,7 @@ MODULES = {
     "audit.metrics": "prediction log writer",
     "mlops.guard": "rollout guard",
     "mlops.ratelimits": "rate limits",
-    "mlops.stores": "model store (S3)",
+    "mlops.resilience": "dependencies (database, S3)",
     "inference.stream_metrics": "streams (stream process)",
 }
 PREFIXES = ("mlops_", "audit_")

@@ -35,6 +35,9 @@ os.environ.setdefault("MODEL_STORE_URL", f"file://{_scratch}/store")
 os.environ.setdefault("MODEL_CACHE_DIR", f"{_scratch}/cache")
 os.environ.setdefault("CACHE_KEY_PREFIX", f"mlops-test-{os.getpid()}")
 os.environ.setdefault("CHANNEL_PREFIX", f"mlops-test-{os.getpid()}")
+# How long a thread waits for a pooled connection: short, so that a database outage made by a
+# test (tests/faults.py) fails background work in seconds rather than the production default's 10.
+os.environ.setdefault("DB_POOL_TIMEOUT", "2")
 
 from mlops.settings import *  # noqa: E402,F403
 

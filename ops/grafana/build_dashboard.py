@@ -302,12 +302,17 @@ ts(
 )
 y += 8
 row("Dependencies")
-ts("Model store circuit (0 closed, 1 half-open, 2 open)", [("max by (endpoint) (mlops_store_circuit_state)", "{{endpoint}}")], 0, w=8)
 ts(
-    "Model store calls/s",
+    "Circuits: database, model store (0 closed, 1 half-open, 2 open)",
+    [("max by (dependency) (mlops_circuit_state)", "{{dependency}}")],
+    0,
+    w=8,
+)
+ts(
+    "Dependency calls/s (off the request path)",
     [
-        ("sum by (operation, outcome) (rate(mlops_store_calls_total[$__rate_interval]))", "{{operation}} {{outcome}}"),
-        ("sum by (operation) (rate(mlops_store_retries_total[$__rate_interval]))", "retry {{operation}}"),
+        ("sum by (dependency, outcome) (rate(mlops_dependency_calls_total[$__rate_interval]))", "{{dependency}} {{outcome}}"),
+        ("sum by (dependency) (rate(mlops_dependency_retries_total[$__rate_interval]))", "{{dependency}} retried"),
     ],
     8,
     w=8,

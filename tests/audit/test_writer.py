@@ -4,19 +4,17 @@ import asyncio
 import threading
 import time
 import uuid
-from contextlib import contextmanager
 
 import orjson
-import psycopg
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
 from audit import spill
-from audit.logstore import APPLICATION_NAME
 from audit.models import PredictionLog
 from audit.redaction import HASH_PREFIX, Redactor
 from tests.audit.conftest import make_record
+from tests.faults import database_down
 
 pytestmark = pytest.mark.skipif(connection.vendor != "postgresql", reason="durability is measured against PostgreSQL")
 
@@ -28,22 +26,6 @@ def submit_concurrently(writer, records: list[dict], threads: int = 8) -> None:
         worker.start()
     for worker in workers:
         worker.join()
-
-
-@contextmanager
-def database_down():
-    """Refuse new connections to the test database and cut the writer's current one."""
-    name = connection.settings_dict["NAME"]
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
-        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        try:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
-                [name, APPLICATION_NAME],
-            )
-            yield
-        finally:
-            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
 
 
 def wait_for(predicate, timeout: float = 15.0) -> bool:
@@ -200,7 +182,9 @@ def test_metrics_count_queued_written_spilled_and_replayed(transactional_db, pro
         for _ in range(2):
             writer.submit(make_record(production_version))
         assert writer.flush(10)
+        assert value("mlops_circuit_state", dependency="prediction_log") == 2  # spilling
     assert wait_for(lambda: PredictionLog.objects.count() == 5)
+    assert value("mlops_circuit_state", dependency="prediction_log") == 0
     assert value("audit_log_queued_total") - before["queued"] == 5
     assert value("audit_log_written_total") - before["written"] == 3
     assert value("audit_log_spilled_total", reason="db_unavailable") - before["spilled"] == 2

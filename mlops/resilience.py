@@ -1,0 +1,172 @@
+"""Retries and circuit breakers for the platform's dependencies, off the request path.
+
+A `Dependency` is one thing that fails as a whole: the database, or one S3 endpoint. A call to it
+is retried on transient failures only (the dependency's ``transient`` predicate: a dropped
+connection, a timeout, a 5xx; never a refused credential or a constraint violation) with
+exponential backoff and jitter (tenacity), inside the dependency's circuit breaker (pybreaker):
+after ``fail_max`` failed calls in a row the breaker opens and calls fail at once with
+`DependencyUnavailable` for ``reset_seconds``, then one trial call decides. Non-transient errors
+pass through and never trip it. Each process has its own breakers.
+
+Metrics: ``mlops_circuit_state{dependency}`` (0 closed, 1 half-open, 2 open),
+``mlops_dependency_calls_total{dependency,operation,outcome}`` (ok, error after retries,
+rejected while open) and ``mlops_dependency_retries_total{dependency,operation}``.
+
+The request path never calls through here: it holds what it needs in process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import pybreaker
+import tenacity
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, close_old_connections
+from prometheus_client import Counter, Gauge
+
+CIRCUIT_STATE = Gauge(
+    "mlops_circuit_state",
+    "Circuit breaker per dependency (database, s3:<endpoint>): 0 closed, 1 half-open, 2 open.",
+    ["dependency"],
+    multiprocess_mode="livemax",
+)
+CALLS = Counter(
+    "mlops_dependency_calls",
+    "Calls to a dependency off the request path by outcome: ok, error (after retries), rejected (circuit open).",
+    ["dependency", "operation", "outcome"],
+)
+RETRIES = Counter("mlops_dependency_retries", "Attempts retried after a transient failure.", ["dependency", "operation"])
+
+_STATE_VALUES = {pybreaker.STATE_CLOSED: 0, pybreaker.STATE_HALF_OPEN: 1, pybreaker.STATE_OPEN: 2}
+_T = TypeVar("_T")
+
+
+class DependencyUnavailable(Exception):
+    """The dependency's circuit is open: the call was not tried."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    attempts: int  # per call, the first included
+    initial_seconds: float  # first wait; each next one doubles, plus up to this much jitter
+    max_seconds: float  # cap of one wait
+    fail_max: int  # failed calls in a row that open the circuit
+    reset_seconds: float  # how long it stays open before a trial call
+
+
+class _StateMetric(pybreaker.CircuitBreakerListener):
+    def __init__(self, name: str):
+        self.name = name
+
+    def state_change(self, cb, old_state, new_state):
+        CIRCUIT_STATE.labels(self.name).set(_STATE_VALUES.get(new_state.name, 0))
+
+
+class Dependency:
+    def __init__(self, name: str, policy: Callable[[], Policy], transient: Callable[[BaseException], bool]):
+        self.name = name
+        self._policy = policy  # read per call: settings may change (tests, an operator's shell)
+        self._transient = transient
+        initial = policy()
+        self.breaker = pybreaker.CircuitBreaker(
+            fail_max=initial.fail_max,
+            reset_timeout=initial.reset_seconds,
+            exclude=[lambda exc: not transient(exc)],  # a bad request says nothing about the dependency's health
+            listeners=[_StateMetric(name)],
+            name=name,
+            throw_new_error_on_trip=False,  # the failure that trips it is reported as itself
+        )
+        CIRCUIT_STATE.labels(name).set(0)
+
+    @property
+    def is_open(self) -> bool:
+        return self.breaker.current_state == pybreaker.STATE_OPEN
+
+    def call(self, operation: str, fn: Callable[[], _T], *, retry: bool = True, before_retry: Callable[[], None] | None = None) -> _T:
+        """``fn()`` with retries inside the breaker; raises `DependencyUnavailable` when open,
+        else ``fn``'s own exception after the last attempt. ``retry=False``: one attempt, for
+        work that someone is waiting on (the breaker still makes an outage fail fast)."""
+        policy = self._policy()
+
+        def before_sleep(retry_state: tenacity.RetryCallState) -> None:
+            RETRIES.labels(self.name, operation).inc()
+            if before_retry is not None:
+                before_retry()
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(self._transient),
+            stop=tenacity.stop_after_attempt(max(1, policy.attempts) if retry else 1),
+            wait=tenacity.wait_exponential_jitter(multiplier=policy.initial_seconds, jitter=policy.initial_seconds, max=policy.max_seconds),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        self.breaker.fail_max = policy.fail_max
+        self.breaker.reset_timeout = policy.reset_seconds
+        try:
+            result = self.breaker.call(retrying, fn)
+        except pybreaker.CircuitBreakerError:
+            CALLS.labels(self.name, operation, "rejected").inc()
+            raise DependencyUnavailable(f"{self.name} is failing: circuit open, not tried (retry later)") from None
+        except Exception:
+            CALLS.labels(self.name, operation, "error").inc()
+            raise
+        CALLS.labels(self.name, operation, "ok").inc()
+        return result
+
+    def reset(self) -> None:
+        self.breaker.close()
+        CIRCUIT_STATE.labels(self.name).set(0)
+
+
+_dependencies: dict[str, Dependency] = {}
+_lock = threading.Lock()
+
+
+def dependency(name: str, policy: Callable[[], Policy], transient: Callable[[BaseException], bool]) -> Dependency:
+    """The process's `Dependency` called ``name``, made on first use."""
+    with _lock:
+        found = _dependencies.get(name)
+        if found is None:
+            found = _dependencies[name] = Dependency(name, policy, transient)
+        return found
+
+
+def reset() -> None:
+    """Close and forget every breaker (tests; an operator's shell after fixing a dependency)."""
+    with _lock:
+        for found in _dependencies.values():
+            found.reset()
+        _dependencies.clear()
+
+
+# --- The database ---------------------------------------------------------------------------
+
+
+def _database_policy() -> Policy:
+    return Policy(
+        attempts=settings.DB_RETRY_ATTEMPTS,
+        initial_seconds=settings.DB_RETRY_INITIAL_SECONDS,
+        max_seconds=settings.DB_RETRY_MAX_SECONDS,
+        fail_max=settings.DB_BREAKER_FAIL_MAX,
+        reset_seconds=settings.DB_BREAKER_RESET_SECONDS,
+    )
+
+
+def _database_transient(exc: BaseException) -> bool:
+    # OperationalError: the server went away, refused, timed out; InterfaceError: the connection
+    # is closed. IntegrityError, DataError and ProgrammingError are the request's fault.
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
+def database_call(operation: str, fn: Callable[[], _T], *, retry: bool = True) -> _T:
+    """Database work off the request path (not inside a transaction: it may run more than once).
+
+    Between attempts this thread's broken connections are dropped, so the next attempt connects again.
+    """
+    return dependency("database", _database_policy, _database_transient).call(
+        operation, fn, retry=retry, before_retry=close_old_connections
+    )
