@@ -1,17 +1,23 @@
 """The in-process key table: reloads on a new configuration generation, on a timer while the
-shared cache is unreachable, and keeps the keys it has while the database is down."""
+shared cache is unreachable, and keeps the keys it has while the database is down.
 
+Transactional: reloads after the first run on a background thread, which sees committed rows only.
+"""
+
+import threading
 import time as real_time
 
 import pytest
-from django.db import DatabaseError
+from django.db import connection, connections
 
 from mlops import authentication
 from mlops.authentication import ApiKeyCache
+from tests.faults import database_down
 
 from .conftest import create_key
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)
+needs_postgresql = pytest.mark.skipif(connection.vendor != "postgresql", reason="the outage is made by the PostgreSQL server")
 
 
 class Clock:
@@ -64,24 +70,39 @@ def test_while_the_shared_cache_is_down_keys_reload_on_a_timer(clock, generation
     assert cache.lookup(prefix_of(key)) is not None
 
 
-def test_while_the_database_is_down_the_loaded_keys_keep_working(clock, generation, monkeypatch):
+@needs_postgresql
+def test_while_the_database_is_down_the_loaded_keys_keep_working_without_waiting(clock, generation, settings):
+    settings.DB_RETRY_ATTEMPTS = 1
     key = create_key("viewer")
     cache = ApiKeyCache()
     assert cache.lookup(prefix_of(key)) is not None
+    with database_down():
+        generation["value"] = 2  # a reload is due: it runs on a background thread and fails
+        clock.now += ApiKeyCache.CHECK_INTERVAL
+        started = real_time.perf_counter()
+        assert cache.lookup(prefix_of(key)) is not None
+        assert real_time.perf_counter() - started < 0.5  # the request did not wait for the database
+        cache.join()
+        assert cache.lookup(prefix_of(key)) is not None
 
-    def broken():
-        raise DatabaseError("down")
 
-    monkeypatch.setattr(authentication, "_load_keys", broken)
-    generation["value"] = 2
-    clock.now += ApiKeyCache.CHECK_INTERVAL
-    assert cache.lookup(prefix_of(key)) is not None
+@needs_postgresql
+def test_a_worker_that_never_loaded_its_keys_answers_503_not_401(generation, settings):
+    outcome = {}
 
+    def first_request():  # a fresh worker thread: its connection is refused
+        try:
+            ApiKeyCache().lookup("anything")
+        except authentication.CredentialsUnavailable as exc:
+            outcome["error"] = exc
+        finally:
+            connections.close_all()
 
-def test_a_worker_that_never_loaded_its_keys_answers_503_not_401(clock, generation, monkeypatch):
-    monkeypatch.setattr(authentication, "_load_keys", lambda: (_ for _ in ()).throw(DatabaseError("down")))
-    with pytest.raises(authentication.CredentialsUnavailable):
-        ApiKeyCache().lookup("anything")
+    with database_down():
+        thread = threading.Thread(target=first_request)
+        thread.start()
+        thread.join(30)
+    assert isinstance(outcome.get("error"), authentication.CredentialsUnavailable)
 
 
 def test_a_background_refresh_loads_new_keys_without_waiting_for_the_interval(clock, generation):
