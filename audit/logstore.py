@@ -66,19 +66,22 @@ COLUMNS: list[tuple[str, str, object]] = [
 ]
 _JSON_COLUMNS = {"features", "explain_summary"}
 _FLOAT_COLUMNS = {"score", "threshold", "latency_ms", "score_diff"}
-_REQUIRED = {
-    "prediction_id",
-    "event_id",
-    "product",
-    "model_version_id",
-    "role",
-    "features",
-    "score",
-    "decision",
-    "threshold",
-    "latency_ms",
-    "created_at",
-}
+# The fields every record has (the rest default); redaction never drops them either.
+REQUIRED_FIELDS = frozenset(
+    {
+        "prediction_id",
+        "event_id",
+        "product",
+        "model_version_id",
+        "role",
+        "features",
+        "score",
+        "decision",
+        "threshold",
+        "latency_ms",
+        "created_at",
+    }
+)
 
 
 # How the writer's connection shows in pg_stat_activity (and how the tests find it).
@@ -95,7 +98,7 @@ def _json_text(value) -> str:
 
 def copy_row(record: dict) -> tuple:
     """One record as a COPY row (text format; the server parses uuids and timestamps)."""
-    missing = _REQUIRED.difference(k for k in _REQUIRED if record.get(k) is not None)
+    missing = REQUIRED_FIELDS.difference(k for k in REQUIRED_FIELDS if record.get(k) is not None)
     if missing:
         raise RecordError(f"record {record.get('prediction_id')} lacks {', '.join(sorted(missing))}")
     row = []

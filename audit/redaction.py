@@ -10,6 +10,8 @@ Keys match at any depth of ``features`` and at the top level of ``explain_summar
 import hmac
 from collections.abc import Iterable
 
+from audit.logstore import REQUIRED_FIELDS
+
 HASH_PREFIX = "hmac-sha256:"
 _CONTAINERS = (dict, list)
 
@@ -52,7 +54,7 @@ class Redactor:
             return record
         redacted = dict(record)
         for key in self.drop.intersection(record):
-            if key not in _STRUCTURAL_KEYS:
+            if key not in REQUIRED_FIELDS:  # the log's own fields are never dropped by a payload key
                 del redacted[key]
         if isinstance(record.get("features"), dict | list):
             redacted["features"] = self._clean(record["features"])
@@ -65,21 +67,3 @@ class Redactor:
         if isinstance(item, dict) and item.get("feature") in self.drop:
             return {**item, "feature": "[redacted]"}
         return self._clean(item)
-
-
-# Fields of the log itself are never dropped by a key listed for the payload.
-_STRUCTURAL_KEYS = frozenset(
-    {
-        "prediction_id",
-        "event_id",
-        "product",
-        "model_version_id",
-        "role",
-        "features",
-        "score",
-        "decision",
-        "threshold",
-        "latency_ms",
-        "created_at",
-    }
-)
