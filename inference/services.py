@@ -115,10 +115,9 @@ def _predict(prediction_id: uuid.UUID, event_id: str, product: str, features: Ma
     try:
         (score, summary), source = _score(model, row)
     except ModelRunError as exc:
-        if role != CANARY:
-            _count_error(product, model, role, exc)
-            raise ServiceUnavailable("model_error", f"The model of {product!r} failed to answer.") from None
         _count_error(product, model, role, exc)
+        if role != CANARY:
+            raise ServiceUnavailable("model_error", f"The model of {product!r} failed to answer.") from None
         metrics.FALLBACKS.labels(product, exc.reason).inc()
         logger.warning("canary %s of %s fell back to production: %s", model.label, product, exc, extra=_model_fields(model, role))
         fallback_from, fallback_reason = model, exc.reason
