@@ -1,6 +1,11 @@
 """Admin building blocks shared by the apps."""
 
-from django.contrib import admin
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import admin, messages
+
+from mlops.services import LifecycleError
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -14,3 +19,18 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+def call_service_and_report(request, call: Callable[[], Any], *, success: Callable[[Any], str], refused_prefix: str = "") -> None:
+    """Run ``call`` (one service call) and tell the person the outcome as an admin message.
+
+    A service refuses a change it does not allow with `LifecycleError`, written for people: it is
+    shown as an error message (after ``refused_prefix``), not a server error. Otherwise the
+    message is ``success(result)``.
+    """
+    try:
+        result = call()
+    except LifecycleError as exc:
+        messages.error(request, f"{refused_prefix}{exc}")
+    else:
+        messages.success(request, success(result))

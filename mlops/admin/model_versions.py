@@ -4,14 +4,17 @@ Each action asks for a reason on an intermediate page, then calls the lifecycle 
 service's own error message is shown when a transition is not allowed.
 """
 
+from functools import partial
+
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from mlops import services
+from mlops.admin.base import call_service_and_report
 from mlops.models import ModelVersion
 
 
@@ -24,12 +27,11 @@ def _with_reason(request, queryset, *, title: str, action: str, apply):
     form = ReasonForm(request.POST if "apply" in request.POST else None)
     if form.is_valid():
         for model_version in queryset:
-            try:
-                result = apply(model_version, request.user, form.cleaned_data["reason"])
-            except services.LifecycleError as exc:
-                messages.error(request, str(exc))
-            else:
-                messages.success(request, f"{title}: {result}")
+            call_service_and_report(
+                request,
+                partial(apply, model_version, request.user, form.cleaned_data["reason"]),
+                success=lambda result: f"{title}: {result}",
+            )
         return None
     return TemplateResponse(
         request,
@@ -44,6 +46,11 @@ def _with_reason(request, queryset, *, title: str, action: str, apply):
             "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
         },
     )
+
+
+def _by_id(service):
+    """``apply`` for a lifecycle service that takes the selected version's id."""
+    return lambda model_version, user, reason: service(model_version_id=model_version.pk, user=user, reason=reason)
 
 
 @admin.register(ModelVersion)
@@ -85,17 +92,11 @@ class ModelVersionAdmin(SimpleHistoryAdmin):
 
     @admin.action(description="Validate selected candidates", permissions=["lifecycle"])
     def validate(self, request, queryset):
-        return _with_reason(
-            request, queryset, title="Validate", action="validate",
-            apply=lambda mv, user, reason: services.model_version_validate(model_version_id=mv.pk, user=user, reason=reason),
-        )  # fmt: skip
+        return _with_reason(request, queryset, title="Validate", action="validate", apply=_by_id(services.model_version_validate))
 
     @admin.action(description="Promote selected version to production", permissions=["lifecycle"])
     def promote(self, request, queryset):
-        return _with_reason(
-            request, queryset, title="Promote", action="promote",
-            apply=lambda mv, user, reason: services.model_version_promote(model_version_id=mv.pk, user=user, reason=reason),
-        )  # fmt: skip
+        return _with_reason(request, queryset, title="Promote", action="promote", apply=_by_id(services.model_version_promote))
 
     @admin.action(description="Roll back the product of the selected version to its last good production", permissions=["lifecycle"])
     def rollback(self, request, queryset):
@@ -108,7 +109,4 @@ class ModelVersionAdmin(SimpleHistoryAdmin):
 
     @admin.action(description="Archive selected versions", permissions=["lifecycle"])
     def archive(self, request, queryset):
-        return _with_reason(
-            request, queryset, title="Archive", action="archive",
-            apply=lambda mv, user, reason: services.model_version_archive(model_version_id=mv.pk, user=user, reason=reason),
-        )  # fmt: skip
+        return _with_reason(request, queryset, title="Archive", action="archive", apply=_by_id(services.model_version_archive))

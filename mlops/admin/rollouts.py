@@ -9,6 +9,7 @@ as a message. Looking needs the view permission on canary configurations; acting
 """
 
 import logging
+from functools import partial
 
 from django import forms
 from django.conf import settings
@@ -23,7 +24,7 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from mlops import guard, selectors, services
-from mlops.admin.base import ReadOnlyAdmin
+from mlops.admin.base import ReadOnlyAdmin, call_service_and_report
 from mlops.choices import ModelStatus
 from mlops.models import CanaryConfig, ModelVersion, RollbackEvent, ShadowOverride
 from mlops.services.rollout import canary_ladder
@@ -42,6 +43,10 @@ class ReasonForm(forms.Form):
         max_length=500, strip=True, widget=forms.TextInput(attrs={"size": 60, "placeholder": "why (recorded in the history)"})
     )
 
+    def service_kwargs(self) -> dict:
+        """The cleaned data as keyword arguments of the action's rollout service."""
+        return {"reason": self.cleaned_data["reason"]}
+
 
 def _model_choices(product: str, statuses) -> forms.ModelChoiceField:
     queryset = ModelVersion.objects.filter(product=product, status__in=statuses).order_by("-created_at")
@@ -56,6 +61,10 @@ class CanarySetForm(ReasonForm):
         self.fields["canary_model"] = _model_choices(product, [ModelStatus.VALIDATED, ModelStatus.CANARY])
         self.order_fields(["canary_model", "canary_percent", "reason"])
 
+    def service_kwargs(self) -> dict:
+        data = self.cleaned_data
+        return {**super().service_kwargs(), "canary_model_id": data["canary_model"].pk, "canary_percent": data["canary_percent"]}
+
 
 class ShadowEnableForm(ReasonForm):
     sample_percent = forms.DecimalField(min_value=0, max_value=100, decimal_places=2, initial=100, label="sample percent")
@@ -65,61 +74,22 @@ class ShadowEnableForm(ReasonForm):
         self.fields["shadow_model"] = _model_choices(product, [ModelStatus.CANDIDATE, ModelStatus.VALIDATED, ModelStatus.CANARY])
         self.order_fields(["shadow_model", "sample_percent", "reason"])
 
+    def service_kwargs(self) -> dict:
+        data = self.cleaned_data
+        return {**super().service_kwargs(), "shadow_model_id": data["shadow_model"].pk, "sample_percent": data["sample_percent"]}
 
-# action -> (form class, service call, success message). Each call gets the form's cleaned data.
+
+# action -> (form class, rollout service, success message). The service is called with the product,
+# the user and the form's service_kwargs().
 ACTIONS = {
-    "set": (
-        CanarySetForm,
-        lambda product, user, data: services.canary_set(
-            product=product,
-            canary_model_id=data["canary_model"].pk,
-            canary_percent=data["canary_percent"],
-            user=user,
-            reason=data["reason"],
-        ),
-        "Canary started",
-    ),
-    "step": (
-        ReasonForm,
-        lambda product, user, data: services.canary_step(product=product, user=user, reason=data["reason"]),
-        "Canary stepped up",
-    ),
-    "stop": (
-        ReasonForm,
-        lambda product, user, data: services.canary_stop(product=product, user=user, reason=data["reason"]),
-        "Canary stopped",
-    ),
-    "promote": (
-        ReasonForm,
-        lambda product, user, data: services.canary_promote(product=product, user=user, reason=data["reason"]),
-        "Canary promoted to production",
-    ),
-    "rollback": (
-        ReasonForm,
-        lambda product, user, data: services.rollout_rollback(product=product, user=user, reason=data["reason"]),
-        "Rolled back",
-    ),
-    "shadow_enable": (
-        ShadowEnableForm,
-        lambda product, user, data: services.shadow_enable(
-            product=product,
-            shadow_model_id=data["shadow_model"].pk,
-            sample_percent=data["sample_percent"],
-            user=user,
-            reason=data["reason"],
-        ),
-        "Shadow enabled",
-    ),
-    "shadow_disable": (
-        ReasonForm,
-        lambda product, user, data: services.shadow_disable(product=product, user=user, reason=data["reason"]),
-        "Shadow disabled",
-    ),
-    "shadow_clear": (
-        ReasonForm,
-        lambda product, user, data: services.shadow_clear(product=product, user=user, reason=data["reason"]),
-        "Shadow override cleared; the environment default applies",
-    ),
+    "set": (CanarySetForm, services.canary_set, "Canary started"),
+    "step": (ReasonForm, services.canary_step, "Canary stepped up"),
+    "stop": (ReasonForm, services.canary_stop, "Canary stopped"),
+    "promote": (ReasonForm, services.canary_promote, "Canary promoted to production"),
+    "rollback": (ReasonForm, services.rollout_rollback, "Rolled back"),
+    "shadow_enable": (ShadowEnableForm, services.shadow_enable, "Shadow enabled"),
+    "shadow_disable": (ReasonForm, services.shadow_disable, "Shadow disabled"),
+    "shadow_clear": (ReasonForm, services.shadow_clear, "Shadow override cleared; the environment default applies"),
 }
 
 
@@ -133,7 +103,9 @@ def _form_for(action: str, product: str, data=None):
 
 
 @admin.register(CanaryConfig)
-class CanaryConfigAdmin(SimpleHistoryAdmin):
+class CanaryConfigAdmin(SimpleHistoryAdmin, ReadOnlyAdmin):
+    """Read-only rows: changes go through the rollout page (and its services), never the change form."""
+
     list_display = ["product", "production_model", "canary_model", "canary_share", "started_at", "changed_at", "changed_by", "rollout_link"]
     list_filter = ["changed_at"]
     search_fields = ["product", "canary_model__name", "production_model__name"]
@@ -143,16 +115,6 @@ class CanaryConfigAdmin(SimpleHistoryAdmin):
         "change_reason",
     ]  # fmt: skip
     history_list_display = ["canary_basis_points", "change_reason"]
-
-    # Changes go through the rollout page (and its services), never through the change form.
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def can_manage(self, request) -> bool:
         return request.user.has_perm(MANAGE_PERMISSION)
@@ -239,16 +201,20 @@ class CanaryConfigAdmin(SimpleHistoryAdmin):
             problems = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
             messages.error(request, f"Nothing changed ({problems}).")
             return page
-        _, call, done = ACTIONS[action]
-        try:
-            call(product, request.user, form.cleaned_data)
-        except services.LifecycleError as exc:
-            messages.error(request, f"Nothing changed: {exc}")
-        else:
-            overview = selectors.rollout_overview(product=product, rollbacks=0)
-            messages.success(request, f"{done}. Canary {overview.canary_percent:g}%, production {overview.production_percent:g}%.")
+        _, service, done = ACTIONS[action]
+        call_service_and_report(
+            request,
+            partial(service, product=product, user=request.user, **form.service_kwargs()),
+            success=lambda _: f"{done}. {_traffic_split_text(product)}",
+            refused_prefix="Nothing changed: ",
+        )
         cache.delete(_stats_key(product))
         return page
+
+
+def _traffic_split_text(product: str) -> str:
+    overview = selectors.rollout_overview(product=product, rollbacks=0)
+    return f"Canary {overview.canary_percent:g}%, production {overview.production_percent:g}%."
 
 
 def _stats_minutes() -> int:

@@ -7,13 +7,13 @@ it takes real traffic). Every change needs a reason, stamps who/when/why, writes
 and bumps the serving configuration generation after commit, so stream processes reload.
 """
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from mlops import config_generation
-from mlops.choices import ModelStatus
 from mlops.models import DualModelConfig, ModelVersion
 from mlops.services.lifecycle import LifecycleError, User, _require_reason
+from mlops.services.rollout import save_product_config, serving_model_of
 
 TIMEOUT_MS_MAX = 60_000
 HISTORY_REASON_MAX = 100  # django-simple-history keeps at most 100 characters of a reason
@@ -21,17 +21,6 @@ HISTORY_REASON_MAX = 100  # django-simple-history keeps at most 100 characters o
 # The demo's dual models (mlops.demo): the logistic regression answers first, boosting last.
 DEMO_FAST, DEMO_FULL = "logreg", "gbdt"
 DEMO_FAST_TIMEOUT_MS, DEMO_FULL_TIMEOUT_MS = 100, 2_000
-
-
-def _model_of(product: str, model_version_id, *, label: str) -> ModelVersion:
-    model_version = ModelVersion.objects.filter(pk=model_version_id).first()
-    if model_version is None:
-        raise LifecycleError(f"{label} model version {model_version_id} does not exist")
-    if model_version.product != product:
-        raise LifecycleError(f"{label} model {model_version} belongs to product {model_version.product!r}, not {product!r}")
-    if model_version.status == ModelStatus.ARCHIVED:
-        raise LifecycleError(f"{label} model {model_version} is archived; archived versions cannot serve")
-    return model_version
 
 
 def _timeout(value, *, label: str) -> int:
@@ -50,8 +39,9 @@ def dual_model_check(
     *, product: str, fast_model_id, full_model_id, fast_timeout_ms, full_timeout_ms
 ) -> tuple[ModelVersion, ModelVersion, int, int]:
     """``(fast, full, fast_ms, full_ms)`` when the configuration is allowed, else `LifecycleError`."""
-    fast = _model_of(product, fast_model_id, label="fast")
-    full = _model_of(product, full_model_id, label="full")
+    # Two versions are checked at once: every message says which of them it is about.
+    fast = serving_model_of(product, fast_model_id, label="fast", label_every_error=True)
+    full = serving_model_of(product, full_model_id, label="full", label_every_error=True)
     if fast.pk == full.pk:
         raise LifecycleError(f"{fast} cannot be both the fast and the full model")
     return fast, full, _timeout(fast_timeout_ms, label="fast"), _timeout(full_timeout_ms, label="full")
@@ -77,12 +67,7 @@ def dual_model_set(
     config.changed_by, config.changed_at, config.change_reason = user, timezone.now(), reason
     config._history_user = user
     config._change_reason = reason if len(reason) <= HISTORY_REASON_MAX else reason[: HISTORY_REASON_MAX - 1] + "…"
-    try:
-        with transaction.atomic():
-            config.save()
-    except IntegrityError:  # another request created the product's row first
-        raise LifecycleError(f"the dual-model configuration of {product!r} changed meanwhile; reload and try again") from None
-    config_generation.bump_on_commit()
+    save_product_config(config, name="the dual-model configuration")
     return config
 
 

@@ -63,15 +63,36 @@ def _production_of(product: str) -> ModelVersion:
     return production
 
 
-def _model_of(product: str, model_version_id, *, label: str) -> ModelVersion:
+def serving_model_of(product: str, model_version_id, *, label: str, label_every_error: bool = False) -> ModelVersion:
+    """The model version ``model_version_id`` when it may serve ``product``, else `LifecycleError`.
+
+    It must exist, be a version of ``product`` and not be archived. ``label`` names its role
+    ("canary", "fast", ...); ``label_every_error`` puts the role before the version in every
+    message, for callers that check several versions at once.
+    """
     model_version = ModelVersion.objects.filter(pk=model_version_id).first()
     if model_version is None:
         raise LifecycleError(f"{label} model version {model_version_id} does not exist")
+    subject = f"{label} model {model_version}" if label_every_error else str(model_version)
     if model_version.product != product:
-        raise LifecycleError(f"{model_version} belongs to product {model_version.product!r}, not {product!r}")
+        raise LifecycleError(f"{subject} belongs to product {model_version.product!r}, not {product!r}")
     if model_version.status == ModelStatus.ARCHIVED:
-        raise LifecycleError(f"{model_version} is archived; archived versions cannot serve")
+        raise LifecycleError(f"{subject} is archived; archived versions cannot serve")
     return model_version
+
+
+def save_product_config(config, *, name: str) -> None:
+    """Save a product's configuration row (one per product), then bump the serving generation after commit.
+
+    A product's first change creates its row; when two requests do that at once, the database
+    refuses the second, which is told that ``name`` (e.g. "the canary") changed meanwhile.
+    """
+    try:
+        with transaction.atomic():
+            config.save()
+    except IntegrityError:
+        raise LifecycleError(f"{name} of {config.product!r} changed meanwhile; reload and try again") from None
+    config_generation.bump_on_commit()
 
 
 def _locked_config(product: str) -> CanaryConfig:
@@ -129,7 +150,7 @@ def canary_set(*, product: str, canary_model_id, canary_percent, production_mode
         if requested is None:
             raise LifecycleError(f"production model version {production_model_id} does not exist")
         raise LifecycleError(f"{requested} is not the production version of {product!r} ({production} is)")
-    canary = _model_of(product, canary_model_id, label="canary")
+    canary = serving_model_of(product, canary_model_id, label="canary")
     if canary.pk == production.pk:
         raise LifecycleError(f"{canary} is the production version; the canary must be another version")
     if canary.status not in (ModelStatus.VALIDATED, ModelStatus.CANARY):
@@ -161,12 +182,7 @@ def canary_set(*, product: str, canary_model_id, canary_percent, production_mode
     config.change_reason = reason
     config._history_user = user
     config._change_reason = _short(reason)
-    try:
-        with transaction.atomic():
-            config.save()
-    except IntegrityError:  # another request created the product's row first
-        raise LifecycleError(f"the canary of {product!r} changed meanwhile; reload and try again") from None
-    config_generation.bump_on_commit()
+    save_product_config(config, name="the canary")
     return config
 
 
@@ -302,7 +318,7 @@ def shadow_enable(*, product: str, shadow_model_id, sample_percent=100, user: Us
     """Shadow ``sample_percent`` of the product's traffic with ``shadow_model_id``, over the environment default."""
     reason = _require_reason(reason)
     basis_points = percent_to_basis_points(sample_percent)
-    shadow = _model_of(product, shadow_model_id, label="shadow")
+    shadow = serving_model_of(product, shadow_model_id, label="shadow")
     if shadow.status == ModelStatus.PRODUCTION:
         raise LifecycleError(f"{shadow} is the production version; a shadow must be another version")
     return _save_override(product, user=user, reason=reason, enabled=True, shadow_model=shadow, sample_basis_points=basis_points)
