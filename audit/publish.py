@@ -8,6 +8,7 @@ them, behind a small bounded queue: a slow or absent Redis costs dropped live up
 (counted in ``audit_log_publish_dropped_total``), never a slower or failed log write.
 """
 
+import asyncio
 import logging
 import queue
 import threading
@@ -87,18 +88,21 @@ class Publisher:
         self._layer = None
 
     def _run(self) -> None:
+        # One event loop for the thread's life: the channel layer keeps its Redis connections per
+        # loop, and no executor is involved (async_to_sync would start a loop per message in an
+        # executor, which also refuses work once the interpreter begins to exit).
+        loop = asyncio.new_event_loop()
         while True:
             records = self._queue.get()
             try:
-                self._send(records)
+                loop.run_until_complete(self._send(records))
             except Exception:
                 PUBLISH_DROPPED.inc()
                 logger.warning("could not publish %d predictions to the live channel group", len(records), exc_info=True)
             finally:
                 self._queue.task_done()
 
-    def _send(self, records: list[dict]) -> None:
-        from asgiref.sync import async_to_sync
+    async def _send(self, records: list[dict]) -> None:
         from channels.layers import get_channel_layer
 
         if self._layer is None:
@@ -111,4 +115,4 @@ class Publisher:
         for product, items in by_product.items():
             for start in range(0, len(items), CHUNK):
                 message = {"type": "predictions.batch", "records": items[start : start + CHUNK]}
-                async_to_sync(self._layer.group_send)(group_name(product), message)
+                await self._layer.group_send(group_name(product), message)

@@ -12,7 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlops.settings")
 os.environ["AUDIT_FLUSH_INTERVAL"] = "60"
-os.environ["AUDIT_BATCH_SIZE"] = "100000"
+os.environ.setdefault("AUDIT_BATCH_SIZE", "100000")
 
 import django
 

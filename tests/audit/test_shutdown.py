@@ -55,3 +55,13 @@ def test_normal_exit_flushes_queued_records(transactional_db, production_version
     child.wait(timeout=30)
     assert child.returncode == 0, child.stderr.read()[-3000:]
     assert PredictionLog.objects.count() == 200
+
+
+def test_exit_with_live_publication_on_flushes_quietly(transactional_db, production_version, tmp_path):
+    # Many small batches, so that the exit flush would hand the live publisher work while the
+    # interpreter shuts down (it used to print "coroutine ... was never awaited" warnings).
+    child = start_child(production_version, 3000, tmp_path, EXIT_NORMALLY="1", AUDIT_PUBLISH_LIVE="1", AUDIT_BATCH_SIZE="20")
+    _, stderr = child.communicate(timeout=60)
+    assert child.returncode == 0, stderr[-3000:]
+    assert PredictionLog.objects.count() == 3000
+    assert "Traceback" not in stderr and "never awaited" not in stderr, stderr[-3000:]
