@@ -3,8 +3,8 @@
 `DualModels` holds, per product with a `DualModelConfig`, both models loaded and warmed by the
 serving runtime's own loader (`inference.runtime.load_model`: verified download, schema check,
 warm-up), reusing a session the serving snapshot already holds. Like the serving snapshot it is
-rebuilt when the configuration generation changes (read at most once a second), so the stream
-path reads no database row in the steady state.
+rebuilt when the configuration generation changes (read at most once a second), on a background
+thread after the first load, so the stream path reads no database row in the steady state.
 
 `ModelRun` runs one model on its own thread with its own ``onnxruntime.RunOptions``, so that a
 timeout or a client disconnect cancels exactly that run (``run_options.terminate = True``;
@@ -23,7 +23,7 @@ import onnxruntime as ort
 
 from inference.runtime import LoadedModel, ModelLoadError, load_model, runtime
 from inference.selectors import ModelSpec
-from mlops import config_generation, resilience
+from mlops.reloading import ReloadedTable
 
 logger = logging.getLogger(__name__)
 
@@ -39,78 +39,71 @@ class DualRoute:
     full_timeout: float
 
 
+@dataclass(frozen=True)
+class _Routes:
+    routes: dict[str, DualRoute]
+    refused: dict[str, str]  # product -> why it cannot stream
+    models: dict[str, LoadedModel]  # by model version id, to reuse sessions on the next reload
+
+
 class DualModels:
+    """Each configured product's route, in a `mlops.reloading.ReloadedTable`: the first stream
+    of a process waits for the load, later reloads run in the background."""
+
     CHECK_INTERVAL = 1.0  # seconds between reads of the configuration generation
     MAX_AGE = 30.0  # reload at least this often (a missed bump, a refused model to retry)
+    MISS_WAIT = 2.0  # how long a product without a route waits for a reload under way (models load)
 
     def __init__(self):
-        self._routes: dict[str, DualRoute] = {}
-        self._refused: dict[str, str] = {}  # product -> why it cannot stream
-        self._models: dict[str, LoadedModel] = {}
-        self._generation: int | None = None
-        self._next_check = 0.0
-        self._loaded_at = float("-inf")
-        self._lock = threading.Lock()
+        self._table: ReloadedTable[_Routes] = ReloadedTable(
+            "dual_model_config", _load_routes, check_interval=self.CHECK_INTERVAL, max_age=self.MAX_AGE
+        )
 
     def route(self, product: str) -> tuple[DualRoute | None, str]:
         """``(route, "")``, or ``(None, why)``. Blocking (may load models): call from a worker thread."""
-        now = time.monotonic()
-        if now >= self._next_check:
-            self._maybe_reload(now)
-        route = self._routes.get(product)
-        return route, "" if route else self._refused.get(product, "")
+        table = self._table.current()
+        route = table.routes.get(product) if table else None
+        if route is None:
+            # A product configured a moment ago arrives with the reload under way.
+            table = self._table.after_reload(self.MISS_WAIT)
+            route = table.routes.get(product) if table else None
+        return route, "" if route else (table.refused.get(product, "") if table else "")
 
     def reset(self) -> None:
         """Forget everything (tests)."""
-        with self._lock:
-            self._routes, self._refused, self._models = {}, {}, {}
-            self._generation, self._next_check, self._loaded_at = None, 0.0, float("-inf")
+        self._table.join()
+        self._table.invalidate()
 
-    def _maybe_reload(self, now: float) -> None:
-        with self._lock:
-            if now < self._next_check:
-                return
-            self._next_check = now + self.CHECK_INTERVAL
-            generation = config_generation.current()
-            if generation == self._generation and generation != -1 and now - self._loaded_at < self.MAX_AGE:
-                return
-            try:
-                resilience.database_call("dual_model_config", self._reload, retry=False)  # a stream is waiting
-            except resilience.DependencyUnavailable:  # an open circuit has its metric
-                return
-            except Exception:
-                logger.exception("dual-model configuration reload failed; the previous one keeps serving")
-                return
-            self._generation, self._loaded_at = generation, now
 
-    def _reload(self) -> None:
-        from mlops.models import DualModelConfig
+def _load_routes(previous: _Routes | None) -> _Routes:
+    from mlops.models import DualModelConfig
 
-        configs = list(DualModelConfig.objects.select_related("fast_model", "full_model"))
-        snapshot = runtime.peek()
-        serving = snapshot.models if snapshot else {}
-        models, routes, refused = {}, {}, {}
-        for config in configs:
-            pair = []
-            for model_version in (config.fast_model, config.full_model):
-                spec = ModelSpec.of(model_version)
-                model = self._models.get(spec.id) or serving.get(spec.id)
-                if model is not None and model.spec != spec:
-                    model = None  # threshold or schema changed: load afresh
-                if model is None:
-                    try:
-                        model = load_model(spec)
-                    except ModelLoadError as exc:
-                        logger.error("dual-model stream of %s cannot use %s: %s", config.product, model_version, exc)
-                        refused[config.product] = f"{model_version} cannot be loaded"
-                        break
-                models[spec.id] = model
-                pair.append(model)
-            if len(pair) == 2:
-                routes[config.product] = DualRoute(
-                    config.product, pair[0], pair[1], config.fast_timeout_ms / 1000, config.full_timeout_ms / 1000
-                )
-        self._models, self._routes, self._refused = models, routes, refused
+    configs = list(DualModelConfig.objects.select_related("fast_model", "full_model"))
+    snapshot = runtime.peek()
+    serving = snapshot.models if snapshot else {}
+    loaded = previous.models if previous else {}
+    models, routes, refused = {}, {}, {}
+    for config in configs:
+        pair = []
+        for model_version in (config.fast_model, config.full_model):
+            spec = ModelSpec.of(model_version)
+            model = loaded.get(spec.id) or serving.get(spec.id)
+            if model is not None and model.spec != spec:
+                model = None  # threshold or schema changed: load afresh
+            if model is None:
+                try:
+                    model = load_model(spec)
+                except ModelLoadError as exc:
+                    logger.error("dual-model stream of %s cannot use %s: %s", config.product, model_version, exc)
+                    refused[config.product] = f"{model_version} cannot be loaded"
+                    break
+            models[spec.id] = model
+            pair.append(model)
+        if len(pair) == 2:
+            routes[config.product] = DualRoute(
+                config.product, pair[0], pair[1], config.fast_timeout_ms / 1000, config.full_timeout_ms / 1000
+            )
+    return _Routes(routes, refused, models)
 
 
 dual_models = DualModels()

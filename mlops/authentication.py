@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -23,13 +22,12 @@ from functools import lru_cache
 import jwt
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
-from django.db import DatabaseError, connections
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 
-from mlops import config_generation, resilience
 from mlops.choices import ApiCapability
 from mlops.keyformat import KEY_PREFIX, secret_digest, split_key
+from mlops.reloading import ReloadedTable
 from mlops.roles import RATE_LIMIT_EXEMPT_ROLES, Role, capabilities_of_role, capabilities_of_roles, capability_permission_codename
 from mlops.tracing import span
 
@@ -83,13 +81,8 @@ class _KeyEntry:
 
 
 class ApiKeyCache:
-    """The active (not revoked) API keys of this process, by prefix.
-
-    Only the first load makes requests wait (there is nothing to check a key against before it).
-    Later reloads run on a background thread while requests go on with the loaded table, so a
-    slow or unreachable database never stalls a request; the database's circuit breaker
-    (`mlops.resilience`) keeps a long outage from piling up reload attempts.
-    """
+    """The active (not revoked) API keys of this process, by prefix (`mlops.reloading`: only the
+    first load makes requests wait; later ones run in the background)."""
 
     CHECK_INTERVAL = 1.0  # how often the shared generation is read (seconds)
     FALLBACK_RELOAD = 5.0  # reload period while the shared cache cannot be read
@@ -97,103 +90,35 @@ class ApiKeyCache:
     MISS_WAIT = 1.0  # how long an unknown key waits for a reload under way
 
     def __init__(self) -> None:
-        self._entries: dict[str, _KeyEntry] = {}
-        self._generation: int | None = None
-        self._loaded_at = float("-inf")
-        self._next_check = 0.0
-        self._loaded = False
-        self._lock = threading.Lock()
-        self._reloader: threading.Thread | None = None
+        self._table: ReloadedTable[dict[str, _KeyEntry]] = ReloadedTable(
+            "api_keys",
+            lambda _previous: _load_keys(),
+            check_interval=self.CHECK_INTERVAL,
+            max_age=self.MAX_AGE,
+            fallback_reload=self.FALLBACK_RELOAD,
+        )
 
     def lookup(self, prefix: str) -> _KeyEntry | None:
-        now = time.monotonic()
-        if now >= self._next_check or not self._loaded:
-            self._check(now)
-        if not self._loaded:
+        entries = self._table.current()
+        if entries is None:
             raise CredentialsUnavailable()
-        entry = self._entries.get(prefix)
-        reloader = self._reloader
-        if entry is None and reloader is not None and reloader.is_alive():
-            # An unknown key while a reload is under way may be one just created: wait for the
-            # reload (bounded) rather than refuse it. Known keys never wait.
-            reloader.join(self.MISS_WAIT)
-            entry = self._entries.get(prefix)
+        entry = entries.get(prefix)
+        if entry is None:
+            # An unknown key may be one created a moment ago that a reload under way brings.
+            entry = (self._table.after_reload(self.MISS_WAIT) or {}).get(prefix)
         return entry
 
     def refresh(self) -> None:
         """Reload now, on the calling thread, if the generation moved (background callers)."""
-        with self._lock:
-            generation = self._stale_generation(time.monotonic())
-            if generation is not None:
-                self._reload(generation, time.monotonic())
+        self._table.refresh()
 
     def invalidate(self) -> None:
         """Forget everything; the next lookup reloads and waits for it (tests, and after a local change)."""
-        with self._lock:
-            self._generation = None
-            self._next_check = 0.0
-            self._loaded = False
+        self._table.invalidate()
 
     def join(self, timeout: float = 10.0) -> None:
         """Wait for a background reload in progress (tests, shutdown)."""
-        reloader = self._reloader
-        if reloader is not None:
-            reloader.join(timeout)
-
-    def _check(self, now: float) -> None:
-        with self._lock:
-            # Until a first load succeeds every caller waits here for it (concurrent first
-            # requests of a fresh worker must not see "not loaded" while another thread loads).
-            if now < self._next_check and self._loaded:
-                return
-            self._next_check = now + self.CHECK_INTERVAL
-            generation = self._stale_generation(now)
-            if generation is None:
-                return
-            if not self._loaded:
-                self._reload(generation, now)
-            elif self._reloader is None or not self._reloader.is_alive():
-                self._reloader = threading.Thread(target=self._reload_in_background, args=(generation, now), daemon=True)
-                self._reloader.start()
-
-    def _stale_generation(self, now: float) -> int | None:
-        """The generation to load if the table is stale, else None."""
-        # Read the generation before the rows: a change committed in between is seen as a newer
-        # generation next second and reloaded then.
-        generation = config_generation.current()
-        age = now - self._loaded_at
-        unreachable = generation == -1  # the shared cache is down: reload on a timer
-        stale = age >= self.FALLBACK_RELOAD if unreachable else (generation != self._generation or age >= self.MAX_AGE)
-        return generation if stale or not self._loaded else None
-
-    def _reload_in_background(self, generation: int, started: float) -> None:
-        try:
-            entries = self._load(retry=True)  # nobody waits for it: retries are free
-        finally:
-            connections.close_all()  # this thread's connections, back to the pool
-        if entries is not None:
-            with self._lock:
-                self._install(entries, generation, started)
-
-    def _reload(self, generation: int, started: float) -> None:
-        entries = self._load(retry=False)  # a request may be waiting
-        if entries is not None:
-            self._install(entries, generation, started)
-
-    def _load(self, *, retry: bool) -> dict[str, _KeyEntry] | None:
-        try:
-            return resilience.database_call("api_keys", _load_keys, retry=retry)
-        except resilience.DependencyUnavailable:  # the database's circuit is open (its metric says so)
-            return None
-        except DatabaseError:
-            logger.warning("could not reload API keys; keeping the %d loaded ones", len(self._entries), exc_info=True)
-            return None
-
-    def _install(self, entries: dict[str, _KeyEntry], generation: int, started: float) -> None:
-        self._entries = entries  # one reference assignment: lookups see the old table or the new one
-        self._generation = generation
-        self._loaded_at = started
-        self._loaded = True
+        self._table.join(timeout)
 
 
 def _load_keys() -> dict[str, _KeyEntry]:

@@ -10,7 +10,7 @@ import time as real_time
 import pytest
 from django.db import connection, connections
 
-from mlops import authentication
+from mlops import authentication, config_generation, reloading
 from mlops.authentication import ApiKeyCache
 from tests.faults import database_down
 
@@ -34,14 +34,14 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch):
     clock = Clock()
-    monkeypatch.setattr(authentication, "time", clock)
+    monkeypatch.setattr(reloading, "time", clock)
     return clock
 
 
 @pytest.fixture
 def generation(monkeypatch):
     state = {"value": 1}
-    monkeypatch.setattr(authentication.config_generation, "current", lambda: state["value"])
+    monkeypatch.setattr(config_generation, "current", lambda: state["value"])
     return state
 
 
