@@ -26,6 +26,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import import_module
+from types import SimpleNamespace
 
 import numpy as np
 import orjson
@@ -33,6 +35,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
+from django.contrib.auth import get_user
 from django.contrib.auth.models import AnonymousUser
 from django.core.handlers.asgi import ASGIRequest
 from django.utils import timezone
@@ -415,6 +418,17 @@ def _replay_rows(product: str, after_us: int, limit: int) -> list[dict]:
     return [live_record(row) for row in rows]
 
 
+def _still_signed_in_staff(session_key: str | None, user_id) -> bool:
+    """Whether the session that opened a live stream still signs in the same active staff member:
+    a logout deletes the session, a password change invalidates it, an admin may deactivate the
+    account or take staff status away."""
+    if not session_key:
+        return False
+    session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    user = get_user(SimpleNamespace(session=session))
+    return user.is_authenticated and user.pk == user_id and user.is_active and user.is_staff
+
+
 class LiveConsumer(AsyncHttpConsumer):
     """``/stream/live/<product>/``: a staff member's live view of a product's predictions.
 
@@ -445,6 +459,7 @@ class LiveConsumer(AsyncHttpConsumer):
             await self.send_response(405, b"", headers=[(b"allow", b"GET")])
             return False
         self.product = self.scope["url_route"]["kwargs"]["product"]
+        self.user_id, self.session_key = user.pk, getattr(self.scope.get("session"), "session_key", None)
         self.limit = max(1, settings.LIVE_MAX_EVENTS_PER_SECOND)
         self.window_start, self.window_count, self.skipped, self.skipped_total = time.monotonic(), 0, 0, 0
         self.skipped_primaries: dict[str, None] = {}
@@ -558,9 +573,17 @@ class LiveConsumer(AsyncHttpConsumer):
             await self.send_body(body, more_body=True)
 
     async def _tick(self) -> None:
-        last_sent = time.monotonic()
+        last_sent = last_check = time.monotonic()
         while True:
             await asyncio.sleep(1.0)
+            if time.monotonic() - last_check >= settings.LIVE_SESSION_CHECK_SECONDS:
+                last_check = time.monotonic()
+                if not await database_sync_to_async(_still_signed_in_staff)(self.session_key, self.user_id):
+                    # The last event; finishing the response makes the server send http.disconnect,
+                    # which unsubscribes. EventSource does not reconnect after the page closes it.
+                    data = {"v": SCHEMA_VERSION, "note": "Your admin session has ended: sign in again to watch."}
+                    await self.send_body(sse("signed_out", data), more_body=False)
+                    return
             notice = self._roll_window()
             if notice:
                 await self.send_body(notice, more_body=True)

@@ -398,3 +398,6 @@ STREAM_RECORD_MAX_WAIT_SECONDS = env.float("STREAM_RECORD_MAX_WAIT_SECONDS", def
 LIVE_MAX_EVENTS_PER_SECOND = env.int("LIVE_MAX_EVENTS_PER_SECOND", default=20)
 LIVE_HEARTBEAT_SECONDS = env.float("LIVE_HEARTBEAT_SECONDS", default=15.0)
 LIVE_REPLAY_MAX = env.int("LIVE_REPLAY_MAX", default=200)
+# How often an open live page checks that its staff session is still valid (logout, password
+# change, deactivation end the stream within this many seconds).
+LIVE_SESSION_CHECK_SECONDS = env.float("LIVE_SESSION_CHECK_SECONDS", default=15.0)

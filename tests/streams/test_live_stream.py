@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from asgiref.testing import ApplicationCommunicator
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -160,6 +161,38 @@ def test_heartbeat_comments_keep_an_idle_stream_open(production_model, settings)
             assert time.monotonic() < deadline, "no heartbeat"
             message = await subscriber.communicator.receive_output(3)
             subscriber.raw += message.get("body", b"")
+        await subscriber.close()
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("ending", ["logout", "deactivated"])
+def test_the_stream_ends_when_the_staff_session_does(production_model, settings, ending):
+    settings.LIVE_SESSION_CHECK_SECONDS = 1.0
+    cookie = staff_cookie()
+    user = get_user_model().objects.get(username="live-staff")
+
+    async def run():
+        subscriber = Subscriber({"cookie": cookie})
+        await subscriber.open()
+        await subscriber.read_until(lambda events: any(e["event"] == "hello" for e in events))
+        await asyncio.sleep(1.5)  # a session check passes while still signed in
+        assert not subscriber.named("signed_out")
+        if ending == "logout":
+            client = Client()
+            client.cookies["sessionid"] = cookie.split("=", 1)[1]
+            await database_sync_to_async(client.post)("/admin/logout/")
+        else:
+            await database_sync_to_async(get_user_model().objects.filter(pk=user.pk).update)(is_active=False)
+        deadline = time.monotonic() + 5
+        while True:  # read to the end of the response: the server finishes it
+            message = await subscriber.communicator.receive_output(max(0.1, deadline - time.monotonic()))
+            found, subscriber._pending = parse_sse(subscriber._pending + message.get("body", b""))
+            subscriber.events.extend(found)
+            if not message.get("more_body", False):
+                break
+        [ended] = subscriber.named("signed_out")
+        assert "sign in again" in ended["data"]["note"]
         await subscriber.close()
 
     asyncio.run(run())
