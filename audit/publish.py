@@ -56,14 +56,23 @@ def live_record(record: dict) -> dict:
 
 
 class Publisher:
+    POLL_SECONDS = 0.5  # how soon the thread notices that the process is exiting
+    SEND_TIMEOUT = 2.0  # one group_send at most: an unreachable Redis must not hold up exit
+
     def __init__(self, *, max_batches: int = 64):
         self._queue: queue.Queue = queue.Queue(maxsize=max_batches)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._layer = None
+        self._exited = False
 
     def publish(self, records: list[dict]) -> None:
         """Hand a written batch over; never blocks, never raises."""
+        if self._exited or not threading.main_thread().is_alive():
+            # The process is exiting (the log's last flush runs from atexit): no live page is
+            # left to feed, and no thread or event loop may start while the interpreter finalizes.
+            PUBLISH_DROPPED.inc()
+            return
         try:
             self._ensure_thread()
             self._queue.put_nowait(records)
@@ -78,7 +87,10 @@ class Publisher:
             return
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="prediction-log-publisher", daemon=True)
+                # Not a daemon: the interpreter waits for it to leave its event loop before it
+                # finalizes (a daemon thread inside asyncio and a socket at that point can crash
+                # the process); it leaves within POLL_SECONDS of the main thread's end.
+                self._thread = threading.Thread(target=self._run, name="prediction-log-publisher", daemon=False)
                 self._thread.start()
 
     def reset_after_fork(self) -> None:
@@ -86,21 +98,31 @@ class Publisher:
         self._thread = None
         self._lock = threading.Lock()
         self._layer = None
+        self._exited = False
 
     def _run(self) -> None:
-        # One event loop for the thread's life: the channel layer keeps its Redis connections per
-        # loop, and no executor is involved (async_to_sync would start a loop per message in an
-        # executor, which also refuses work once the interpreter begins to exit).
-        loop = asyncio.new_event_loop()
-        while True:
-            records = self._queue.get()
-            try:
-                loop.run_until_complete(self._send(records))
-            except Exception:
-                PUBLISH_DROPPED.inc()
-                logger.warning("could not publish %d predictions to the live channel group", len(records), exc_info=True)
-            finally:
-                self._queue.task_done()
+        # One event loop for the thread's life (asyncio.Runner): the channel layer keeps its Redis
+        # connections per loop, and no executor is involved (async_to_sync starts a loop per
+        # message in an executor, which refuses work once the interpreter begins to exit). The
+        # runner's close cancels what is left in the loop and closes its connections, so nothing
+        # half-finished is left for the interpreter's last garbage collection (it can crash there).
+        try:
+            with asyncio.Runner() as runner:
+                while threading.main_thread().is_alive():
+                    try:
+                        records = self._queue.get(timeout=self.POLL_SECONDS)
+                    except queue.Empty:
+                        continue
+                    try:
+                        runner.run(asyncio.wait_for(self._send(records), self.SEND_TIMEOUT))
+                    except Exception:
+                        PUBLISH_DROPPED.inc()
+                        logger.warning("could not publish %d predictions to the live channel group", len(records), exc_info=True)
+                    finally:
+                        self._queue.task_done()
+        finally:
+            self._exited = True
+            PUBLISH_DROPPED.inc(self._queue.qsize())
 
     async def _send(self, records: list[dict]) -> None:
         from channels.layers import get_channel_layer
