@@ -1,7 +1,6 @@
 """Fixtures shared by every test package: demo ONNX files, a registered product, users."""
 
 import os
-import socket
 import uuid
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from moto.server import ThreadedMotoServer
 from mlops import services
 from mlops.demo import PRODUCT, build_demo_models
 from mlops.stores import store_from_url
+from tests.servers import free_port  # tests import it from here too
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -23,6 +23,25 @@ def close_the_prediction_log_writer(django_db_setup, django_db_blocker):
 
     with django_db_blocker.unblock():
         writer.default_writer().close(10)
+
+
+@pytest.fixture
+def inference_state(settings):
+    """A clean serving runtime with the background refresher off (the test refreshes it)."""
+    # Imported here: only the tests that use this fixture load the serving runtime.
+    from audit import writer
+    from inference import cache, shadow
+    from inference.runtime import runtime
+
+    settings.INFERENCE_BACKGROUND_REFRESH = False
+    runtime.reset()
+    cache.reset()
+    shadow.reset()
+    yield
+    shadow.reset(wait=True)
+    writer.flush(10)
+    runtime.reset()
+    cache.reset()
 
 
 @pytest.fixture(scope="session")
@@ -55,12 +74,6 @@ def production_model(push_demo):
     model = push_demo("logreg")
     services.model_version_validate(model_version_id=model.pk, user=None, reason="test")
     return services.model_version_promote(model_version_id=model.pk, user=None, reason="test")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

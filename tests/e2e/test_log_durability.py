@@ -9,74 +9,36 @@ daphne: ``atexit``) can write them.
 
 import http.client
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
 from audit.models import PredictionLog
+from tests import servers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+# gunicorn with the repository's config flushes in worker_exit + atexit; daphne, the embedded
+# default / stream process, stops Twisted on SIGTERM and flushes in atexit.
+SERVERS = ["daphne", "gunicorn"]
 
 
-SERVERS = {
-    # web: gunicorn with the repository's config (worker_exit + atexit flush)
-    "gunicorn": lambda port: [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "mlops.wsgi:application"],
-    # the embedded default / stream process: daphne (Twisted stops on SIGTERM; atexit flushes)
-    "daphne": lambda port: [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "mlops.asgi:application"],
-}
-
-
-def start_server(tmp_path: Path, port: int, server: str) -> subprocess.Popen:
-    database = settings.DATABASES["default"]
+def start_server(tmp_path: Path, server: str) -> servers.Server:
     env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "mlops.settings",
-        "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
-        "DEBUG": "0",
-        "SECRET_KEY": "log-durability-test-secret-key-not-for-production-0123456789",
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "SECURE_SSL_REDIRECT": "0",
+        **servers.PRODUCTION,
         "RATELIMIT_ENABLE": "0",
-        "WEB_BIND": f"127.0.0.1:{port}",
         "WEB_WORKERS": "2",
         "WEB_THREADS": "4",
         "AUDIT_FLUSH_INTERVAL": "30",  # records stay queued until the shutdown flush
         "AUDIT_BATCH_SIZE": "100000",
         "AUDIT_SPILL_DIR": str(tmp_path / "spill"),
         "LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(ROOT),
     }
-    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(SERVERS[server](port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail("server exited:\n" + (tmp_path / "server.log").read_text()[-3000:])
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
-                if response.status == 200:
-                    return process
-        except OSError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    pytest.fail("server not ready within 60 s:\n" + (tmp_path / "server.log").read_text()[-3000:])
+    return servers.start(server, env=env, log=tmp_path / "server.log")
 
 
 def drive(port: int, key: str, features: dict, stop: threading.Event, answered: list, statuses: list, worker: int) -> None:
@@ -106,15 +68,15 @@ def drive(port: int, key: str, features: dict, stop: threading.Event, answered: 
             answered.append(json.loads(payload)["prediction_id"])
 
 
-@pytest.mark.parametrize("server_name", sorted(SERVERS))
+@pytest.mark.parametrize("server_name", SERVERS)
 def test_sigterm_under_load_loses_no_answered_prediction(production_model, tmp_path, server_name):
     from mlops.demo import demo_feature_names
     from mlops.services import api_key_create
 
     _, key = api_key_create(client="durability", role="internal_service")
     features = {name: 1.0 for name in demo_feature_names()}
-    port = free_port()
-    server = start_server(tmp_path, port, server_name)
+    server = start_server(tmp_path, server_name)
+    port = server.port
     answered: list[str] = []
     statuses: list[int] = []
     stop = threading.Event()
@@ -125,18 +87,16 @@ def test_sigterm_under_load_loses_no_answered_prediction(production_model, tmp_p
         time.sleep(3)
         in_flight_at_signal = len(answered)
         rows_at_signal = PredictionLog.objects.count()
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
+        server.stop(signal.SIGTERM, timeout=60)
     finally:
         stop.set()
-        if server.poll() is None:
-            server.kill()
+        server.stop(signal.SIGKILL)  # only if the test failed before the SIGTERM
         for client in clients:
             client.join(timeout=15)
     log = (tmp_path / "server.log").read_text()
     assert in_flight_at_signal > 50, log[-3000:]
     assert rows_at_signal < in_flight_at_signal  # the answers were still queued: the shutdown flush wrote them
-    assert server.returncode in (0, -signal.SIGTERM) if server_name == "daphne" else server.returncode == 0, log[-3000:]
+    assert server.process.returncode in (0, -signal.SIGTERM) if server_name == "daphne" else server.process.returncode == 0, log[-3000:]
     # 503: a worker still warming its models right after start (readyz answered from the other);
     # never a 500, and never an answer without its row.
     assert set(statuses) <= {200, 503}, log[-3000:]

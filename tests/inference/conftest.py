@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from audit import writer
-from inference import cache, shadow
 from inference.runtime import runtime
 from mlops import services
 from mlops.demo import PRODUCT, demo_feature_names
@@ -23,16 +21,8 @@ from tests.onnx_models import build_broken_model, build_failing_model, build_slo
 
 
 @pytest.fixture(autouse=True)
-def inference_state(settings):
-    settings.INFERENCE_BACKGROUND_REFRESH = False
-    runtime.reset()
-    cache.reset()
-    shadow.reset()
-    yield
-    shadow.reset(wait=True)
-    writer.flush(10)
-    runtime.reset()
-    cache.reset()
+def inference_state(inference_state):
+    """tests/conftest.py's ``inference_state`` for every test here (a fixture may use the one it overrides)."""
 
 
 @pytest.fixture

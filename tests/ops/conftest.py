@@ -7,7 +7,6 @@ import pytest
 from django.test import Client
 
 from audit import writer
-from inference import cache, shadow
 from inference.runtime import runtime
 from mlops import authentication
 from mlops import services as registry
@@ -29,20 +28,6 @@ def promtool() -> str:
     if path is None:
         pytest.fail("promtool is missing: apt-get install prometheus (.ci/run installs it)")
     return path
-
-
-@pytest.fixture
-def inference_state(settings):
-    """A clean serving runtime with the background refresher off (the test refreshes it)."""
-    settings.INFERENCE_BACKGROUND_REFRESH = False
-    runtime.reset()
-    cache.reset()
-    shadow.reset()
-    yield
-    shadow.reset(wait=True)
-    writer.flush(10)
-    runtime.reset()
-    cache.reset()
 
 
 @pytest.fixture

@@ -8,32 +8,21 @@ test's database; keys are created in committed transactions so the servers see t
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.utils import timezone
 
 from mlops import services
 from mlops.models import ApiKey
+from tests.servers import PRODUCTION, launch
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-ROOT = Path(__file__).resolve().parents[2]
 PROBE = "/v1/_probe/predict"
 RATE = 6  # per hour on the servers: no window ends during the test
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def fetch(base: str, path: str, key: str | None = None):
@@ -49,53 +38,24 @@ def fetch(base: str, path: str, key: str | None = None):
 def servers(django_db_setup, django_db_blocker):
     if not os.environ.get("REDIS_URL"):
         pytest.skip("needs Redis: rate limits and the configuration generation are shared through it")
-    database = settings.DATABASES["default"]
     env = {
-        **os.environ,
+        **PRODUCTION,
         "DJANGO_SETTINGS_MODULE": "tests.security.server_settings",
-        "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
-        "DEBUG": "0",
-        "SECRET_KEY": "live-server-test-secret-key-not-for-production-0123456789",
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "SECURE_SSL_REDIRECT": "0",
         "RATELIMIT_ENABLE": "1",
         "RATELIMIT_PREDICT": f"{RATE}/h",
         "RATELIMIT_PREDICT_BURST": "",
         "INFERENCE_BACKGROUND_REFRESH": "0",
-        "PYTHONPATH": str(ROOT),
     }
-    if database["ENGINE"] != "django.db.backends.postgresql":
-        pytest.skip("the server processes need the PostgreSQL test database")
-    bases, processes = [], []
-    for _ in range(2):
-        port = free_port()
-        command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--log-level", "warning"]
-        command.append("mlops.wsgi:application")
-        processes.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-        bases.append(f"http://127.0.0.1:{port}")
+    started = []
     try:
-        deadline = time.monotonic() + 30
-        for base, process in zip(bases, processes, strict=True):
-            while True:
-                if process.poll() is not None:
-                    pytest.fail(f"server exited: {process.stderr.read().decode()[-2000:]}")
-                try:
-                    if fetch(base, "/v1/_probe/public")[0] == 200:
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail("server did not start within 30 s")
-                time.sleep(0.1)
-        yield bases
+        for _ in range(2):  # both boot side by side before either is waited for
+            started.append(launch("gunicorn", env=env, args=["--workers", "1", "--log-level", "warning"]))
+        for server in started:
+            server.wait_until_ready("/v1/_probe/public", within=30)
+        yield [server.url for server in started]
     finally:
-        for process in processes:
-            process.send_signal(signal.SIGINT)  # gunicorn: quick shutdown
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        for server in started:
+            server.stop(signal.SIGINT)  # gunicorn: quick shutdown
 
 
 def wait_for(base: str, key: str, status: int, timeout: float) -> float:
