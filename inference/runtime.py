@@ -8,7 +8,9 @@ schemas). Everything that touches the database, the model store or the disk happ
 - reads the configuration generation (`mlops.config_generation`) every
   ``INFERENCE_GENERATION_POLL_SECONDS`` and rebuilds when it changed, and
 - rebuilds unconditionally every ``INFERENCE_RELOAD_SECONDS`` (a missed bump, a Redis
-  outage, or a refused model to retry).
+  outage, or a refused model to retry), and
+- reports what the process serves (`report_worker`, for the rollout page) after each rebuild
+  and at least every ``SERVING_WORKER_REPORT_SECONDS``.
 
 A rebuild loads what is new (download verified against the registered sha256, the bytes
 re-hashed in memory and the session built from those bytes so nothing can change between
@@ -33,6 +35,7 @@ import time
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 
 import numpy as np
 import onnx
@@ -44,6 +47,7 @@ from django.utils import timezone
 from inference import metrics
 from inference.explain import Explainer, build_explainer
 from inference.selectors import ModelSpec, ProductConfig, serving_config
+from inference.workers import worker_report
 from mlops import config_generation, resilience
 from mlops.stores import ChecksumMismatch, download_verified
 from mlops.tracing import span
@@ -298,6 +302,9 @@ class Runtime:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_full = 0.0
+        self._started_at: datetime | None = None  # when this process's runtime started
+        self._reported_at = 0.0  # time.monotonic() of the last worker report (tried)
+        self._report_failing = False
 
     # --- request path -------------------------------------------------------------------
     def snapshot(self) -> Snapshot | None:
@@ -327,6 +334,8 @@ class Runtime:
                 self._first_load.clear()
                 self._refresh_lock = threading.Lock()
             self._pid = os.getpid()
+            self._started_at = timezone.now()
+            self._reported_at = 0.0
             self._thread = None
             if settings.INFERENCE_BACKGROUND_REFRESH:
                 self._stop.clear()
@@ -349,12 +358,15 @@ class Runtime:
             self._pid = None
             self._thread = None
             self._last_full = 0.0
+            self._started_at = None
+            self._reported_at = 0.0
 
     def _loop(self) -> None:
         poll = settings.INFERENCE_GENERATION_POLL_SECONDS
         retry_at = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
+            refreshed = False
             try:
                 snapshot = self._snapshot
                 due = snapshot is None or now - self._last_full >= settings.INFERENCE_RELOAD_SECONDS
@@ -362,14 +374,42 @@ class Runtime:
                     due = config_generation.current() != snapshot.generation
                 if due:
                     resilience.database_call("serving_refresh", self.refresh)
+                    refreshed = True
             except Exception as exc:
                 if not isinstance(exc, resilience.DependencyUnavailable):  # an open circuit has its metric
                     logger.exception("serving snapshot refresh failed; the previous one keeps serving")
                 retry_at = now + min(5.0, settings.INFERENCE_RELOAD_SECONDS)
             finally:
                 self._first_load.set()
+                if refreshed or time.monotonic() - self._reported_at >= settings.SERVING_WORKER_REPORT_SECONDS:
+                    self.report_worker()
                 connections.close_all()  # this thread's connections only; back to the pool
             self._stop.wait(poll)
+
+    def report_worker(self) -> bool:
+        """Record in the registry what this process serves (the rollout page's serving workers).
+
+        Best effort and never raises: a failed report must not affect serving; the next one follows
+        within ``SERVING_WORKER_REPORT_SECONDS``, so it is tried once (no retries in this thread,
+        which also picks up configuration changes). Not for the request path.
+        """
+        snapshot = self._snapshot
+        if snapshot is None:  # nothing served yet: nothing to report
+            return False
+        if self._started_at is None:  # refreshed without the refresher (tests, a shell)
+            self._started_at = timezone.now()
+        self._reported_at = time.monotonic()  # a failed report is tried again on the next interval, not every poll
+        try:
+            resilience.database_call("serving_worker_report", partial(worker_report, snapshot, started_at=self._started_at), retry=False)
+        except Exception as exc:
+            if not self._report_failing:  # once per outage; an open circuit has its own metric
+                logger.warning("could not report this serving worker: %s", exc)
+            else:
+                logger.debug("could not report this serving worker: %s", exc)
+            self._report_failing = True
+            return False
+        self._report_failing = False
+        return True
 
     # --- rebuild ------------------------------------------------------------------------
     def refresh(self) -> Snapshot:

@@ -243,3 +243,33 @@ class DualModelConfig(ChangeStamp):
 
     def __str__(self) -> str:
         return f"dual models of {self.product}"
+
+
+# --- Serving workers (operational state, not audited) ---
+
+
+class ServingWorker(models.Model):
+    """What one serving process (a gunicorn worker of ``web``, a daphne ``stream`` process) last
+    said it serves: its configuration generation and, per product, its models and shares.
+
+    Written by the process's runtime refresher (``mlops.services.serving_worker_report``), never by
+    a request; rows of processes gone for ``SERVING_WORKER_FORGET_SECONDS`` are deleted. State, not
+    a record: no history.
+    """
+
+    worker = models.CharField(max_length=300, primary_key=True, help_text='"<hostname>:<pid>"')
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField(help_text="When this process's serving runtime started.")
+    seen_at = models.DateTimeField(db_index=True, help_text="When the process last reported.")
+    generation = models.BigIntegerField(help_text="The serving configuration generation of its snapshot.")
+    routes = models.JSONField(
+        default=dict,
+        help_text='Per product: {"production": label, "canary": label or null, "canary_percent": float, "shadow": label or null}.',
+    )
+
+    class Meta:
+        ordering = ["hostname", "pid"]
+
+    def __str__(self) -> str:
+        return self.worker

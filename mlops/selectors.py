@@ -1,13 +1,17 @@
-"""Reads of the registry's rollout state: what serves a product, its canary, its effective shadow."""
+"""Reads of the registry's rollout state: what serves a product, its canary, its effective shadow,
+and which serving workers have picked up the current configuration."""
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import QuerySet
+from django.utils import timezone
 
+from mlops import config_generation
 from mlops.choices import BASIS_POINTS_MAX, ModelStatus
-from mlops.models import CanaryConfig, ModelVersion, RollbackEvent, ShadowOverride
+from mlops.models import CanaryConfig, ModelVersion, RollbackEvent, ServingWorker, ShadowOverride
 
 SOURCE_OVERRIDE = "override"
 SOURCE_ENVIRONMENT = "environment"
@@ -183,3 +187,62 @@ def rollout_history(*, product: str, limit: int = 50) -> list[dict]:
         )
     rows.sort(key=lambda row: row["when"], reverse=True)
     return rows[:limit]
+
+
+@dataclass(frozen=True)
+class ServingWorkerState:
+    """One live serving process as the rollout page of a product shows it."""
+
+    worker: str  # "<hostname>:<pid>"
+    hostname: str
+    pid: int
+    seen_seconds_ago: float
+    generation: int
+    # The product's route in that process: {"production", "canary", "canary_percent", "shadow"};
+    # None when the process does not serve the product (e.g. its production model was refused).
+    route: dict | None
+    current: bool  # it serves the current configuration generation
+
+
+@dataclass(frozen=True)
+class ServingWorkers:
+    """The live serving processes of a product, and how many serve the current configuration."""
+
+    product: str
+    generation: int  # what "current" means: the shared generation, or the newest reported while the cache is down
+    live: int
+    current: int
+    stale_seconds: int
+    workers: list[ServingWorkerState]
+
+
+def serving_workers(*, product: str, now: datetime | None = None) -> ServingWorkers:
+    """The processes that reported within ``SERVING_WORKER_STALE_SECONDS``, each with its route of
+    ``product`` and whether its generation is the current one (`mlops.config_generation`; when the
+    shared cache cannot be read, the highest generation any live process reports)."""
+    now = now or timezone.now()
+    stale_seconds = settings.SERVING_WORKER_STALE_SECONDS
+    rows = list(ServingWorker.objects.filter(seen_at__gte=now - timedelta(seconds=stale_seconds)).order_by("hostname", "pid"))
+    generation = config_generation.current()
+    if generation == -1:
+        generation = max((row.generation for row in rows), default=-1)
+    workers = [
+        ServingWorkerState(
+            worker=row.worker,
+            hostname=row.hostname,
+            pid=row.pid,
+            seen_seconds_ago=round(max(0.0, (now - row.seen_at).total_seconds()), 1),
+            generation=row.generation,
+            route=(row.routes or {}).get(product),
+            current=row.generation == generation,
+        )
+        for row in rows
+    ]
+    return ServingWorkers(
+        product=product,
+        generation=generation,
+        live=len(workers),
+        current=sum(worker.current for worker in workers),
+        stale_seconds=stale_seconds,
+        workers=workers,
+    )

@@ -265,6 +265,12 @@ ROLLOUT_GUARD_MIN_OUTCOMES = env.int("ROLLOUT_GUARD_MIN_OUTCOMES", default=20)
 ROLLOUT_GUARD_MAX_SIGNIFICANT_DIFF_RATE = env.float("ROLLOUT_GUARD_MAX_SIGNIFICANT_DIFF_RATE", default=0.2)
 # The rollout page's counters and chart cover this many minutes.
 ROLLOUT_STATS_MINUTES = env.int("ROLLOUT_STATS_MINUTES", default=10)
+# Each serving process reports what it serves after every rebuild and at least this often (the rollout page's workers).
+SERVING_WORKER_REPORT_SECONDS = env.float("SERVING_WORKER_REPORT_SECONDS", default=10.0)
+# The rollout page lists the processes that reported within this many seconds (keep it above the report interval).
+SERVING_WORKER_STALE_SECONDS = env.int("SERVING_WORKER_STALE_SECONDS", default=30)
+# Rows of processes silent for longer than this are deleted by the next report.
+SERVING_WORKER_FORGET_SECONDS = env.int("SERVING_WORKER_FORGET_SECONDS", default=3600)
 
 # Prediction log writer (see audit/writer.py for the policies these tune).
 AUDIT_BATCH_SIZE = env.int("AUDIT_BATCH_SIZE", default=500)

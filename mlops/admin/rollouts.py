@@ -1,14 +1,16 @@
 """Rollouts in the admin: one page per product, and the read-only records behind it.
 
 The page (``/admin/mlops/canaryconfig/rollout/<product>/``, ``admin:mlops_rollout``) shows
-production, canary and shadow at a glance, the traffic split, live-ish counters per role
-(polled from a small JSON endpoint) and the history of changes and rollbacks. Its buttons post
+production, canary and shadow at a glance, the traffic split, which serving workers serve the
+current configuration, live-ish counters per role (polled from a small JSON endpoint) and the
+history of changes and rollbacks. Its buttons post
 a form with a reason to one action view that calls the rollout service and reports the result
 as a message. Looking needs the view permission on canary configurations; acting needs
 ``mlops.manage_rollout``.
 """
 
 import logging
+from dataclasses import asdict
 from functools import partial
 
 from django import forms
@@ -26,7 +28,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from mlops import guard, selectors, services
 from mlops.admin.base import ReadOnlyAdmin, call_service_and_report
 from mlops.choices import ModelStatus
-from mlops.models import CanaryConfig, ModelVersion, RollbackEvent, ShadowOverride
+from mlops.models import CanaryConfig, ModelVersion, RollbackEvent, ServingWorker, ShadowOverride
 from mlops.services.rollout import canary_ladder
 
 logger = logging.getLogger(__name__)
@@ -238,11 +240,24 @@ def _stats(product: str) -> dict:
     stats = guard.role_stats(product=product, minutes=_stats_minutes())
     overview = selectors.rollout_overview(product=product, rollbacks=0)
     stats["split"] = {"production_percent": overview.production_percent, "canary_percent": overview.canary_percent}
+    stats["workers"] = _workers(product)
     try:
         cache.set(key, stats, STATS_CACHE_SECONDS)
     except Exception:  # the cache is an optimisation
         logger.warning("could not cache the rollout stats of %s", product, exc_info=True)
     return stats
+
+
+def _workers(product: str) -> dict:
+    """The live serving workers of the product (`selectors.serving_workers`) as JSON, with a summary line."""
+    workers = asdict(selectors.serving_workers(product=product))
+    live, current = workers["live"], workers["current"]
+    if live:
+        noun, verb = ("worker", "serves") if live == 1 else ("workers", "serve")
+        workers["summary"] = f"{current} of {live} {noun} {verb} the current configuration (generation {workers['generation']})."
+    else:
+        workers["summary"] = f"No serving worker has reported in the last {workers['stale_seconds']} s."
+    return workers
 
 
 # --- Read-only records ------------------------------------------------------------------------
@@ -282,3 +297,13 @@ class ShadowOverrideAdmin(SimpleHistoryAdmin, ReadOnlyAdmin):
     @admin.display(description="rollout")
     def rollout_link(self, obj):
         return format_html('<a href="{}">rollout page</a>', reverse("admin:mlops_rollout", args=[obj.product]))
+
+
+@admin.register(ServingWorker)
+class ServingWorkerAdmin(ReadOnlyAdmin):
+    """What each serving process last reported it serves (operational state; the rollout pages show it per product)."""
+
+    list_display = ["worker", "hostname", "pid", "generation", "seen_at", "started_at"]
+    list_filter = ["hostname", "seen_at"]
+    search_fields = ["worker", "hostname"]
+    ordering = ["-seen_at"]

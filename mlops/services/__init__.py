@@ -5,6 +5,7 @@
 - `api_keys` and `roles`: API keys (create, revoke) and the role groups (`mlops.roles`).
 - `dual_models`: the fast and full model of a product's dual-model stream.
 - `demo`: the demo platform (`manage.py bootstrap_demo`).
+- `workers`: what each serving process reports it serves (operational state, not audited).
 """
 
 from mlops.services.api_keys import ApiKeyError, api_key_create, api_key_revoke
@@ -32,6 +33,7 @@ from mlops.services.rollout import (
     shadow_disable,
     shadow_enable,
 )
+from mlops.services.workers import serving_worker_report
 
 __all__ = [
     "ApiKeyError",
@@ -56,6 +58,7 @@ __all__ = [
     "percent_to_basis_points",
     "roles_sync",
     "rollout_rollback",
+    "serving_worker_report",
     "shadow_clear",
     "shadow_disable",
     "shadow_enable",

@@ -66,6 +66,7 @@ def test_ops_step_a_canary_from_10_to_25_percent(live_server, staff, rollout_pat
     # The counters come from the polled JSON endpoint and the chart is drawn in place.
     expect(page.locator('#rollout-counters tr[data-role="canary"] .requests')).to_have_text("0")
     expect(page.locator("#rollout-chart polyline")).to_have_count(4)
+    expect(page.locator("#workers-summary")).to_be_visible()
     if os.environ.get("ROLLOUT_SCREENSHOT"):
         page.screenshot(path=os.environ["ROLLOUT_SCREENSHOT"], full_page=True)
 
