@@ -53,13 +53,14 @@ def test_predictions_appear_in_the_live_page_within_a_second(served, features):
     from playwright.sync_api import sync_playwright
 
     key = served
-    with daphne() as base, sync_playwright() as playwright:
+    with daphne(LIVE_SESSION_CHECK_SECONDS="1") as base, sync_playwright() as playwright:
         infer(base, key, "warm-up", features)  # the server has loaded its models
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
         )
         try:
-            page = browser.new_page()
+            context = browser.new_context()  # one cookie jar: a second tab shares the session
+            page = context.new_page()
             page.set_default_timeout(10_000)
             page.goto(f"{base}/live/{PRODUCT}/")
             assert "/admin/login/" in page.url  # staff only: signed out, the admin's login form
@@ -96,5 +97,12 @@ def test_predictions_appear_in_the_live_page_within_a_second(served, features):
             if os.environ.get("LIVE_SCREENSHOT"):
                 page.select_option("#live-filter", "")
                 page.screenshot(path=os.environ["LIVE_SCREENSHOT"], full_page=True)
+            # Signing out in another tab ends the stream; the page says so instead of reconnecting.
+            other = context.new_page()
+            other.goto(f"{base}/admin/")
+            other.click("#logout-form button[type=submit]")
+            other.wait_for_url("**/admin/logout/")
+            page.wait_for_function("document.getElementById('live-status').textContent === 'closed'", timeout=5_000)
+            assert "sign in again" in page.locator("#live-ended").inner_text()
         finally:
             browser.close()
