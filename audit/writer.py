@@ -27,8 +27,8 @@ count since the last line). The request thread is never blocked indefinitely.
 Database unavailable: the failed batch, and every batch until a probe of the database succeeds,
 is appended to the spill file (fsynced per batch; rotated at
 ``AUDIT_SPILL_MAX_BYTES``, default 50 MB; folder ``AUDIT_SPILL_DIR``). Probes come
-``AUDIT_RETRY_INTERVAL`` (2 s) apart, doubling per failed probe up to 8 times that, plus jitter;
-the state is ``mlops_circuit_state{dependency="prediction_log"}`` (2 while spilling). The first batch that
+``AUDIT_RETRY_INTERVAL`` (2 s) plus up to as much jitter apart; the state is
+``mlops_circuit_state{dependency="prediction_log"}`` (2 while spilling). The first batch that
 gets in again closes the spill file, and the writer replays every closed spill file of the
 folder (idempotently: ``ON CONFLICT (prediction_id) DO NOTHING``). ``manage.py audit_replay``
 does the same by hand. Records the database refuses for their content (a foreign key to a
@@ -49,7 +49,6 @@ the same margin over daphne's ``--application-close-timeout`` (10 s).
 """
 
 import atexit
-import contextlib
 import logging
 import os
 import random
@@ -221,7 +220,6 @@ class PredictionLogWriter:
         self._start_lock = threading.Lock()
         self._store = None
         self._db_down_since: float | None = None
-        self._failed_probes = 0
         self._retry_at = 0.0
         self._next_replay_check = 0.0
         self._spill = spill.SpillFile(self.spill_dir, max_bytes=self.spill_max_bytes)
@@ -358,11 +356,7 @@ class PredictionLogWriter:
                     logger.exception("prediction log writer cycle failed")
                     time.sleep(0.5)
         finally:
-            # On this thread: the ORM store's connection is this thread's Django connection.
-            if self._store is not None:
-                with contextlib.suppress(Exception):
-                    self._store.close()
-                self._store = None
+            self._close_store()  # on this thread: the ORM store's connection is this thread's Django connection
 
     def _cycle(self) -> None:
         # Sleep for the batch interval unless a full batch or a flush wakes us first.
@@ -403,14 +397,12 @@ class PredictionLogWriter:
             self._spill_batch(batch, reason="db_unavailable")
             return
         started = time.perf_counter()
-        store = None
         try:
-            store = self._get_store()
-            store.insert(batch)
+            self._insert(batch)
         except Exception as exc:
-            if store is not None and _is_data_error(exc):
+            if self._store is not None and _is_data_error(exc):
                 try:
-                    inserted, _ = _insert_or_reject(store, batch, spill_dir=self.spill_dir, source="write")
+                    inserted, _ = _insert_or_reject(self._store, batch, spill_dir=self.spill_dir, source="write")
                 except Exception as again:  # the connection went while retrying one by one
                     self._database_down(again)
                     self._spill_batch(batch, reason="db_unavailable")  # replays skip the rows already in
@@ -428,23 +420,36 @@ class PredictionLogWriter:
         if self.publisher is not None:
             self.publisher.publish(batch)
 
-    def _database_down(self, exc: BaseException) -> None:
-        # A circuit of its own: while open, batches go straight to the spill; a probe after a wait
-        # that doubles per failed probe (with jitter, so workers do not probe in step) closes it.
-        if self._db_down_since is None:
-            self._db_down_since = time.monotonic()
-            self._failed_probes = 0
-            resilience.CIRCUIT_STATE.labels(CIRCUIT).set(2)
-            logger.warning("prediction log database unavailable (%s: %s); spilling to %s", type(exc).__name__, exc, self.spill_dir)
-        else:
-            self._failed_probes += 1
-        wait = min(self.retry_interval * 2 ** min(self._failed_probes, 10), self.retry_interval * 8)
-        self._retry_at = time.monotonic() + wait + random.uniform(0, self.retry_interval)
+    def _insert(self, batch: list[dict]) -> None:
+        """Insert with the writer's connection. A connection that died while idle (the database
+        restarted or failed over) gets one retry on a fresh connection before the database
+        counts as down: otherwise every restart would spill a batch and wait for a probe."""
+        try:
+            self._get_store().insert(batch)
+        except Exception as exc:
+            if _is_data_error(exc):
+                raise
+            self._close_store()
+            self._get_store().insert(batch)  # a transaction: the failed attempt left nothing behind
+
+    def _close_store(self) -> None:
         if self._store is not None:
             try:
                 self._store.close()
             except Exception:
                 logger.debug("closing the log store failed", exc_info=True)
+            self._store = None
+
+    def _database_down(self, exc: BaseException) -> None:
+        # A circuit of its own: while open, batches go straight to the spill; a probe every
+        # retry interval plus jitter (so that workers do not probe in step) closes it. The interval
+        # stays short: spilled records are safe, but the sooner the log is back the less to replay.
+        if self._db_down_since is None:
+            self._db_down_since = time.monotonic()
+            resilience.CIRCUIT_STATE.labels(CIRCUIT).set(2)
+            logger.warning("prediction log database unavailable (%s: %s); spilling to %s", type(exc).__name__, exc, self.spill_dir)
+        self._retry_at = time.monotonic() + self.retry_interval + random.uniform(0, self.retry_interval)
+        self._close_store()
 
     def _spill_batch(self, batch: list[dict], *, reason: str) -> None:
         with self._spill.lock:

@@ -5,6 +5,8 @@ from contextlib import contextmanager
 import psycopg
 from django.db import connection
 
+from mlops import resilience
+
 
 @contextmanager
 def database_down():
@@ -24,3 +26,4 @@ def database_down():
             yield
         finally:
             admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            resilience.reset()  # the outage is over: its failures must not keep circuits open for later tests

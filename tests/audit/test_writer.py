@@ -6,11 +6,13 @@ import time
 import uuid
 
 import orjson
+import psycopg
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
 from audit import spill
+from audit.logstore import APPLICATION_NAME
 from audit.models import PredictionLog
 from audit.redaction import HASH_PREFIX, Redactor
 from tests.audit.conftest import make_record
@@ -79,6 +81,23 @@ def test_outage_spills_and_replays_every_record_exactly_once(transactional_db, p
     expected = {r["prediction_id"] for r in before + during + after}
     assert wait_for(lambda: PredictionLog.objects.count() == len(expected) and not list(writer.spill_dir.glob("spill-*")))
     assert set(PredictionLog.objects.values_list("pk", flat=True)) == expected
+
+
+def test_a_connection_cut_while_idle_is_replaced_without_spilling(transactional_db, production_version, writer_factory):
+    writer = writer_factory()
+    writer.submit(make_record(production_version))
+    assert writer.flush(10)
+    name = connection.settings_dict["NAME"]
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:  # as a database restart would
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND application_name = %s", [name, APPLICATION_NAME]
+        )
+    records = [make_record(production_version) for _ in range(20)]
+    for record in records:
+        writer.submit(record)
+    assert writer.flush(10)
+    assert PredictionLog.objects.count() == 21
+    assert not list(writer.spill_dir.glob("spill-*"))
 
 
 def test_replay_command_is_idempotent(transactional_db, production_version, tmp_path, settings):
