@@ -29,8 +29,9 @@ if "REDIS_URL" not in os.environ:
     elif _require:
         raise RuntimeError("REQUIRE_SERVICES=1 but Redis is not reachable on 127.0.0.1:6379")
 
-# Each test session gets its own model store and cache folders.
+# Each test session gets its own model store, cache and var folders: nothing lands in the checkout's var/.
 _scratch = tempfile.mkdtemp(prefix="mlops-tests-")
+os.environ.setdefault("VAR_DIR", f"{_scratch}/var")
 os.environ.setdefault("MODEL_STORE_URL", f"file://{_scratch}/store")
 os.environ.setdefault("MODEL_CACHE_DIR", f"{_scratch}/cache")
 os.environ.setdefault("CACHE_KEY_PREFIX", f"mlops-test-{os.getpid()}")

@@ -70,7 +70,7 @@ def _ensure_admin(username: str, password: str | None) -> str:
     user_model.objects.create_superuser(username=username, email="", password=password)
     if not generated:
         return f"created admin user {username!r} with the given password"
-    where = _save_credential(f"username: {username}\npassword: {password}")
+    where = _save_credentials({"username": username, "password": password})
     return f"created admin user {username!r} with password {password} (also in {where})"
 
 
@@ -79,14 +79,20 @@ def _ensure_demo_api_key() -> str:
     if ApiKey.objects.filter(client=DEMO_CLIENT).exists():
         return f"API key of client {DEMO_CLIENT!r} exists (see {Path(settings.VAR_DIR) / CREDENTIALS_FILE})"
     _, key = api_key_create(client=DEMO_CLIENT, role=Role.INFERENCE_CLIENT, label="created by bootstrap_demo")
-    where = _save_credential(f"api key ({DEMO_CLIENT}, {Role.INFERENCE_CLIENT}): {key}")
+    where = _save_credentials({f"api key ({DEMO_CLIENT}, {Role.INFERENCE_CLIENT})": key})
     return f"created API key for client {DEMO_CLIENT!r}: {key} (also in {where})"
 
 
-def _save_credential(text: str) -> Path:
+def _save_credentials(entries: dict[str, str]) -> Path:
+    """Write ``label: value`` lines to the credentials file, replacing the lines of the same labels
+    (a database bootstrapped afresh must not leave the previous, now unknown, key above the new one)."""
     credentials = Path(settings.VAR_DIR) / CREDENTIALS_FILE
     credentials.parent.mkdir(parents=True, exist_ok=True)
-    with open(credentials, "a") as out:
-        out.write(text + "\n")
-    credentials.chmod(0o600)
+    lines = credentials.read_text().splitlines() if credentials.exists() else []
+    kept = [line for line in lines if line.partition(": ")[0] not in entries]
+    text = "\n".join([*kept, *(f"{label}: {value}" for label, value in entries.items())]) + "\n"
+    temporary = credentials.with_suffix(".tmp")
+    temporary.touch(mode=0o600)  # secrets: never readable by others, not even for a moment
+    temporary.write_text(text)
+    temporary.replace(credentials)
     return credentials

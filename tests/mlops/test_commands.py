@@ -11,6 +11,7 @@ from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
+from mlops.authentication import api_keys, verify_api_key
 from mlops.choices import ModelStatus
 from mlops.models import ModelVersion
 from mlops.stores import sha256_of, store_from_url
@@ -141,3 +142,20 @@ def test_bootstrap_demo_twice_is_idempotent(tmp_path, settings):
     assert "API key of client 'demo' exists" in second
     assert sorted(ModelVersion.objects.values_list("name", "status")) == [("gbdt", "candidate"), ("logreg", "production")]
     assert get_user_model().objects.filter(username="admin", is_superuser=True).count() == 1
+
+
+def test_bootstrap_of_a_fresh_database_replaces_stale_credentials(tmp_path, settings):
+    settings.MODEL_STORE_URL = (tmp_path / "store").as_uri()
+    settings.VAR_DIR = tmp_path
+    stale = "username: admin\npassword: from-an-old-database\napi key (demo, inference_client): mlk_0123456789.stale\n"
+    (tmp_path / "demo-credentials.txt").write_text(stale)  # left behind by a deleted var/db.sqlite3
+    run("bootstrap_demo")
+    lines = (tmp_path / "demo-credentials.txt").read_text().splitlines()
+    [key_line] = [line for line in lines if line.startswith("api key")]
+    [password_line] = [line for line in lines if line.startswith("password: ")]
+    assert "stale" not in key_line and "from-an-old-database" not in password_line
+    user = get_user_model().objects.get(username="admin")
+    assert user.check_password(password_line.removeprefix("password: "))
+    api_keys.invalidate()
+    assert verify_api_key(key_line.partition(": ")[2]).name == "demo"
+    assert oct((tmp_path / "demo-credentials.txt").stat().st_mode & 0o777) == "0o600"
