@@ -103,7 +103,7 @@ class ReloadedTable(Generic[T]):
         """The generation to load if the table is stale, else None."""
         # Read the generation before the rows: a change committed in between is seen as a newer
         # generation at the next check and loaded then.
-        generation = config_generation.current()
+        generation = config_generation.recent(self.check_interval)
         age = now - self._loaded_at
         unreachable = generation == -1  # the shared cache is down: reload on a timer
         stale = age >= self.fallback_reload if unreachable else (generation != self._generation or age >= self.max_age)

@@ -42,6 +42,7 @@ def clock(monkeypatch):
 def generation(monkeypatch):
     state = {"value": 1}
     monkeypatch.setattr(config_generation, "current", lambda: state["value"])
+    monkeypatch.setattr(config_generation, "recent", lambda max_age: state["value"])
     return state
 
 
