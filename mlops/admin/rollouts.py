@@ -104,8 +104,16 @@ def _form_for(action: str, product: str, data=None):
 # --- Canary configurations: the rollout pages --------------------------------------------------
 
 
+class RolloutLinkMixin:
+    """A "rollout page" column for the lists of a product's rollout records."""
+
+    @admin.display(description="rollout")
+    def rollout_link(self, obj):
+        return format_html('<a href="{}">rollout page</a>', reverse("admin:mlops_rollout", args=[obj.product]))
+
+
 @admin.register(CanaryConfig)
-class CanaryConfigAdmin(SimpleHistoryAdmin, ReadOnlyAdmin):
+class CanaryConfigAdmin(RolloutLinkMixin, SimpleHistoryAdmin, ReadOnlyAdmin):
     """Read-only rows: changes go through the rollout page (and its services), never the change form."""
 
     list_display = ["product", "production_model", "canary_model", "canary_share", "started_at", "changed_at", "changed_by", "rollout_link"]
@@ -124,10 +132,6 @@ class CanaryConfigAdmin(SimpleHistoryAdmin, ReadOnlyAdmin):
     @admin.display(description="canary share", ordering="canary_basis_points")
     def canary_share(self, obj):
         return f"{obj.canary_percent:g}%" if obj.canary_model_id else "-"
-
-    @admin.display(description="rollout")
-    def rollout_link(self, obj):
-        return format_html('<a href="{}">rollout page</a>', reverse("admin:mlops_rollout", args=[obj.product]))
 
     def get_urls(self):
         wrap = self.admin_site.admin_view
@@ -264,7 +268,7 @@ def _workers(product: str) -> dict:
 
 
 @admin.register(RollbackEvent)
-class RollbackEventAdmin(ReadOnlyAdmin):
+class RollbackEventAdmin(RolloutLinkMixin, ReadOnlyAdmin):
     list_display = ["created_at", "product", "reason", "model_version", "canary_share", "message", "created_by", "rollout_link"]
     list_filter = ["reason", "product", "created_at"]
     search_fields = ["product", "message", "model_version__name", "model_version__version"]
@@ -275,13 +279,9 @@ class RollbackEventAdmin(ReadOnlyAdmin):
     def canary_share(self, obj):
         return f"{obj.canary_basis_points / 100:g}%"
 
-    @admin.display(description="rollout")
-    def rollout_link(self, obj):
-        return format_html('<a href="{}">rollout page</a>', reverse("admin:mlops_rollout", args=[obj.product]))
-
 
 @admin.register(ShadowOverride)
-class ShadowOverrideAdmin(SimpleHistoryAdmin, ReadOnlyAdmin):
+class ShadowOverrideAdmin(RolloutLinkMixin, SimpleHistoryAdmin, ReadOnlyAdmin):
     """Read-only list: shadows change on the rollout page, through the services."""
 
     list_display = ["product", "enabled", "shadow_model", "sample_share", "changed_at", "changed_by", "change_reason", "rollout_link"]
@@ -293,10 +293,6 @@ class ShadowOverrideAdmin(SimpleHistoryAdmin, ReadOnlyAdmin):
     @admin.display(description="sample", ordering="sample_basis_points")
     def sample_share(self, obj):
         return f"{obj.sample_basis_points / 100:g}%"
-
-    @admin.display(description="rollout")
-    def rollout_link(self, obj):
-        return format_html('<a href="{}">rollout page</a>', reverse("admin:mlops_rollout", args=[obj.product]))
 
 
 @admin.register(ServingWorker)

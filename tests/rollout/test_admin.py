@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import PredictionLog
+from mlops import services
 from mlops.models import CanaryConfig, RollbackEvent
 
 pytestmark = pytest.mark.django_db
@@ -123,3 +124,13 @@ def test_rollback_events_show_on_the_page_and_in_their_read_only_admin(client, o
     changelist = client.get(reverse("admin:mlops_rollbackevent_changelist"))
     assert changelist.status_code == 200
     assert client.get(reverse("admin:mlops_rollbackevent_add")).status_code == 403
+
+
+def test_the_rollout_record_lists_link_each_row_to_its_rollout_page(client, admin_user, canary):
+    services.shadow_enable(product=PRODUCT, shadow_model_id=canary.canary_model_id, sample_percent=5, user=None, reason="watch")
+    services.rollout_rollback(product=PRODUCT, user=None, reason="enough")
+    client.force_login(admin_user)
+    link = f'<a href="{page_url()}">rollout page</a>'
+    for model in ("canaryconfig", "rollbackevent", "shadowoverride"):
+        listing = client.get(reverse(f"admin:mlops_{model}_changelist"))
+        assert listing.status_code == 200 and link in listing.content.decode(), model
