@@ -5,12 +5,14 @@ raises) after its last event is sent. One thread per process writes records, eac
 retries (tenacity: exponential backoff with jitter, ``STREAM_RECORD_ATTEMPTS`` attempts); a
 record that still cannot be written is dropped, logged and counted
 (``mlops_stream_dual_records{result="dropped"}``). A run id already in the table is a
-duplicate, not an error.
+duplicate, not an error. At process exit the queue is written first (at most
+``STREAM_RECORD_SHUTDOWN_TIMEOUT`` seconds).
 
 `recorder.recorded(run_id)` answers idempotent replays: the events of a run this process
 finished recently (even before its row is written), else the stored row's events.
 """
 
+import atexit
 import logging
 import queue
 import threading
@@ -82,6 +84,7 @@ class Recorder:
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._flush_at_exit = False
         self.memory = RunMemory()
 
     def submit(self, record: dict) -> None:
@@ -113,6 +116,11 @@ class Recorder:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="dual-record-writer", daemon=True)
                 self._thread.start()
+                if not self._flush_at_exit:
+                    # A stream that ended just before the process stops is still recorded: the
+                    # exit waits (bounded) for the queue, as it does for the prediction log.
+                    atexit.register(self.flush, settings.STREAM_RECORD_SHUTDOWN_TIMEOUT)
+                    self._flush_at_exit = True
 
     def _run(self) -> None:
         while True:

@@ -399,6 +399,8 @@ STREAM_RECENT_RUNS = env.int("STREAM_RECENT_RUNS", default=2_000)  # run ids rem
 # DualRunRecord persistence: attempts (exponential backoff with jitter) before a record is dropped and counted.
 STREAM_RECORD_ATTEMPTS = env.int("STREAM_RECORD_ATTEMPTS", default=6)
 STREAM_RECORD_MAX_WAIT_SECONDS = env.float("STREAM_RECORD_MAX_WAIT_SECONDS", default=5.0)
+# How long a stopping process waits for the records still queued (within daphne's stop grace).
+STREAM_RECORD_SHUTDOWN_TIMEOUT = env.float("STREAM_RECORD_SHUTDOWN_TIMEOUT", default=5.0)
 # /stream/live/<product>/: events per second one subscriber gets before the stream samples (and says so),
 # heartbeat comments for proxies, and how many missed predictions a reconnect (Last-Event-ID) replays.
 LIVE_MAX_EVENTS_PER_SECOND = env.int("LIVE_MAX_EVENTS_PER_SECOND", default=20)
