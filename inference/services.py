@@ -184,14 +184,13 @@ def _score(model: LoadedModel, row: np.ndarray) -> tuple[tuple[float, list], str
 
 def _model_fields(model: LoadedModel, role: str) -> dict:
     """The log fields of a record about one model's run (`mlops.logging`)."""
-    return {"model": model.label, "model_version": model.spec.version, "role": role}
+    return {"product": model.spec.product, "model": model.label, "model_version": model.spec.version, "role": role}
 
 
 def _prediction_fields(prediction: Prediction) -> dict:
     return {
         "prediction_id": str(prediction.prediction_id),
         "event_id": prediction.event_id,
-        "product": prediction.product,
         "decision": prediction.decision,
         "latency_ms": prediction.latency_ms,
         **_model_fields(prediction.model, prediction.role),
@@ -308,9 +307,7 @@ def _run_shadow(jobs: list[ShadowJob]) -> None:
     except ModelRunError as exc:
         metrics.SHADOW_RUNS.labels(product, shadow.label, "error").inc(len(primaries))
         metrics.ERRORS.labels(product, shadow.label, SHADOW, exc.reason).inc()
-        logger.warning(
-            "shadow %s of %s failed: %s", shadow.label, product, exc, extra={**_model_fields(shadow, SHADOW), "product": product}
-        )
+        logger.warning("shadow %s of %s failed: %s", shadow.label, product, exc, extra=_model_fields(shadow, SHADOW))
         return
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
     request_ids = [job.request_id for job in jobs for _ in job.primaries]
@@ -321,8 +318,9 @@ def _run_shadow(jobs: list[ShadowJob]) -> None:
         agrees = decision == primary.decision
         with span("diff_classification", product=product, model_id=shadow.id) as s:
             diff, diff_class = classify_diff(primary.score, score)
-            s.set(diff_class=str(diff_class), score_diff=diff)
-        diff_classes[str(diff_class)] += 1
+            diff_class = str(diff_class)
+            s.set(diff_class=diff_class, score_diff=diff)
+        diff_classes[diff_class] += 1
         disagreements += not agrees
         record = {
             "prediction_id": new_prediction_id(),
@@ -343,7 +341,7 @@ def _run_shadow(jobs: list[ShadowJob]) -> None:
             "fallback_reason": "",
             "primary_prediction_id": primary.prediction_id,
             "score_diff": diff,
-            "diff_class": str(diff_class),
+            "diff_class": diff_class,
             "decision_agrees": agrees,
             "created_at": timezone.now(),
         }
@@ -354,7 +352,6 @@ def _run_shadow(jobs: list[ShadowJob]) -> None:
                 "the prediction log refused a shadow record",
                 extra={
                     **_model_fields(shadow, SHADOW),
-                    "product": product,
                     "event_id": primary.event_id,
                     "prediction_id": str(record["prediction_id"]),
                 },
@@ -437,7 +434,7 @@ def _predict_batch(items: list[InferRequest | None], request_id: str, client: st
                 model.label,
                 len(indices),
                 exc,
-                extra={**_model_fields(model, role), "product": model.spec.product},
+                extra=_model_fields(model, role),
             )
             for index in indices:
                 fallbacks[index] = (model, exc.reason)

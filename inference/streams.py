@@ -426,7 +426,11 @@ def _still_signed_in_staff(session_key: str | None, user_id) -> bool:
         return False
     session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
     user = get_user(SimpleNamespace(session=session))
-    return user.is_authenticated and user.pk == user_id and user.is_active and user.is_staff
+    return _is_active_staff(user) and user.pk == user_id
+
+
+def _is_active_staff(user) -> bool:
+    return user is not None and user.is_authenticated and user.is_active and user.is_staff
 
 
 class LiveConsumer(AsyncHttpConsumer):
@@ -451,7 +455,7 @@ class LiveConsumer(AsyncHttpConsumer):
     async def start(self) -> bool:
         user = self.scope.get("user")
         self.subscribed = False
-        if user is None or not user.is_authenticated or not user.is_active or not user.is_staff:
+        if not _is_active_staff(user):
             body = error_body("not_authenticated", "Sign in to the admin as a staff member.")
             await self.send_response(403, orjson.dumps(body), headers=[(b"content-type", b"application/json")])
             return False

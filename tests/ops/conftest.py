@@ -5,10 +5,13 @@ import shutil
 import orjson
 import pytest
 from django.test import Client
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from audit import writer
 from inference.runtime import runtime
-from mlops import authentication
+from mlops import authentication, tracing
 from mlops import services as registry
 from mlops.demo import PRODUCT, demo_feature_names
 
@@ -59,3 +62,14 @@ def api(settings):
 def infer(client, features: dict, event_id: str = "evt-1", product: str = PRODUCT):
     body = orjson.dumps({"event_id": event_id, "product": product, "features": features})
     return client.post("/v1/infer", body, content_type="application/json")
+
+
+@pytest.fixture
+def spans():
+    """Tracing on for one test, into memory: the exporter's finished spans."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.configure(provider)
+    yield exporter
+    tracing.reset()

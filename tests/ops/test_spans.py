@@ -3,30 +3,17 @@
 import orjson
 import pytest
 from django.test import Client
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
 from audit import writer
 from inference import shadow
 from inference.runtime import runtime
-from mlops import authentication, tracing
+from mlops import authentication
 from mlops import services as registry
 from mlops.demo import PRODUCT
 from tests.ops.conftest import infer
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def spans():
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.configure(provider)
-    yield exporter
-    tracing.reset()
 
 
 def _named(exporter, name: str) -> list:
