@@ -13,7 +13,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.models import Outcome, PredictionLog
-from mlops.tracing import span
+from mlops.observability.tracing import span
 
 RETENTION_PERMISSION = "audit.purge_predictionlog"
 

@@ -19,7 +19,8 @@ from audit.serializers import (
     RecentQuerySerializer,
     SummaryQuerySerializer,
 )
-from mlops.api import BaseAPIView, error_body
+from mlops.api.base import BaseAPIView
+from mlops.api.errors import error_body
 from mlops.choices import ApiCapability
 
 

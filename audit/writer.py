@@ -78,7 +78,7 @@ from audit.metrics import (
 )
 from audit.publish import Publisher
 from audit.redaction import Redactor
-from mlops import resilience
+from mlops.background import resilience
 
 logger = logging.getLogger(__name__)
 CIRCUIT = "prediction_log"  # the writer's dependency in mlops_circuit_state

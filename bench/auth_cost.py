@@ -32,10 +32,11 @@ from django.db import connection, transaction  # noqa: E402
 from django.test import RequestFactory  # noqa: E402
 from rest_framework.permissions import AllowAny  # noqa: E402
 
-from mlops import ratelimits, services  # noqa: E402
-from mlops.api import BaseAPIView  # noqa: E402
-from mlops.authentication import api_keys, verified_tokens, verify_api_key, verify_jwt  # noqa: E402
+from mlops import services  # noqa: E402
+from mlops.api.base import BaseAPIView  # noqa: E402
 from mlops.choices import ApiCapability  # noqa: E402
+from mlops.security import ratelimits  # noqa: E402
+from mlops.security.authentication import api_keys, verified_tokens, verify_api_key, verify_jwt  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3000"))
 

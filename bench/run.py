@@ -106,9 +106,9 @@ def bootstrap(env: dict, shadow: bool = True) -> tuple[str, Path, dict]:
     from django.core.management import call_command
 
     from mlops import services
+    from mlops.artifacts.stores import download_verified
     from mlops.demo import PRODUCT, demo_feature_names
     from mlops.models import ModelVersion
-    from mlops.stores import download_verified
 
     call_command("migrate", verbosity=0)
     os.environ.setdefault("DEMO_ADMIN_PASSWORD", secrets.token_urlsafe(16))

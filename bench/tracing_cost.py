@@ -1,4 +1,4 @@
-"""Cost of one `mlops.tracing.span` per call: off (the default), and on with the SDK recording.
+"""Cost of one `mlops.observability.tracing.span` per call: off (the default), and on with the SDK recording.
 
     .venv/bin/python bench/tracing_cost.py [--calls N]
 
@@ -35,7 +35,7 @@ def main() -> None:
     import django
 
     django.setup()
-    from mlops import tracing
+    from mlops.observability import tracing
 
     def empty():
         pass

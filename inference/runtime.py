@@ -5,7 +5,7 @@ The request path only ever reads ``runtime.snapshot()``: one attribute read of a
 schemas). Everything that touches the database, the model store or the disk happens in
 `Runtime.refresh`, called by a background thread that
 
-- reads the configuration generation (`mlops.config_generation`) every
+- reads the configuration generation (`mlops.background.config_generation`) every
   ``INFERENCE_GENERATION_POLL_SECONDS`` and rebuilds when it changed, and
 - rebuilds unconditionally every ``INFERENCE_RELOAD_SECONDS`` (a missed bump, a Redis
   outage, or a refused model to retry), and
@@ -48,9 +48,9 @@ from inference import metrics
 from inference.explain import Explainer, build_explainer
 from inference.selectors import ModelSpec, ProductConfig, serving_config
 from inference.workers import worker_report
-from mlops import config_generation, resilience
-from mlops.stores import ChecksumMismatch, download_verified
-from mlops.tracing import span
+from mlops.artifacts.stores import ChecksumMismatch, download_verified
+from mlops.background import config_generation, resilience
+from mlops.observability.tracing import span
 
 logger = logging.getLogger(__name__)
 

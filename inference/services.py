@@ -26,8 +26,8 @@ from inference.runtime import LoadedModel, ModelRunError, Route, Snapshot, runti
 from inference.shadow import pool as shadow_pool
 from inference.validation import InferRequest, InvalidInput, feature_row
 from mlops.choices import Decision, ModelRole
-from mlops.logging import log_context
-from mlops.tracing import span
+from mlops.observability.logging import log_context
+from mlops.observability.tracing import span
 
 logger = logging.getLogger(__name__)
 # One INFO line per answered prediction, off by default (LOG_PREDICTIONS=true turns it on): the
@@ -183,7 +183,7 @@ def _score(model: LoadedModel, row: np.ndarray) -> tuple[tuple[float, list], str
 
 
 def _model_fields(model: LoadedModel, role: str) -> dict:
-    """The log fields of a record about one model's run (`mlops.logging`)."""
+    """The log fields of a record about one model's run (`mlops.observability.logging`)."""
     return {"product": model.spec.product, "model": model.label, "model_version": model.spec.version, "role": role}
 
 

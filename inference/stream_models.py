@@ -23,7 +23,7 @@ import onnxruntime as ort
 
 from inference.runtime import LoadedModel, ModelLoadError, load_model, runtime
 from inference.selectors import ModelSpec
-from mlops.reloading import ReloadedTable
+from mlops.background.reloading import ReloadedTable
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class _Routes:
 
 
 class DualModels:
-    """Each configured product's route, in a `mlops.reloading.ReloadedTable`: the first stream
+    """Each configured product's route, in a `mlops.background.reloading.ReloadedTable`: the first stream
     of a process waits for the load, later reloads run in the background."""
 
     CHECK_INTERVAL = 1.0  # seconds between reads of the configuration generation

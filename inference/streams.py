@@ -59,7 +59,7 @@ from inference.stream_models import DualRoute, ModelRun, dual_models
 from inference.stream_recorder import recorder, redact_features
 from inference.validation import InvalidInput
 from inference.views import InferenceAPIView
-from mlops.api import error_body
+from mlops.api.errors import error_body
 from mlops.choices import ApiCapability
 
 logger = logging.getLogger(__name__)

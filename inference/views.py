@@ -1,6 +1,6 @@
 """The inference API: thin views that read the body, call a service and shape the answer.
 
-Every view derives from `mlops.api.BaseAPIView` (fixed orjson parsing and rendering, the
+Every view derives from `mlops.api.base.BaseAPIView` (fixed orjson parsing and rendering, the
 platform's authentication and permissions). Bodies are read here rather than through
 ``request.data`` so that an oversized body is refused from its Content-Length before a byte
 is read or parsed.
@@ -16,9 +16,9 @@ from rest_framework.response import Response
 from inference import metrics, services, validation
 from inference import serializers as schema
 from inference.validation import InvalidInput
-from mlops.api import BaseAPIView, principal_of
+from mlops.api.base import BaseAPIView, principal_of
+from mlops.api.openapi import error_responses
 from mlops.choices import ApiCapability
-from mlops.openapi import error_responses
 
 
 class ServiceUnavailableError(exceptions.APIException):

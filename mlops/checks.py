@@ -61,7 +61,7 @@ def check_jwt(app_configs, **kwargs):
 @checks.register(checks.Tags.urls, checks.Tags.security)
 def check_api_permissions(app_configs, **kwargs):
     """Every endpoint must say which capability it needs (an undeclared one answers nobody)."""
-    from mlops.api import UNSET, iter_api_endpoints
+    from mlops.api.base import UNSET, iter_api_endpoints
 
     errors = []
     for route, view_class in iter_api_endpoints():

@@ -169,7 +169,7 @@ class RollbackEvent(models.Model):
 
 # --- API keys (security) ---
 from mlops.choices import ApiCapability  # noqa: E402
-from mlops.roles import Role  # noqa: E402
+from mlops.security.roles import Role  # noqa: E402
 
 
 class ApiKey(models.Model):
@@ -197,7 +197,7 @@ class ApiKey(models.Model):
         verbose_name = "API key"
         ordering = ["client", "-created_at"]
         # ``revoke_apikey`` guards the admin's revoke action; the ``api_*`` permissions are the
-        # API capabilities that role groups (and so staff users) are granted (mlops.roles).
+        # API capabilities that role groups (and so staff users) are granted (mlops.security.roles).
         permissions = [("revoke_apikey", "Can revoke API keys")] + [
             (f"api_{capability}", f"API: {label}") for capability, label in ApiCapability.choices
         ]

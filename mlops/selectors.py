@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from mlops import config_generation
+from mlops.background import config_generation
 from mlops.choices import BASIS_POINTS_MAX, ModelStatus
 from mlops.models import CanaryConfig, ModelVersion, RollbackEvent, ServingWorker, ShadowOverride
 
@@ -218,7 +218,7 @@ class ServingWorkers:
 
 def serving_workers(*, product: str, now: datetime | None = None) -> ServingWorkers:
     """The processes that reported within ``SERVING_WORKER_STALE_SECONDS``, each with its route of
-    ``product`` and whether its generation is the current one (`mlops.config_generation`; when the
+    ``product`` and whether its generation is the current one (`mlops.background.config_generation`; when the
     shared cache cannot be read, the highest generation any live process reports)."""
     now = now or timezone.now()
     stale_seconds = settings.SERVING_WORKER_STALE_SECONDS

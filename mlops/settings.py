@@ -150,16 +150,16 @@ SIMPLE_HISTORY_HISTORY_CHANGE_REASON_USE_TEXT_FIELD = True  # reasons are senten
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "mlops.api.exception_handler",
-    "DEFAULT_PARSER_CLASSES": ["mlops.api_json.OrjsonParser"],
-    "DEFAULT_RENDERER_CLASSES": ["mlops.api_json.OrjsonRenderer"],
-    # Secure by default even for views that do not derive from mlops.api.BaseAPIView.
+    "EXCEPTION_HANDLER": "mlops.api.errors.exception_handler",
+    "DEFAULT_PARSER_CLASSES": ["mlops.api.content.OrjsonParser"],
+    "DEFAULT_RENDERER_CLASSES": ["mlops.api.content.OrjsonRenderer"],
+    # Secure by default even for views that do not derive from mlops.api.base.BaseAPIView.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "mlops.authentication.TokenAuthentication",
-        "mlops.authentication.StaffSessionAuthentication",
-        "mlops.authentication.DevBypassAuthentication",
+        "mlops.security.authentication.TokenAuthentication",
+        "mlops.security.authentication.StaffSessionAuthentication",
+        "mlops.security.authentication.DevBypassAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["mlops.permissions.HasApiCapability"],
+    "DEFAULT_PERMISSION_CLASSES": ["mlops.api.permissions.HasApiCapability"],
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
@@ -195,10 +195,10 @@ if LOG_FORMAT not in ("json", "human"):
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "mlops.logging.ContextFilter"}},
+    "filters": {"context": {"()": "mlops.observability.logging.ContextFilter"}},
     "formatters": {
-        "human": {"()": "mlops.logging.HumanFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "json": {"()": "mlops.logging.JsonFormatter", "format": "%(levelname)s %(name)s %(message)s"},
+        "human": {"()": "mlops.observability.logging.HumanFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "mlops.observability.logging.JsonFormatter", "format": "%(levelname)s %(name)s %(message)s"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
@@ -295,7 +295,7 @@ AUDIT_REDACT_HASH_KEY = env.str("AUDIT_REDACT_HASH_KEY", default=SECRET_KEY)
 AUDIT_PUBLISH_LIVE = env.bool("AUDIT_PUBLISH_LIVE", default=True)
 
 # --- Security ---------------------------------------------------------------------------------
-# API authentication (mlops.authentication), roles (mlops.roles), rate limits (mlops.ratelimits).
+# API authentication (mlops.security.authentication), roles (mlops.security.roles), rate limits (mlops.security.ratelimits).
 INSTALLED_APPS += ["django_ratelimit"]
 
 # JWT for external clients: HS256 with JWT_SECRET, or RS256/ES256 with JWT_PUBLIC_KEY (PEM).
@@ -335,7 +335,7 @@ RATELIMIT_FAIL_OPEN_PAUSE = env.float("RATELIMIT_FAIL_OPEN_PAUSE", default=5.0)
 # Behind a reverse proxy: the header that carries the client IP (e.g. "X-Forwarded-For"); its
 # right-most entry is used. Empty: REMOTE_ADDR (never trust the header without a proxy that sets it).
 CLIENT_IP_HEADER = env.str("CLIENT_IP_HEADER", default="")
-RATELIMIT_IP_META_KEY = "mlops.ratelimits.client_ip"  # for any @ratelimit(key="ip") too
+RATELIMIT_IP_META_KEY = "mlops.security.ratelimits.client_ip"  # for any @ratelimit(key="ip") too
 if not REDIS_URL:
     # The embedded default is one process with a local-memory cache: its counters are per
     # process, which is exactly right for one process. django-ratelimit's check refuses
@@ -343,10 +343,10 @@ if not REDIS_URL:
     SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 
 # --- Operations -------------------------------------------------------------------------------
-# OpenAPI (mlops.openapi): the schema at /api/schema/, Swagger UI at /api/docs/ from the sidecar
+# OpenAPI (mlops.api.openapi): the schema at /api/schema/, Swagger UI at /api/docs/ from the sidecar
 # package (no CDN); access follows API_DOCS_PUBLIC (Security, above).
 INSTALLED_APPS += ["drf_spectacular_sidecar"]
-REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "mlops.openapi.AutoSchema"  # common error responses, auth
+REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "mlops.api.openapi.AutoSchema"  # common error responses, auth
 SPECTACULAR_SETTINGS.update(
     {
         "SWAGGER_UI_DIST": "SIDECAR",

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from mlops import openapi
+from mlops.api import openapi
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -13,6 +13,6 @@ urlpatterns = [
     path("", include("mlops.urls_api")),
 ]
 
-# JSON error bodies under /v1/ (Django's own pages elsewhere): see mlops.api.
-handler404 = "mlops.api.handler404"
-handler500 = "mlops.api.handler500"
+# JSON error bodies under /v1/ (Django's own pages elsewhere): see mlops.api.errors.
+handler404 = "mlops.api.errors.handler404"
+handler500 = "mlops.api.errors.handler500"

@@ -12,7 +12,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 
 from mlops import selectors, services
-from mlops.api import BaseAPIView
+from mlops.api.base import BaseAPIView
 from mlops.choices import ApiCapability
 from mlops.models import ModelVersion, RollbackReason
 from mlops.services import LifecycleError

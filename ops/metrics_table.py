@@ -23,9 +23,9 @@ START, END = "<!-- metrics-table:start -->", "<!-- metrics-table:end -->"
 MODULES = {
     "inference.metrics": "serving path",
     "audit.metrics": "prediction log writer",
-    "mlops.guard": "rollout guard",
-    "mlops.ratelimits": "rate limits",
-    "mlops.resilience": "dependencies (database, S3)",
+    "audit.guard": "rollout guard",
+    "mlops.security.ratelimits": "rate limits",
+    "mlops.background.resilience": "dependencies (database, S3)",
     "inference.stream_metrics": "streams (stream process)",
 }
 PREFIXES = ("mlops_", "audit_")

@@ -9,8 +9,8 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from mlops import services
+from mlops.artifacts.stores import store_from_url
 from mlops.demo import PRODUCT, build_demo_models
-from mlops.stores import store_from_url
 from tests.servers import free_port  # tests import it from here too
 
 

@@ -5,7 +5,7 @@ from contextlib import contextmanager
 import psycopg
 from django.db import connection
 
-from mlops import resilience
+from mlops.background import resilience
 
 
 @contextmanager

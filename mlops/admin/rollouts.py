@@ -25,7 +25,8 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from mlops import guard, selectors, services
+from audit import guard
+from mlops import selectors, services
 from mlops.admin.base import ReadOnlyAdmin, call_service_and_report
 from mlops.choices import ModelStatus
 from mlops.models import CanaryConfig, ModelVersion, RollbackEvent, ServingWorker, ShadowOverride

@@ -2,7 +2,7 @@
 
 - `lifecycle`: model versions (register, validate, promote, roll back, archive, sync, push).
 - `rollout`: each product's canary (set, step, stop, promote, roll back) and shadow override.
-- `api_keys` and `roles`: API keys (create, revoke) and the role groups (`mlops.roles`).
+- `api_keys` and `roles`: API keys (create, revoke) and the role groups (`mlops.security.roles`).
 - `dual_models`: the fast and full model of a product's dual-model stream.
 - `demo`: the demo platform (`manage.py bootstrap_demo`).
 - `workers`: what each serving process reports it serves (operational state, not audited).

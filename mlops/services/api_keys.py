@@ -1,6 +1,6 @@
 """API keys: create (the plaintext is returned once) and revoke.
 
-Serving workers hold the active keys in process (``mlops.authentication``) and reload them
+Serving workers hold the active keys in process (``mlops.security.authentication``) and reload them
 when the configuration generation changes, so every write here bumps the generation after
 its commit: a revoked key stops working on every worker within about a second.
 """
@@ -13,10 +13,10 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from mlops import config_generation
-from mlops.keyformat import format_key, secret_digest
+from mlops.background import config_generation
 from mlops.models import ApiKey
-from mlops.roles import Role
+from mlops.security.keyformat import format_key, secret_digest
+from mlops.security.roles import Role
 
 _CLIENT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._:@-]{0,99}$")
 

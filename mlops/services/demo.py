@@ -9,13 +9,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from mlops.artifacts.stores import ModelStore
 from mlops.choices import ModelStatus
 from mlops.demo import PRODUCT, build_demo_models
 from mlops.models import ApiKey, ModelVersion
-from mlops.roles import Role
+from mlops.security.roles import Role
 from mlops.services.api_keys import api_key_create
 from mlops.services.lifecycle import model_push, model_version_promote, model_version_validate
-from mlops.stores import ModelStore
 
 PRODUCTION_DEMO = "logreg"
 CREDENTIALS_FILE = "demo-credentials.txt"

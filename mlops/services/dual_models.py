@@ -10,7 +10,7 @@ and bumps the serving configuration generation after commit, so stream processes
 from django.db import transaction
 from django.utils import timezone
 
-from mlops import config_generation
+from mlops.background import config_generation
 from mlops.models import DualModelConfig, ModelVersion
 from mlops.services.lifecycle import LifecycleError, User, _require_reason
 from mlops.services.rollout import save_product_config, serving_model_of

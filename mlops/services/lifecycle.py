@@ -15,11 +15,11 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from mlops import config_generation
+from mlops.artifacts.onnx_schema import SchemaError, read_schema
+from mlops.artifacts.stores import Artifact, ModelStore, Progress, StoreError, download_verified, sha256_of
+from mlops.background import config_generation
 from mlops.choices import ModelStatus
 from mlops.models import ModelVersion
-from mlops.onnx_schema import SchemaError, read_schema
-from mlops.stores import Artifact, ModelStore, Progress, StoreError, download_verified, sha256_of
 
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _PRODUCT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")

@@ -1,4 +1,4 @@
-"""Roles as Django groups: create them and give each exactly the permissions of ``mlops.roles``.
+"""Roles as Django groups: create them and give each exactly the permissions of ``mlops.security.roles``.
 
 Idempotent and independent of ``post_migrate``: it creates the permissions it needs itself, so
 it can run inside a data migration (pass the migration's ``apps``) on an empty database. Run it
@@ -10,7 +10,7 @@ from django.apps import apps as global_apps
 from django.contrib.auth.management import create_permissions
 from django.db import transaction
 
-from mlops.roles import ROLE_ADMIN_PERMISSIONS, ROLE_CAPABILITIES, Role, capability_permission_codename
+from mlops.security.roles import ROLE_ADMIN_PERMISSIONS, ROLE_CAPABILITIES, Role, capability_permission_codename
 
 
 def _ensure_permissions(apps) -> None:

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from mlops import config_generation
+from mlops.background import config_generation
 from mlops.choices import BASIS_POINTS_MAX, ModelStatus
 from mlops.models import CanaryConfig, ModelVersion, RollbackEvent, RollbackReason, ShadowOverride
 from mlops.services.lifecycle import LifecycleError, User, _require_reason, _transition, model_version_promote, model_version_rollback

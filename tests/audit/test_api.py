@@ -6,7 +6,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from audit.models import Outcome
-from mlops.authentication import api_keys
+from mlops.security.authentication import api_keys
 from mlops.services.api_keys import api_key_create
 from tests.audit import dataset
 

@@ -15,8 +15,8 @@ from sklearn.datasets import load_breast_cancer
 
 from inference.runtime import runtime
 from mlops import services
+from mlops.artifacts.stores import store_from_url
 from mlops.demo import PRODUCT, demo_feature_names
-from mlops.stores import store_from_url
 from tests.onnx_models import build_broken_model, build_failing_model, build_slow_model
 
 

@@ -22,7 +22,7 @@ def api(settings):
     settings.RATELIMIT_ENABLE = False
     headers = {}
     if hasattr(registry, "api_key_create"):  # authentication (security issue) is in place
-        from mlops import authentication
+        from mlops.security import authentication
 
         _, key = registry.api_key_create(client="inference-tests", role="internal_service")
         authentication.api_keys.invalidate()  # the process's key cache reloads on next use

@@ -11,7 +11,7 @@ from inference.runtime import runtime
 from inference.validation import InferRequest
 from mlops import services as registry
 from mlops.demo import PRODUCT
-from mlops.logging import ContextFilter, JsonFormatter
+from mlops.observability.logging import ContextFilter, JsonFormatter
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -6,9 +6,9 @@ from django.test import Client
 
 from audit import writer
 from audit.models import PredictionLog
-from mlops import authentication
 from mlops import services as registry
 from mlops.demo import PRODUCT
+from mlops.security import authentication
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -11,10 +11,10 @@ from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
-from mlops.authentication import api_keys, verify_api_key
+from mlops.artifacts.stores import sha256_of, store_from_url
 from mlops.choices import ModelStatus
 from mlops.models import ModelVersion
-from mlops.stores import sha256_of, store_from_url
+from mlops.security.authentication import api_keys, verify_api_key
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.django_db

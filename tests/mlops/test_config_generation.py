@@ -1,6 +1,6 @@
 """The serving configuration generation: what request threads read, and how often the cache is asked."""
 
-from mlops import config_generation
+from mlops.background import config_generation
 
 
 def test_recent_answers_from_the_last_read_within_its_age_and_reads_again_after():

@@ -6,7 +6,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from mlops.stores import ChecksumMismatch, StoreError, download_verified, sha256_of, store_from_url
+from mlops.artifacts.stores import ChecksumMismatch, StoreError, download_verified, sha256_of, store_from_url
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -11,9 +11,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from audit import writer
 from inference.runtime import runtime
-from mlops import authentication, tracing
 from mlops import services as registry
 from mlops.demo import PRODUCT, demo_feature_names
+from mlops.observability import tracing
+from mlops.security import authentication
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -10,7 +10,7 @@ from django.db.utils import OperationalError
 from prometheus_client import REGISTRY
 
 from inference.runtime import runtime
-from mlops import resilience
+from mlops.background import resilience
 from tests.faults import database_down
 from tests.ops.conftest import infer
 

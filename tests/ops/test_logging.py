@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops.logging import ContextFilter, HumanFormatter, JsonFormatter, log_context
+from mlops.observability.logging import ContextFilter, HumanFormatter, JsonFormatter, log_context
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -106,7 +106,7 @@ def test_a_line_per_answered_prediction_only_when_asked_for(env, expected):
 def test_a_line_logged_inside_a_recording_span_carries_its_trace_and_span_ids():
     from opentelemetry.sdk.trace import TracerProvider
 
-    from mlops import tracing
+    from mlops.observability import tracing
 
     logger, stream = _logger(JsonFormatter("%(levelname)s %(name)s %(message)s"))
     tracing.configure(TracerProvider())

@@ -8,9 +8,9 @@ from opentelemetry.trace import StatusCode
 from audit import writer
 from inference import shadow
 from inference.runtime import runtime
-from mlops import authentication
 from mlops import services as registry
 from mlops.demo import PRODUCT
+from mlops.security import authentication
 from tests.ops.conftest import infer
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -8,8 +8,8 @@ from django.core.management import CommandError, call_command
 from moto.server import ThreadedMotoServer
 from prometheus_client import REGISTRY
 
-from mlops import resilience
-from mlops.stores import StoreError, store_from_url
+from mlops.artifacts.stores import StoreError, store_from_url
+from mlops.background import resilience
 from tests.conftest import free_port
 from tests.ops.conftest import infer
 

@@ -5,7 +5,7 @@ import logging
 import pytest
 from opentelemetry.trace import StatusCode
 
-from mlops import tracing
+from mlops.observability import tracing
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ def test_a_missing_exporter_package_leaves_tracing_off_with_a_warning(settings, 
     settings.OTEL_EXPORTER_OTLP_ENDPOINT = "http://127.0.0.1:4318"
     tracing.reset()
     try:
-        with caplog.at_level(logging.WARNING, logger="mlops.tracing"):
+        with caplog.at_level(logging.WARNING, logger="mlops.observability.tracing"):
             assert not tracing.enabled()
         assert "not installed" in caplog.text and "tracing stays off" in caplog.text
     finally:

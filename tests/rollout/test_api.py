@@ -5,9 +5,9 @@ import uuid
 import pytest
 from rest_framework.test import APIClient
 
-from mlops.api import BaseAPIView
-from mlops.authentication import api_keys
+from mlops.api.base import BaseAPIView
 from mlops.models import CanaryConfig, RollbackEvent, RollbackReason
+from mlops.security.authentication import api_keys
 from mlops.services.api_keys import api_key_create
 
 pytestmark = pytest.mark.django_db

@@ -9,8 +9,8 @@ from django.core.cache import cache
 from django.core.management import call_command
 from django.utils import timezone
 
+from audit import guard
 from audit.models import Outcome, PredictionLog
-from mlops import guard
 from mlops.models import CanaryConfig, RollbackEvent
 
 pytestmark = pytest.mark.django_db

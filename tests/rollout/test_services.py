@@ -2,7 +2,8 @@
 
 import pytest
 
-from mlops import config_generation, services
+from mlops import services
+from mlops.background import config_generation
 from mlops.choices import ModelStatus
 from mlops.models import CanaryConfig, ModelVersion, RollbackEvent, ShadowOverride
 from mlops.selectors import SOURCE_ENVIRONMENT, SOURCE_NONE, SOURCE_OVERRIDE, shadow_effective

@@ -15,7 +15,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from inference.runtime import runtime
-from mlops import resilience, selectors, services
+from mlops import selectors, services
+from mlops.background import resilience
 from mlops.models import ServingWorker
 from tests.conftest import free_port
 from tests.faults import database_down

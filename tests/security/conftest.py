@@ -9,8 +9,8 @@ from django.contrib.auth.models import Group
 from django.test import Client
 
 from mlops import services
-from mlops.authentication import api_keys, verified_tokens
-from mlops.ratelimits import breaker
+from mlops.security.authentication import api_keys, verified_tokens
+from mlops.security.ratelimits import breaker
 
 JWT_SECRET = "test-jwt-secret-that-is-long-enough-for-hs256-0123456789"
 JWT_ISSUER = "https://idp.example.test/"

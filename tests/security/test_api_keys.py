@@ -52,7 +52,7 @@ def test_a_right_prefix_with_a_wrong_secret_is_refused():
 def test_an_expired_key_is_refused():
     key = create_key("inference_client", expires_in_days=1)
     ApiKey.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
-    from mlops.authentication import api_keys
+    from mlops.security.authentication import api_keys
 
     api_keys.invalidate()
     response = Client().get(PROBE, headers=bearer(key))
@@ -64,7 +64,7 @@ def test_a_revoked_key_is_refused_and_revoking_twice_keeps_the_first_revocation(
     api_key = ApiKey.objects.get()
     first = services.api_key_revoke(api_key_id=api_key.pk).revoked_at
     assert services.api_key_revoke(api_key_id=api_key.pk).revoked_at == first
-    from mlops.authentication import api_keys
+    from mlops.security.authentication import api_keys
 
     api_keys.invalidate()
     assert Client().get(PROBE, headers=bearer(key)).status_code == 401
@@ -73,7 +73,7 @@ def test_a_revoked_key_is_refused_and_revoking_twice_keeps_the_first_revocation(
 def test_a_client_may_hold_several_keys_and_revoking_one_keeps_the_others():
     first, second = create_key("inference_client"), create_key("inference_client")
     services.api_key_revoke(api_key_id=ApiKey.objects.get(prefix=first[4:].split(".")[0]).pk)
-    from mlops.authentication import api_keys
+    from mlops.security.authentication import api_keys
 
     api_keys.invalidate()
     assert Client().get(PROBE, headers=bearer(first)).status_code == 401

@@ -13,7 +13,7 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlops.api import iter_api_endpoints
+from mlops.api.base import iter_api_endpoints
 from mlops.demo import PRODUCT
 
 from .conftest import bearer, create_key

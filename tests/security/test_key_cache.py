@@ -10,8 +10,9 @@ import time as real_time
 import pytest
 from django.db import connection, connections
 
-from mlops import authentication, config_generation, reloading
-from mlops.authentication import ApiKeyCache
+from mlops.background import config_generation, reloading
+from mlops.security import authentication
+from mlops.security.authentication import ApiKeyCache
 from tests.faults import database_down
 
 from .conftest import create_key

@@ -9,8 +9,8 @@ import re
 import pytest
 from django.test import Client
 
-from mlops.api import UNSET, iter_api_endpoints
-from mlops.roles import ROLE_CAPABILITIES, Role
+from mlops.api.base import UNSET, iter_api_endpoints
+from mlops.security.roles import ROLE_CAPABILITIES, Role
 
 from .conftest import bearer, create_key, make_jwt, staff_client
 

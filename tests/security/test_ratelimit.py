@@ -6,8 +6,8 @@ from django.core.exceptions import PermissionDenied
 from django.test import Client
 from django_ratelimit.exceptions import Ratelimited
 
-from mlops import ratelimits
-from mlops.api import exception_handler
+from mlops.api.errors import exception_handler
+from mlops.security import ratelimits
 
 from .conftest import bearer, create_key, make_jwt
 

@@ -1,10 +1,10 @@
-"""Roles: the groups exist with exactly the permissions of the table in mlops.roles."""
+"""Roles: the groups exist with exactly the permissions of the table in mlops.security.roles."""
 
 import pytest
 from django.contrib.auth.models import Group
 
 from mlops.choices import ApiCapability
-from mlops.roles import CAPABILITY_RATE_GROUP, ROLE_CAPABILITIES, Role
+from mlops.security.roles import CAPABILITY_RATE_GROUP, ROLE_CAPABILITIES, Role
 from mlops.services import roles_sync
 
 pytestmark = pytest.mark.django_db

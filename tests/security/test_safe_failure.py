@@ -6,7 +6,7 @@ import pytest
 from django.core import checks
 from django.test import Client, override_settings
 
-from mlops.api import OrjsonParser, PayloadTooLarge
+from mlops.api.content import OrjsonParser, PayloadTooLarge
 
 from .conftest import bearer, create_key
 

@@ -9,7 +9,7 @@ from django.urls import path
 from rest_framework.response import Response
 
 from mlops import urls as project_urls
-from mlops.api import BaseAPIView, principal_of
+from mlops.api.base import BaseAPIView, principal_of
 from mlops.choices import ApiCapability
 
 
@@ -60,5 +60,5 @@ urlpatterns = [
     *project_urls.urlpatterns,
 ]
 
-handler404 = "mlops.api.handler404"
-handler500 = "mlops.api.handler500"
+handler404 = "mlops.api.errors.handler404"
+handler500 = "mlops.api.errors.handler500"

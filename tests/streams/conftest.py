@@ -23,9 +23,9 @@ from inference.runtime import runtime
 from inference.stream_models import THREAD_PREFIX, dual_models
 from inference.stream_recorder import recorder
 from mlops import services
-from mlops.authentication import api_keys
+from mlops.artifacts.stores import store_from_url
 from mlops.demo import PRODUCT, demo_feature_names
-from mlops.stores import store_from_url
+from mlops.security.authentication import api_keys
 from tests.onnx_models import build_failing_model, build_slow_model
 
 SLOW_PER_UNIT = 60_000  # x the event's first feature (14.0 below): about 1-1.5 s on our machines

@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 
 from inference.stream_models import DualModels, dual_models
-from mlops import config_generation
+from mlops.background import config_generation
 from mlops.demo import PRODUCT
 from tests.faults import database_down
 

@@ -2,11 +2,11 @@ import os
 
 from django.core.management.base import CommandError
 
+from mlops.artifacts.onnx_schema import SchemaError
+from mlops.artifacts.stores import StoreError, store_from_url
 from mlops.management.base import OperatorCommand
-from mlops.onnx_schema import SchemaError
 from mlops.services import LifecycleError
 from mlops.services.demo import demo_bootstrap
-from mlops.stores import StoreError, store_from_url
 
 
 class Command(OperatorCommand):

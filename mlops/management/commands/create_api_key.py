@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from mlops import services
-from mlops.roles import Role
+from mlops.security.roles import Role
 
 
 class Command(BaseCommand):

@@ -3,9 +3,9 @@ from pathlib import Path
 from django.core.management.base import CommandError
 
 from mlops import services
+from mlops.artifacts.onnx_schema import SchemaError
+from mlops.artifacts.stores import StoreError, store_from_url
 from mlops.management.base import OperatorCommand
-from mlops.onnx_schema import SchemaError
-from mlops.stores import StoreError, store_from_url
 
 
 class Command(OperatorCommand):

@@ -4,8 +4,8 @@ from django.core.management.base import CommandError
 from tqdm import tqdm
 
 from mlops import services
+from mlops.artifacts.stores import StoreError, store_from_url
 from mlops.management.base import OperatorCommand
-from mlops.stores import StoreError, store_from_url
 
 
 class Command(OperatorCommand):

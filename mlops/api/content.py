@@ -1,6 +1,6 @@
 """JSON in, JSON out, for every API endpoint: one orjson parser and renderer, no negotiation.
 
-Kept apart from ``mlops.api`` because DRF's settings name these classes: DRF imports them while
+Kept apart from ``mlops.api.base`` because DRF's settings name these classes: DRF imports them while
 it defines ``APIView``, so this module must not import ``rest_framework.views`` itself.
 """
 

@@ -25,11 +25,11 @@ from django.contrib.auth.models import AnonymousUser
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 
+from mlops.background.reloading import ReloadedTable
 from mlops.choices import ApiCapability
-from mlops.keyformat import KEY_PREFIX, secret_digest, split_key
-from mlops.reloading import ReloadedTable
-from mlops.roles import RATE_LIMIT_EXEMPT_ROLES, Role, capabilities_of_role, capabilities_of_roles, capability_permission_codename
-from mlops.tracing import span
+from mlops.observability.tracing import span
+from mlops.security.keyformat import KEY_PREFIX, secret_digest, split_key
+from mlops.security.roles import RATE_LIMIT_EXEMPT_ROLES, Role, capabilities_of_role, capabilities_of_roles, capability_permission_codename
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class _KeyEntry:
 
 
 class ApiKeyCache:
-    """The active (not revoked) API keys of this process, by prefix (`mlops.reloading`: only the
+    """The active (not revoked) API keys of this process, by prefix (`mlops.background.reloading`: only the
     first load makes requests wait; later ones run in the background)."""
 
     CHECK_INTERVAL = 1.0  # how often the shared generation is read (seconds)

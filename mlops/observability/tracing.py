@@ -2,7 +2,7 @@
 
 Call sites write::
 
-    from mlops.tracing import span
+    from mlops.observability.tracing import span
 
     with span("model_inference", product=product, model_id=model.id, role=role) as s:
         score = run(...)

@@ -10,7 +10,7 @@ claim that every download is checked against. Downloads land in a content-addres
 cache (``<MODEL_CACHE_DIR>/<sha256>.onnx``) through a temporary file and an atomic rename, so a
 partial or tampered file is never visible under its final name.
 
-Resilience (S3): every S3 operation goes through the endpoint's `mlops.resilience.Dependency`
+Resilience (S3): every S3 operation goes through the endpoint's `mlops.background.resilience.Dependency`
 (``s3:<endpoint>``): retried on transient failures (connection errors, timeouts, 5xx and
 throttling; never on a missing bucket or a refused credential) with exponential backoff and
 jitter, inside a circuit breaker that opens after ``S3_BREAKER_FAIL_MAX`` failed operations in a
@@ -38,7 +38,7 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from django.conf import settings
 
-from mlops import resilience
+from mlops.background import resilience
 
 ARTIFACT_NAME = "model.onnx"
 METADATA_NAME = "metadata.json"

@@ -6,7 +6,7 @@
   entries further left were sent by the client and can be forged). ``internal_service``
   callers are exempt.
 - **Which limit**: the group follows from the endpoint's capability
-  (``mlops.roles.CAPABILITY_RATE_GROUP``); each group has one or more fixed windows in
+  (``mlops.security.roles.CAPABILITY_RATE_GROUP``); each group has one or more fixed windows in
   django-ratelimit's syntax. "30/min with a burst of 5" is two windows that must both allow
   the request: ``RATELIMIT_PREDICT`` (30/m) and ``RATELIMIT_PREDICT_BURST`` (5/s, at most 5
   requests in any one-second window), because django-ratelimit counts fixed windows, not a
@@ -40,8 +40,8 @@ from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key
 from prometheus_client import Counter
 from rest_framework import exceptions
 
-from mlops.roles import CAPABILITY_RATE_GROUP, RateGroup
-from mlops.tracing import span
+from mlops.observability.tracing import span
+from mlops.security.roles import CAPABILITY_RATE_GROUP, RateGroup
 
 logger = logging.getLogger(__name__)
 

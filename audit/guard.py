@@ -42,7 +42,8 @@ from django.utils import timezone
 from prometheus_client import Counter
 
 from audit.models import DiffClass, Outcome, PredictionLog
-from mlops import resilience, selectors
+from mlops import selectors
+from mlops.background import resilience
 from mlops.choices import Decision, ModelRole
 from mlops.models import CanaryConfig, RollbackEvent, RollbackReason
 from mlops.services.lifecycle import LifecycleError

@@ -2,11 +2,11 @@
 
 A table (the API keys, the dual-model routes) is loaded on first use, and that first caller
 waits: there is nothing to answer from before. After that a background thread reloads it when the
-shared configuration generation (`mlops.config_generation`, read at most once per
+shared configuration generation (`mlops.background.config_generation`, read at most once per
 ``check_interval``) moves, when it is older than ``max_age``, and every ``fallback_reload``
 seconds while the shared cache cannot be read; callers go on with the loaded table meanwhile, so
 a slow or unreachable database never stalls a request. Loads go through the database's circuit
-breaker (`mlops.resilience`); a failed reload keeps the table it had.
+breaker (`mlops.background.resilience`); a failed reload keeps the table it had.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Generic, TypeVar
 
 from django.db import DatabaseError, connections
 
-from mlops import config_generation, resilience
+from mlops.background import config_generation, resilience
 
 logger = logging.getLogger(__name__)
 

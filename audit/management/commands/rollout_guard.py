@@ -4,7 +4,7 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from mlops import guard
+from audit import guard
 
 
 class Command(BaseCommand):

@@ -44,7 +44,7 @@ def current() -> int:
 def recent(max_age: float) -> int:
     """The generation as this process last read it, if that was at most ``max_age`` seconds ago,
     else read now. The serving refresher reads it twice a second off the request path, so the
-    tables that request threads check (`mlops.reloading`) seldom touch the cache themselves: a
+    tables that request threads check (`mlops.background.reloading`) seldom touch the cache themselves: a
     slow cache then delays no request."""
     value, read_at = _observed
     if time.monotonic() - read_at <= max_age:

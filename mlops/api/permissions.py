@@ -4,7 +4,7 @@ import logging
 
 from rest_framework.permissions import BasePermission
 
-from mlops.authentication import Principal
+from mlops.security.authentication import Principal
 
 logger = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
 """The OpenAPI description of the API (drf-spectacular): auth schemes, the error body, docs views.
 
-- **Authentication.** ``mlops.authentication.TokenAuthentication`` accepts three credentials, each
+- **Authentication.** ``mlops.security.authentication.TokenAuthentication`` accepts three credentials, each
   described as its own security scheme so that Swagger UI offers all three: an API key as a bearer
   token (``Authorization: Bearer mlk_<prefix>.<secret>``), the same key in ``X-API-Key``, and a JWT
   as a bearer token. An admin session (cookie) is the fourth. The development bypass is not a
   credential and is left out.
-- **Errors.** Every error answers the body built by ``mlops.api.error_body``; it is the reusable
+- **Errors.** Every error answers the body built by ``mlops.api.errors.error_body``; it is the reusable
   component ``Error``. `AutoSchema` adds the error responses every endpoint can give (400 and 413
   for bodies, 401/403/429 for authenticated endpoints, 404 for paths with parameters) unless the
   view documents them itself, so a view only annotates what is specific to it.
@@ -23,9 +23,9 @@ from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 from rest_framework.permissions import BasePermission
 
-from mlops.authentication import StaffSessionAuthentication, TokenAuthentication
-from mlops.keyformat import KEY_PREFIX
-from mlops.permissions import UNSET
+from mlops.api.permissions import UNSET
+from mlops.security.authentication import StaffSessionAuthentication, TokenAuthentication
+from mlops.security.keyformat import KEY_PREFIX
 
 
 class ErrorDetailSerializer(serializers.Serializer):
@@ -105,7 +105,7 @@ class AutoSchema(SpectacularAutoSchema):
 
 
 class TokenAuthenticationScheme(OpenApiAuthenticationExtension):
-    target_class = "mlops.authentication.TokenAuthentication"
+    target_class = "mlops.security.authentication.TokenAuthentication"
     name = ["ApiKeyBearer", "ApiKeyHeader", "JWT"]
 
     def get_security_requirement(self, auto_schema):
@@ -130,7 +130,7 @@ class TokenAuthenticationScheme(OpenApiAuthenticationExtension):
 
 
 class StaffSessionScheme(OpenApiAuthenticationExtension):
-    target_class = "mlops.authentication.StaffSessionAuthentication"
+    target_class = "mlops.security.authentication.StaffSessionAuthentication"
     name = "StaffSession"
 
     def get_security_definition(self, auto_schema):
@@ -145,7 +145,7 @@ class StaffSessionScheme(OpenApiAuthenticationExtension):
 class DevBypassScheme(OpenApiAuthenticationExtension):
     """Development only, never a documented credential."""
 
-    target_class = "mlops.authentication.DevBypassAuthentication"
+    target_class = "mlops.security.authentication.DevBypassAuthentication"
     name = []
 
     def get_security_requirement(self, auto_schema):

@@ -1,0 +1,86 @@
+"""The shape of every API error, and the handlers that give every failure that shape.
+
+Every error answers ``{"error": {"code": ..., "message": ..., "fields": {...}}}``; ``fields``
+names each bad input field (dotted paths for nested ones) and is present only for
+validation errors. No traceback or internal name ever reaches a client.
+"""
+
+import logging
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
+from django.views import defaults
+from django_ratelimit.exceptions import Ratelimited
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+from mlops.security import ratelimits
+
+logger = logging.getLogger(__name__)
+
+
+def _flatten(detail, prefix: str = "") -> dict[str, list[str]]:
+    """DRF's nested ValidationError detail as ``{"a.b": ["message", ...]}``."""
+    if isinstance(detail, dict):
+        flat: dict[str, list[str]] = {}
+        for key, value in detail.items():
+            name = "body" if key == "non_field_errors" and not prefix else (prefix if key == "non_field_errors" else f"{prefix}{key}")
+            flat.update(_flatten(value, f"{name}."))
+        return {key.rstrip("."): value for key, value in flat.items()}
+    if isinstance(detail, list) and detail and all(isinstance(item, dict | list) for item in detail):
+        flat = {}
+        for index, item in enumerate(detail):
+            flat.update(_flatten(item, f"{prefix}{index}."))
+        return flat
+    messages = [str(item) for item in detail] if isinstance(detail, list) else [str(detail)]
+    return {prefix or "body": messages}
+
+
+def error_body(code: str, message: str, fields: dict | None = None) -> dict:
+    error = {"code": code, "message": message}
+    if fields:
+        error["fields"] = fields
+    return {"error": error}
+
+
+def exception_handler(exc, context):
+    """DRF exception handler: every failure becomes the platform's JSON error body."""
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, Ratelimited):  # django-ratelimit's decorator: a PermissionDenied that means 429
+        exc = ratelimits.RateLimited(wait=60)
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if isinstance(exc, exceptions.ValidationError):
+        fields = _flatten(exc.detail)
+        return Response(error_body("invalid_input", "The request has invalid fields.", fields), status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, exceptions.APIException):
+        code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
+        headers = {}
+        if getattr(exc, "auth_header", None):  # set by DRF on 401s from the first authenticator
+            headers["WWW-Authenticate"] = exc.auth_header
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(exc.wait))
+        return Response(error_body(code, str(exc.detail)), status=exc.status_code, headers=headers)
+    logger.exception("unhandled error in %s", context.get("view").__class__.__name__ if context.get("view") else "API")
+    return Response(error_body("internal_error", "The server failed to handle this request."), status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+# --- Django's own error pages: JSON under the API prefixes ---------------------------------
+
+
+def _is_api_path(request) -> bool:
+    return request.path.startswith(tuple(getattr(settings, "API_PATH_PREFIXES", ("/v1/",))))
+
+
+def handler404(request, exception=None):
+    if _is_api_path(request):
+        return JsonResponse(error_body("not_found", "No such endpoint."), status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def handler500(request):
+    if _is_api_path(request):
+        return JsonResponse(error_body("internal_error", "The server failed to handle this request."), status=500)
+    return defaults.server_error(request)
