@@ -22,7 +22,8 @@ from inference import metrics, routing, selectors
 from inference.cache import cache_key, prediction_cache
 from inference.explain import summarize
 from inference.ids import new_prediction_id
-from inference.runtime import LoadedModel, ModelRunError, Route, Snapshot, runtime
+from inference.runtime import Route, Snapshot, runtime
+from inference.session import LoadedModel, ModelRunError
 from inference.shadow import pool as shadow_pool
 from inference.validation import InferRequest, InvalidInput, feature_row
 from mlops.choices import Decision, ModelRole

@@ -22,7 +22,8 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from inference.streams import DualInferConsumer, LiveConsumer  # noqa: E402
+from inference.streams.dual import DualInferConsumer  # noqa: E402
+from inference.streams.live import LiveConsumer  # noqa: E402
 
 STREAM_PREFIX = "/stream/"
 

@@ -391,7 +391,7 @@ TRACING_SERVICE_NAME = env.str("OTEL_SERVICE_NAME", default="mlops")
 TRACING_SAMPLE_RATIO = env.float("TRACING_SAMPLE_RATIO", default=1.0)  # share of root traces kept
 
 # --- Streams ---
-# Server-Sent Events served by the `stream` process (daphne + Channels): inference/streams.py.
+# Server-Sent Events served by the `stream` process (daphne + Channels): inference/streams/.
 # POST /stream/v1/infer: timeouts come from each product's DualModelConfig (admin); these bound
 # what a client waits for a run that ignores its cancellation, and the idempotency memory.
 STREAM_CANCEL_GRACE_SECONDS = env.float("STREAM_CANCEL_GRACE_SECONDS", default=5.0)

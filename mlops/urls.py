@@ -5,7 +5,7 @@ from mlops.api import openapi
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("", include("inference.urls_live")),  # /live/<product>/: the staff live page (streams)
+    path("", include("inference.streams.urls")),  # /live/<product>/: the staff live page (streams)
     path("api/schema/", openapi.schema_view(), name="api-schema"),
     path("api/docs/", openapi.docs_view("api-schema"), name="api-docs"),
     path("", include("inference.urls")),

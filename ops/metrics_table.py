@@ -26,7 +26,7 @@ MODULES = {
     "audit.guard": "rollout guard",
     "mlops.security.ratelimits": "rate limits",
     "mlops.background.resilience": "dependencies (database, S3)",
-    "inference.stream_metrics": "streams (stream process)",
+    "inference.streams.metrics": "streams (stream process)",
 }
 PREFIXES = ("mlops_", "audit_")
 

@@ -20,8 +20,8 @@ from sklearn.datasets import load_breast_cancer
 from audit import writer
 from inference import cache, shadow
 from inference.runtime import runtime
-from inference.stream_models import THREAD_PREFIX, dual_models
-from inference.stream_recorder import recorder
+from inference.streams.dual_models import THREAD_PREFIX, dual_models
+from inference.streams.recorder import recorder
 from mlops import services
 from mlops.artifacts.stores import store_from_url
 from mlops.demo import PRODUCT, demo_feature_names

@@ -13,7 +13,7 @@ django.setup()
 
 from django.utils import timezone  # noqa: E402
 
-from inference.stream_recorder import recorder  # noqa: E402
+from inference.streams.recorder import recorder  # noqa: E402
 
 for index in range(int(os.environ["COUNT"])):
     recorder.submit(

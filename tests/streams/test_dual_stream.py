@@ -6,7 +6,7 @@ import time
 import pytest
 
 from audit.models import DualRunRecord
-from inference.stream_recorder import recorder
+from inference.streams.recorder import recorder
 from tests.streams.conftest import bearer, body, run_threads, stream
 
 pytestmark = pytest.mark.django_db(transaction=True)

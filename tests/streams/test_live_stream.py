@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from audit.publish import group_name
-from inference.stream_metrics import LIVE_SUBSCRIBERS
+from inference.streams.metrics import LIVE_SUBSCRIBERS
 from mlops.demo import PRODUCT
 from tests.streams.conftest import parse_sse, scope_for
 

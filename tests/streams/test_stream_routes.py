@@ -5,7 +5,7 @@ import time
 import pytest
 from django.db import connection
 
-from inference.stream_models import DualModels, dual_models
+from inference.streams.dual_models import DualModels, dual_models
 from mlops.background import config_generation
 from mlops.demo import PRODUCT
 from tests.faults import database_down

@@ -24,7 +24,7 @@ from django.db import IntegrityError, close_old_connections
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from audit.redaction import Redactor
-from inference.stream_metrics import DUAL_RECORDS
+from inference.streams.metrics import DUAL_RECORDS
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The dual-model stream's models: each product's fast and full session, and cancellable runs.
 
 `DualModels` holds, per product with a `DualModelConfig`, both models loaded and warmed by the
-serving runtime's own loader (`inference.runtime.load_model`: verified download, schema check,
+serving runtime's own loader (`inference.session.load_model`: verified download, schema check,
 warm-up), reusing a session the serving snapshot already holds. Like the serving snapshot it is
 rebuilt when the configuration generation changes (read at most once a second), on a background
 thread after the first load, so the stream path reads no database row in the steady state.
@@ -21,8 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from inference.runtime import LoadedModel, ModelLoadError, load_model, runtime
+from inference.runtime import runtime
 from inference.selectors import ModelSpec
+from inference.session import LoadedModel, ModelLoadError, load_model
 from mlops.background.reloading import ReloadedTable
 
 logger = logging.getLogger(__name__)
