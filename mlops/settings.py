@@ -245,7 +245,7 @@ INFERENCE_SHADOW_QUEUE = env.int("INFERENCE_SHADOW_QUEUE", default=64)
 # --- Rollout ---
 # Canary ladder in percent: `canary_step` moves to the next rung above the current share.
 CANARY_LADDER = env.list("CANARY_LADDER", cast=float, default=[10, 25, 50, 100])
-# The rollout guard (mlops/guard.py) judges each active canary over a sliding window and stops it on a breach.
+# The rollout guard (audit/guard/) judges each active canary over a sliding window and stops it on a breach.
 # In the embedded default it runs as a thread of the serving process (one evaluator at a time, through a lock in
 # the shared cache); in production run `manage.py rollout_guard` as its own process and turn the thread off.
 ROLLOUT_GUARD_IN_PROCESS = env.bool("ROLLOUT_GUARD_IN_PROCESS", default=DEBUG)
