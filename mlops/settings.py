@@ -293,6 +293,8 @@ AUDIT_REDACT_HASH = env.list("AUDIT_REDACT_HASH", default=[])
 AUDIT_REDACT_HASH_KEY = env.str("AUDIT_REDACT_HASH_KEY", default=SECRET_KEY)
 # Publish written predictions to the channel group "predictions.<product>" for the live pages.
 AUDIT_PUBLISH_LIVE = env.bool("AUDIT_PUBLISH_LIVE", default=True)
+# Rows fetched per database round trip by the exports (`manage.py audit_export`, the admin's download).
+AUDIT_EXPORT_CHUNK = env.int("AUDIT_EXPORT_CHUNK", default=2_000)
 
 # --- Security ---------------------------------------------------------------------------------
 # API authentication (mlops.security.authentication), roles (mlops.security.roles), rate limits (mlops.security.ratelimits).
@@ -332,6 +334,7 @@ RATELIMIT_ADMIN = env.str("RATELIMIT_ADMIN", default="20/m")
 # the cache again for this many seconds.
 RATELIMIT_FAIL_OPEN = True
 RATELIMIT_FAIL_OPEN_PAUSE = env.float("RATELIMIT_FAIL_OPEN_PAUSE", default=5.0)
+RATELIMIT_USE_CACHE = "default"  # the cache alias the counters live in (django-ratelimit reads it too)
 # Behind a reverse proxy: the header that carries the client IP (e.g. "X-Forwarded-For"); its
 # right-most entry is used. Empty: REMOTE_ADDR (never trust the header without a proxy that sets it).
 CLIENT_IP_HEADER = env.str("CLIENT_IP_HEADER", default="")

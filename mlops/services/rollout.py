@@ -23,8 +23,6 @@ from mlops.choices import BASIS_POINTS_MAX, ModelStatus
 from mlops.models import CanaryConfig, ModelVersion, RollbackEvent, RollbackReason, ShadowOverride
 from mlops.services.lifecycle import LifecycleError, User, _require_reason, _transition, model_version_promote, model_version_rollback
 
-DEFAULT_CANARY_LADDER = (10, 25, 50, 100)
-
 # History rows keep the reason as text; bound it like the row's own change_reason (500).
 HISTORY_REASON_MAX = 500
 
@@ -54,7 +52,7 @@ def percent_to_basis_points(percent) -> int:
 
 def canary_ladder() -> list[int]:
     """The ladder in basis points, ascending, from the ``CANARY_LADDER`` setting (percentages)."""
-    rungs = sorted({percent_to_basis_points(step) for step in getattr(settings, "CANARY_LADDER", DEFAULT_CANARY_LADDER)})
+    rungs = sorted({percent_to_basis_points(step) for step in settings.CANARY_LADDER})
     return [rung for rung in rungs if rung > 0] or [BASIS_POINTS_MAX]
 
 
