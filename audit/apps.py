@@ -1,5 +1,4 @@
 from django.apps import AppConfig
-from django.conf import settings
 
 
 class AuditConfig(AppConfig):
@@ -7,11 +6,10 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit"
 
     def ready(self) -> None:
-        from audit import checks  # noqa: F401 - registers the immutability trigger check
+        from audit import checks, selectors  # noqa: F401 - checks registers the immutability trigger check
+        from audit.guard import runner
+        from mlops import hooks
 
-        # The rollout guard's thread in serving processes of the embedded default (see audit.guard).
-        if getattr(settings, "ROLLOUT_GUARD_IN_PROCESS", False):
-            from audit import guard
-
-            if guard.serving_process():
-                guard.start_in_process()
+        # What mlops needs from the log, given the way data flows (mlops never imports audit).
+        hooks.role_stats.provide(selectors.role_stats)
+        hooks.serving_started.connect(runner.start_in_process, dispatch_uid="audit.rollout_guard")

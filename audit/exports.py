@@ -8,9 +8,8 @@ import csv
 from collections.abc import Iterator
 
 import orjson
+from django.conf import settings
 from django.db.models import QuerySet
-
-from audit.conf import setting
 
 FIELDS = [
     "prediction_id",
@@ -39,7 +38,7 @@ CONTENT_TYPES = {"ndjson": "application/x-ndjson", "csv": "text/csv; charset=utf
 
 
 def _rows(queryset: QuerySet) -> Iterator[dict]:
-    return queryset.order_by("-created_at", "-prediction_id").values(*FIELDS).iterator(chunk_size=setting("AUDIT_EXPORT_CHUNK"))
+    return queryset.order_by("-created_at", "-prediction_id").values(*FIELDS).iterator(chunk_size=settings.AUDIT_EXPORT_CHUNK)
 
 
 def iter_ndjson(queryset: QuerySet) -> Iterator[bytes]:

@@ -60,10 +60,10 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.conf import settings
 from django.db import DataError, IntegrityError
 
 from audit import spill
-from audit.conf import setting
 from audit.logstore import RecordError, store_for
 from audit.metrics import (
     BATCH_SIZE,
@@ -529,28 +529,28 @@ def _chained_handler(writer: PredictionLogWriter, previous):
 
 def writer_from_settings() -> PredictionLogWriter:
     return PredictionLogWriter(
-        batch_size=setting("AUDIT_BATCH_SIZE"),
-        interval=setting("AUDIT_FLUSH_INTERVAL"),
-        max_queue=setting("AUDIT_QUEUE_MAX"),
-        recent_size=setting("AUDIT_RECENT_SIZE"),
-        spill_dir=Path(setting("AUDIT_SPILL_DIR")),
-        spill_max_bytes=setting("AUDIT_SPILL_MAX_BYTES"),
-        retry_interval=setting("AUDIT_RETRY_INTERVAL"),
-        replay_interval=setting("AUDIT_REPLAY_INTERVAL"),
-        overflow_lock_timeout=setting("AUDIT_OVERFLOW_LOCK_TIMEOUT"),
-        shutdown_timeout=setting("AUDIT_SHUTDOWN_TIMEOUT"),
+        batch_size=settings.AUDIT_BATCH_SIZE,
+        interval=settings.AUDIT_FLUSH_INTERVAL,
+        max_queue=settings.AUDIT_QUEUE_MAX,
+        recent_size=settings.AUDIT_RECENT_SIZE,
+        spill_dir=Path(settings.AUDIT_SPILL_DIR),
+        spill_max_bytes=settings.AUDIT_SPILL_MAX_BYTES,
+        retry_interval=settings.AUDIT_RETRY_INTERVAL,
+        replay_interval=settings.AUDIT_REPLAY_INTERVAL,
+        overflow_lock_timeout=settings.AUDIT_OVERFLOW_LOCK_TIMEOUT,
+        shutdown_timeout=settings.AUDIT_SHUTDOWN_TIMEOUT,
         redactor=Redactor(
-            drop=setting("AUDIT_REDACT_DROP"),
-            hash_keys=setting("AUDIT_REDACT_HASH"),
-            hash_key=setting("AUDIT_REDACT_HASH_KEY"),
+            drop=settings.AUDIT_REDACT_DROP,
+            hash_keys=settings.AUDIT_REDACT_HASH,
+            hash_key=settings.AUDIT_REDACT_HASH_KEY,
         ),
-        publisher=Publisher() if setting("AUDIT_PUBLISH_LIVE") else None,
-        write_method=setting("AUDIT_WRITE_METHOD") or None,
+        publisher=Publisher() if settings.AUDIT_PUBLISH_LIVE else None,
+        write_method=settings.AUDIT_WRITE_METHOD or None,
     )
 
 
 _writer = writer_from_settings()
-_writer.install_signal_handlers = setting("AUDIT_SIGNAL_HANDLERS")
+_writer.install_signal_handlers = settings.AUDIT_SIGNAL_HANDLERS
 
 submit = _writer.submit
 lookup = _writer.lookup

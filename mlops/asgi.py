@@ -6,6 +6,9 @@ stream authenticates like the API, API key or JWT included); everything else goe
 In the embedded default this one process serves everything (and, with DEBUG on, the admin's
 static files); in production a path router sends ``/stream/`` here and the rest to the WSGI
 `web` process.
+
+Importing it is what makes a process a server (daphne, uvicorn, granian, daphne's
+``runserver`` child), so it announces that to the apps (`mlops.hooks.serving_started`).
 """
 
 import os
@@ -24,6 +27,7 @@ from django.urls import path  # noqa: E402
 
 from inference.streams.dual import DualInferConsumer  # noqa: E402
 from inference.streams.live import LiveConsumer  # noqa: E402
+from mlops import hooks  # noqa: E402
 
 STREAM_PREFIX = "/stream/"
 
@@ -56,3 +60,4 @@ async def http_app(scope, receive, send):
 
 
 application = ProtocolTypeRouter({"http": http_app})
+hooks.serving_started.send(sender=__name__)

@@ -11,7 +11,7 @@ _RATE_SETTINGS = ("RATELIMIT_PREDICT", "RATELIMIT_PREDICT_BURST", "RATELIMIT_AUD
 
 @checks.register(checks.Tags.security)
 def check_dev_bypass(app_configs, **kwargs):
-    if not getattr(settings, "API_AUTH_DEV_BYPASS", False):
+    if not settings.API_AUTH_DEV_BYPASS:
         return []
     if settings.DEBUG:
         return [
@@ -35,7 +35,7 @@ def check_dev_bypass(app_configs, **kwargs):
 def check_rate_limits(app_configs, **kwargs):
     errors = []
     for name in _RATE_SETTINGS:
-        value = getattr(settings, name, "")
+        value = getattr(settings, name)
         if value and not _RATE.match(value):
             errors.append(
                 checks.Error(
@@ -50,8 +50,8 @@ def check_rate_limits(app_configs, **kwargs):
 @checks.register(checks.Tags.security)
 def check_jwt(app_configs, **kwargs):
     errors = []
-    algorithm = getattr(settings, "JWT_ALGORITHM", "HS256")
-    if algorithm.startswith("HS") and getattr(settings, "JWT_SECRET", "") and len(settings.JWT_SECRET) < 32:
+    algorithm = settings.JWT_ALGORITHM
+    if algorithm.startswith("HS") and settings.JWT_SECRET and len(settings.JWT_SECRET) < 32:
         errors.append(checks.Warning("JWT_SECRET is shorter than 32 characters.", id="mlops.security.W003"))
     if algorithm in ("none", "") or not re.match(r"^(HS|RS|PS|ES)(256|384|512)$|^EdDSA$", algorithm):
         errors.append(checks.Error(f"JWT_ALGORITHM={algorithm!r} is not supported.", id="mlops.security.E002"))

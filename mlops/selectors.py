@@ -96,7 +96,7 @@ def canary_config_get(*, product: str) -> CanaryConfig | None:
 def shadow_effective(*, product: str) -> ShadowState:
     """The override when the product has one, else the environment default, else no shadow."""
     override = ShadowOverride.objects.select_related("shadow_model", "changed_by").filter(product=product).first()
-    default_id = (getattr(settings, "SHADOW_MODELS", None) or {}).get(product)
+    default_id = (settings.SHADOW_MODELS or {}).get(product)
     if override is not None:
         return ShadowState(
             product=product,

@@ -245,7 +245,7 @@ INFERENCE_SHADOW_QUEUE = env.int("INFERENCE_SHADOW_QUEUE", default=64)
 # --- Rollout ---
 # Canary ladder in percent: `canary_step` moves to the next rung above the current share.
 CANARY_LADDER = env.list("CANARY_LADDER", cast=float, default=[10, 25, 50, 100])
-# The rollout guard (mlops/guard.py) judges each active canary over a sliding window and stops it on a breach.
+# The rollout guard (audit/guard/) judges each active canary over a sliding window and stops it on a breach.
 # In the embedded default it runs as a thread of the serving process (one evaluator at a time, through a lock in
 # the shared cache); in production run `manage.py rollout_guard` as its own process and turn the thread off.
 ROLLOUT_GUARD_IN_PROCESS = env.bool("ROLLOUT_GUARD_IN_PROCESS", default=DEBUG)
@@ -293,6 +293,8 @@ AUDIT_REDACT_HASH = env.list("AUDIT_REDACT_HASH", default=[])
 AUDIT_REDACT_HASH_KEY = env.str("AUDIT_REDACT_HASH_KEY", default=SECRET_KEY)
 # Publish written predictions to the channel group "predictions.<product>" for the live pages.
 AUDIT_PUBLISH_LIVE = env.bool("AUDIT_PUBLISH_LIVE", default=True)
+# Rows fetched per database round trip by the exports (`manage.py audit_export`, the admin's download).
+AUDIT_EXPORT_CHUNK = env.int("AUDIT_EXPORT_CHUNK", default=2_000)
 
 # --- Security ---------------------------------------------------------------------------------
 # API authentication (mlops.security.authentication), roles (mlops.security.roles), rate limits (mlops.security.ratelimits).
@@ -332,6 +334,7 @@ RATELIMIT_ADMIN = env.str("RATELIMIT_ADMIN", default="20/m")
 # the cache again for this many seconds.
 RATELIMIT_FAIL_OPEN = True
 RATELIMIT_FAIL_OPEN_PAUSE = env.float("RATELIMIT_FAIL_OPEN_PAUSE", default=5.0)
+RATELIMIT_USE_CACHE = "default"  # the cache alias the counters live in (django-ratelimit reads it too)
 # Behind a reverse proxy: the header that carries the client IP (e.g. "X-Forwarded-For"); its
 # right-most entry is used. Empty: REMOTE_ADDR (never trust the header without a proxy that sets it).
 CLIENT_IP_HEADER = env.str("CLIENT_IP_HEADER", default="")

@@ -23,7 +23,7 @@ START, END = "<!-- metrics-table:start -->", "<!-- metrics-table:end -->"
 MODULES = {
     "inference.metrics": "serving path",
     "audit.metrics": "prediction log writer",
-    "audit.guard": "rollout guard",
+    "audit.guard.metrics": "rollout guard",
     "mlops.security.ratelimits": "rate limits",
     "mlops.background.resilience": "dependencies (database, S3)",
     "inference.streams.metrics": "streams (stream process)",

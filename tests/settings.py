@@ -46,3 +46,4 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast use
 
 # Several test sessions may share one PostgreSQL server (parallel runs on one machine).
 DATABASES["default"].setdefault("TEST", {})["NAME"] = f"test_mlops_{os.getpid()}"  # noqa: F405
+ROLLOUT_GUARD_IN_PROCESS = False  # the test process is no server (tests that import mlops.asgi must not start it)

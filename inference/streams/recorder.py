@@ -32,9 +32,9 @@ logger = logging.getLogger(__name__)
 def redact_features(features: dict) -> dict:
     """The features as the prediction log would keep them (``AUDIT_REDACT_*`` settings)."""
     redactor = Redactor(
-        drop=getattr(settings, "AUDIT_REDACT_DROP", ()),
-        hash_keys=getattr(settings, "AUDIT_REDACT_HASH", ()),
-        hash_key=getattr(settings, "AUDIT_REDACT_HASH_KEY", settings.SECRET_KEY),
+        drop=settings.AUDIT_REDACT_DROP,
+        hash_keys=settings.AUDIT_REDACT_HASH,
+        hash_key=settings.AUDIT_REDACT_HASH_KEY,
     )
     return redactor.redact({"features": features}).get("features", {}) if redactor.active else features
 

@@ -25,8 +25,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from audit import guard
-from mlops import selectors, services
+from mlops import hooks, selectors, services
 from mlops.admin.base import ReadOnlyAdmin, call_service_and_report
 from mlops.choices import ModelStatus
 from mlops.models import CanaryConfig, ModelVersion, RollbackEvent, ServingWorker, ShadowOverride
@@ -242,7 +241,7 @@ def _stats(product: str) -> dict:
         cached = None
     if cached is not None:
         return cached
-    stats = guard.role_stats(product=product, minutes=_stats_minutes())
+    stats = hooks.role_stats(product=product, minutes=_stats_minutes())  # from the prediction log (audit)
     overview = selectors.rollout_overview(product=product, rollbacks=0)
     stats["split"] = {"production_percent": overview.production_percent, "canary_percent": overview.canary_percent}
     stats["workers"] = _workers(product)

@@ -19,7 +19,7 @@ class PayloadTooLarge(exceptions.APIException):
 
 
 def max_body_bytes() -> int:
-    return getattr(settings, "API_MAX_BODY_BYTES", 1_048_576)
+    return settings.API_MAX_BODY_BYTES
 
 
 class OrjsonParser(BaseParser):

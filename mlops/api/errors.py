@@ -71,7 +71,7 @@ def exception_handler(exc, context):
 
 
 def _is_api_path(request) -> bool:
-    return request.path.startswith(tuple(getattr(settings, "API_PATH_PREFIXES", ("/v1/",))))
+    return request.path.startswith(tuple(settings.API_PATH_PREFIXES))
 
 
 def handler404(request, exception=None):

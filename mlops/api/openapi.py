@@ -165,7 +165,7 @@ class DocsAccess(BasePermission):
     """``API_DOCS_PUBLIC`` on: anyone; off: any authenticated caller (read at request time)."""
 
     def has_permission(self, request, view) -> bool:
-        if getattr(settings, "API_DOCS_PUBLIC", False):
+        if settings.API_DOCS_PUBLIC:
             return True
         return request.auth is not None
 

@@ -164,7 +164,7 @@ def _initialize():
 def _build_tracer():
     from django.conf import settings
 
-    exporter_name = (getattr(settings, "TRACING_EXPORTER", "") or "").lower()
+    exporter_name = settings.TRACING_EXPORTER.lower()
     if not exporter_name:
         # Someone else (opentelemetry-instrument, a test) may have set up a real provider.
         if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
@@ -181,7 +181,7 @@ def _build_tracer():
         logger.warning("tracing stays off: %s", exc)
         return False
     trace.set_tracer_provider(provider)  # shared with any other instrumentation in this process
-    logger.info("tracing on: %s exporter, service %s", exporter_name, getattr(settings, "TRACING_SERVICE_NAME", "mlops"))
+    logger.info("tracing on: %s exporter, service %s", exporter_name, settings.TRACING_SERVICE_NAME)
     return provider.get_tracer(INSTRUMENTATION_NAME)
 
 
@@ -194,16 +194,16 @@ def _sdk_provider(exporter_name: str, settings):
     if exporter_name == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        endpoint = getattr(settings, "OTEL_EXPORTER_OTLP_ENDPOINT", "")
+        endpoint = settings.OTEL_EXPORTER_OTLP_ENDPOINT
         # The exporter reads OTEL_EXPORTER_OTLP_* itself; an explicit endpoint gets the traces path.
         exporter = OTLPSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces") if endpoint else OTLPSpanExporter()
     elif exporter_name == "console":
         exporter = ConsoleSpanExporter()
     else:
         raise ValueError(f"TRACING_EXPORTER={exporter_name!r} is not one of otlp, console")
-    ratio = float(getattr(settings, "TRACING_SAMPLE_RATIO", 1.0))
+    ratio = float(settings.TRACING_SAMPLE_RATIO)
     provider = TracerProvider(
-        resource=Resource.create({"service.name": getattr(settings, "TRACING_SERVICE_NAME", "mlops")}),
+        resource=Resource.create({"service.name": settings.TRACING_SERVICE_NAME}),
         sampler=ParentBased(TraceIdRatioBased(ratio)),
     )
     provider.add_span_processor(BatchSpanProcessor(exporter))

@@ -173,8 +173,8 @@ def _prepared_key(algorithm: str, key: str):
 
 def _jwt_key_material(algorithm: str) -> str:
     if algorithm.startswith("HS"):
-        return getattr(settings, "JWT_SECRET", "")
-    return getattr(settings, "JWT_PUBLIC_KEY", "")
+        return settings.JWT_SECRET
+    return settings.JWT_PUBLIC_KEY
 
 
 class _VerifiedTokens:
@@ -208,16 +208,16 @@ verified_tokens = _VerifiedTokens()
 
 
 def _role_map() -> dict[str, str]:
-    mapping = getattr(settings, "JWT_ROLE_MAP", None) or {}
+    mapping = settings.JWT_ROLE_MAP
     return {**{role: role for role in Role.values}, **mapping}
 
 
 def verify_jwt(token: str) -> Principal:
     """The principal of a presented JWT, or AuthenticationFailed (signature, iss, aud, exp)."""
-    algorithm = getattr(settings, "JWT_ALGORITHM", "HS256")
-    issuer = getattr(settings, "JWT_ISSUER", "")
-    audience = getattr(settings, "JWT_AUDIENCE", "")
-    leeway = getattr(settings, "JWT_LEEWAY", 30)
+    algorithm = settings.JWT_ALGORITHM
+    issuer = settings.JWT_ISSUER
+    audience = settings.JWT_AUDIENCE
+    leeway = settings.JWT_LEEWAY
     material = _jwt_key_material(algorithm)
     # The config is part of the cached entry so that a settings change (tests, key rotation
     # on restart) never serves a token verified under the old rules.
@@ -257,7 +257,7 @@ def verify_jwt(token: str) -> Principal:
     subject = claims["sub"]
     if not isinstance(subject, str) or not subject:
         raise exceptions.AuthenticationFailed("The token subject is invalid.", code="invalid_token")
-    raw_roles = claims.get(getattr(settings, "JWT_ROLES_CLAIM", "roles"), [])
+    raw_roles = claims.get(settings.JWT_ROLES_CLAIM, [])
     if isinstance(raw_roles, str):
         raw_roles = raw_roles.split()
     if not isinstance(raw_roles, list):
@@ -344,7 +344,7 @@ _DEV_PRINCIPAL = Principal(
 
 
 def dev_bypass_active() -> bool:
-    return bool(settings.DEBUG and getattr(settings, "API_AUTH_DEV_BYPASS", False))
+    return bool(settings.DEBUG and settings.API_AUTH_DEV_BYPASS)
 
 
 class DevBypassAuthentication(BaseAuthentication):

@@ -71,7 +71,7 @@ class Usage:
 def client_ip(request) -> str:
     """The client IP: REMOTE_ADDR, or the right-most entry of the configured trusted header."""
     meta = request.META
-    header = getattr(settings, "CLIENT_IP_HEADER", "")
+    header = settings.CLIENT_IP_HEADER
     if header:
         value = meta.get("HTTP_" + header.upper().replace("-", "_"), "")
         if value:
@@ -89,14 +89,14 @@ class _Breaker:
         return time.monotonic() >= self.open_until
 
     def trip(self) -> None:
-        self.open_until = time.monotonic() + getattr(settings, "RATELIMIT_FAIL_OPEN_PAUSE", 5.0)
+        self.open_until = time.monotonic() + settings.RATELIMIT_FAIL_OPEN_PAUSE
 
 
 breaker = _Breaker()
 
 
 def group_rates(group: str) -> list[str]:
-    return [rate for name in GROUP_RATE_SETTINGS[group] if (rate := getattr(settings, name, ""))]
+    return [rate for name in GROUP_RATE_SETTINGS[group] if (rate := getattr(settings, name))]
 
 
 def check(request, *, capability: str | None, principal) -> Usage | None:
@@ -104,7 +104,7 @@ def check(request, *, capability: str | None, principal) -> Usage | None:
 
     Returns the usage for the response headers, or None when no limit applies.
     """
-    if not getattr(settings, "RATELIMIT_ENABLE", True) or capability is None:
+    if not settings.RATELIMIT_ENABLE or capability is None:
         return None
     group = CAPABILITY_RATE_GROUP.get(capability)
     if group is None:
@@ -156,7 +156,7 @@ _scripts: dict[int, object] = {}
 
 def _count(request, group: str, ident: str, rates: list[str]) -> list[tuple[int, int, int]] | None:
     """Count one request in each window: [(count, limit, seconds left in the window), ...]."""
-    cache = caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
+    cache = caches[settings.RATELIMIT_USE_CACHE]
     client_of = getattr(getattr(cache, "client", None), "get_client", None)
     if client_of is None:  # not django-redis: django-ratelimit's own counting
         usages = []

@@ -1,7 +1,7 @@
 """Registry services: every write to the registry goes through one of these functions.
 
 - `lifecycle`: model versions (register, validate, promote, roll back, archive, sync, push).
-- `rollout`: each product's canary (set, step, stop, promote, roll back) and shadow override.
+- `rollout`: each product's canary (set, step, stop, promote, roll back, the guard's automatic rollback) and shadow override.
 - `api_keys` and `roles`: API keys (create, revoke) and the role groups (`mlops.security.roles`).
 - `dual_models`: the fast and full model of a product's dual-model stream.
 - `demo`: the demo platform (`manage.py bootstrap_demo`).
@@ -23,6 +23,7 @@ from mlops.services.lifecycle import (
 )
 from mlops.services.roles import roles_sync
 from mlops.services.rollout import (
+    canary_auto_rollback,
     canary_promote,
     canary_set,
     canary_step,
@@ -41,6 +42,7 @@ __all__ = [
     "SyncResult",
     "api_key_create",
     "api_key_revoke",
+    "canary_auto_rollback",
     "canary_promote",
     "canary_set",
     "canary_step",

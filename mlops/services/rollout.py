@@ -1,4 +1,5 @@
-"""Rollout control: the canary of each product (set, step, stop, promote, roll back) and its shadow override.
+"""Rollout control: the canary of each product (set, step, stop, promote, roll back, and the rollout
+guard's automatic rollback) and its shadow override.
 
 Every change needs a reason, stamps who/when/why on the row, writes a history row and bumps the
 serving configuration generation after commit, so every worker picks it up. Changes of a
@@ -10,6 +11,7 @@ Percentages are what people and the API speak; rows store basis points (1/100 %)
 routing compares integers.
 """
 
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from django.conf import settings
@@ -20,8 +22,6 @@ from mlops.background import config_generation
 from mlops.choices import BASIS_POINTS_MAX, ModelStatus
 from mlops.models import CanaryConfig, ModelVersion, RollbackEvent, RollbackReason, ShadowOverride
 from mlops.services.lifecycle import LifecycleError, User, _require_reason, _transition, model_version_promote, model_version_rollback
-
-DEFAULT_CANARY_LADDER = (10, 25, 50, 100)
 
 # History rows keep the reason as text; bound it like the row's own change_reason (500).
 HISTORY_REASON_MAX = 500
@@ -52,7 +52,7 @@ def percent_to_basis_points(percent) -> int:
 
 def canary_ladder() -> list[int]:
     """The ladder in basis points, ascending, from the ``CANARY_LADDER`` setting (percentages)."""
-    rungs = sorted({percent_to_basis_points(step) for step in getattr(settings, "CANARY_LADDER", DEFAULT_CANARY_LADDER)})
+    rungs = sorted({percent_to_basis_points(step) for step in settings.CANARY_LADDER})
     return [rung for rung in rungs if rung > 0] or [BASIS_POINTS_MAX]
 
 
@@ -232,6 +232,32 @@ def canary_promote(*, product: str, user: User, reason: str) -> CanaryConfig:
         model_version_id=config.canary_model_id, user=user, reason=_short(f"canary promoted: {reason}", room=room)
     )
     return _reset_config(config, production=promoted, user=user, reason=f"canary promoted: {reason}")
+
+
+@transaction.atomic
+def canary_auto_rollback(
+    *, config: CanaryConfig, reason: str, message: str, measured: dict, window_start: datetime, window_end: datetime
+) -> RollbackEvent:
+    """The rollout guard's rollback: stop the canary it judged in ``config`` and record why.
+
+    The `RollbackEvent` keeps what was measured over ``[window_start, window_end)`` (the guard's
+    figures and thresholds), the share the canary had, and is dated ``window_end``. Raises
+    `LifecycleError`, and changes nothing, when the canary was stopped or removed meanwhile.
+    """
+    canary_stop(product=config.product, user=None, reason=f"automatic rollback ({reason}): {message}")
+    return RollbackEvent.objects.create(
+        product=config.product,
+        model_version_id=config.canary_model_id,
+        production_model_id=config.production_model_id,
+        reason=reason,
+        canary_basis_points=config.canary_basis_points,
+        measured=measured,
+        window_seconds=int((window_end - window_start).total_seconds()),
+        window_start=window_start,
+        window_end=window_end,
+        message=message[:500],
+        created_at=window_end,
+    )
 
 
 def _reset_config(config: CanaryConfig, *, production: ModelVersion, user: User, reason: str) -> CanaryConfig:

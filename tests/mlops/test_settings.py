@@ -1,12 +1,14 @@
-"""Settings from the environment: the embedded default needs nothing; production refuses unsafe values."""
+"""Settings from the environment: the embedded default needs nothing; production refuses unsafe values;
+every setting has one default, in mlops/settings.py."""
 
+import ast
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from django.conf import settings
+from django.conf import global_settings, settings
 
 ROOT = Path(settings.BASE_DIR)
 PRODUCTION_ENV = {
@@ -57,3 +59,45 @@ def test_postgres_uses_psycopg3_with_djangos_pool():
     import psycopg
 
     assert psycopg.__version__.startswith("3.")
+
+
+APPS = ("mlops", "inference", "audit")
+
+
+def _app_modules():
+    for app in APPS:
+        for path in sorted((ROOT / app).rglob("*.py")):
+            if path != ROOT / "mlops" / "settings.py":
+                yield path, ast.parse(path.read_text(), filename=str(path))
+
+
+def _is_settings(node) -> bool:
+    return isinstance(node, ast.Name) and node.id == "settings"
+
+
+def test_every_setting_the_apps_read_has_its_one_default_in_settings():
+    """A name read as ``settings.NAME`` must be defined in mlops/settings.py (or be one of Django's own)."""
+    import mlops.settings as project_settings
+
+    defined = set(vars(project_settings)) | set(vars(global_settings))
+    undefined = set()
+    for path, tree in _app_modules():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and _is_settings(node.value) and node.attr.isupper() and node.attr not in defined:
+                undefined.add(f"{path.relative_to(ROOT)}:{node.lineno} settings.{node.attr}")
+    assert not undefined, sorted(undefined)
+
+
+def test_no_app_reads_a_setting_with_a_fallback_default():
+    """``getattr(settings, NAME, default)`` would be a second default beside the one in mlops/settings.py."""
+    fallbacks = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for path, tree in _app_modules()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "getattr"
+        and len(node.args) == 3
+        and _is_settings(node.args[0])
+    ]
+    assert not fallbacks, fallbacks

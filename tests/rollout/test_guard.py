@@ -1,16 +1,22 @@
 """The rollout guard stops a misbehaving canary from what the prediction log records, and leaves a healthy one alone."""
 
+import os
+import subprocess
+import sys
 import uuid
 from datetime import timedelta
 from io import StringIO
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.core.management import call_command
 from django.utils import timezone
 
-from audit import guard
+from audit.guard import runner, services
+from audit.guard.metrics import ROLLBACKS
 from audit.models import Outcome, PredictionLog
+from mlops import hooks
 from mlops.models import CanaryConfig, RollbackEvent
 
 pytestmark = pytest.mark.django_db
@@ -58,14 +64,14 @@ def log(config, *, role, count, latency_ms=5.0, fallback=False, decision="allow"
 
 
 def evaluate():
-    return guard.rollout_guard_evaluate(now=timezone.now() + timedelta(seconds=1))
+    return services.rollout_guard_evaluate(now=timezone.now() + timedelta(seconds=1))
 
 
 def test_a_failing_canary_is_stopped_with_a_rollback_event(canary):
     log(canary, role="production", count=60)
     log(canary, role="canary", count=30)
     log(canary, role="production", count=10, fallback=True)  # canary errors that production answered
-    before = guard.ROLLBACKS.labels(product=PRODUCT, reason="high_error_rate")._value.get()
+    before = ROLLBACKS.labels(product=PRODUCT, reason="high_error_rate")._value.get()
 
     [verdict] = evaluate()
 
@@ -84,7 +90,7 @@ def test_a_failing_canary_is_stopped_with_a_rollback_event(canary):
     assert event.measured["canary_attempts"] == 40
     assert event.measured["thresholds"]["max_error_rate"] == 0.05
     assert 0 < event.window_seconds <= 300
-    assert guard.ROLLBACKS.labels(product=PRODUCT, reason="high_error_rate")._value.get() == before + 1
+    assert ROLLBACKS.labels(product=PRODUCT, reason="high_error_rate")._value.get() == before + 1
 
 
 def test_a_slow_canary_is_stopped_for_latency(canary, caplog):
@@ -177,22 +183,59 @@ def test_the_command_prints_one_line_per_canary(canary):
 
 
 def test_only_one_worker_gets_each_turn():
-    cache.delete(guard.LOCK_KEY)
-    assert guard.acquire_turn(5) is True
-    assert guard.acquire_turn(5) is False
-    cache.delete(guard.LOCK_KEY)
+    cache.delete(runner.LOCK_KEY)
+    assert runner.acquire_turn(5) is True
+    assert runner.acquire_turn(5) is False
+    cache.delete(runner.LOCK_KEY)
+
+
+@pytest.fixture
+def in_process_guard(settings):
+    """The in-process guard switched on, stopped again after the test (with its turn lock released)."""
+    settings.ROLLOUT_GUARD_IN_PROCESS = True
+    settings.ROLLOUT_GUARD_INTERVAL_SECONDS = 60  # one turn within the test
+    cache.delete(runner.LOCK_KEY)
+    yield runner.guard
+    runner.stop_in_process()
+    cache.delete(runner.LOCK_KEY)
+
+
+@pytest.mark.django_db(transaction=True)  # the guard thread reads the rows on its own connection
+def test_a_server_process_runs_the_guard_that_stops_a_failing_canary(canary, in_process_guard):
+    log(canary, role="production", count=30, fallback=True)
+
+    hooks.serving_started.send(sender="test")
+
+    assert in_process_guard.wait_for(runner.IDLE, timeout=30)
+    assert CanaryConfig.objects.get(product=PRODUCT).canary_basis_points == 0
+    assert RollbackEvent.objects.get().reason == "high_error_rate"
+
+
+def test_a_server_process_does_not_run_the_guard_when_the_setting_is_off(in_process_guard, settings):
+    settings.ROLLOUT_GUARD_IN_PROCESS = False
+
+    hooks.serving_started.send(sender="test")
+
+    assert not in_process_guard.started
+
+
+REPORT_GUARD = "from audit.guard.runner import guard; print(guard.started)"
 
 
 @pytest.mark.parametrize(
-    ("argv", "environ", "expected"),
+    ("command", "started"),
     [
-        (["/usr/bin/gunicorn", "mlops.wsgi"], {}, True),
-        (["daphne", "mlops.asgi:application"], {}, True),
-        (["manage.py", "runserver"], {"RUN_MAIN": "true"}, True),
-        (["manage.py", "runserver"], {}, False),  # the autoreloader's parent
-        (["manage.py", "migrate"], {}, False),
-        (["/venv/bin/pytest", "tests"], {}, False),
+        ([sys.executable, "-c", f"import mlops.wsgi; {REPORT_GUARD}"], True),  # gunicorn, uWSGI
+        ([sys.executable, "-c", f"import mlops.asgi; {REPORT_GUARD}"], True),  # daphne, uvicorn, granian, runserver
+        ([sys.executable, "manage.py", "shell", "-c", REPORT_GUARD], False),  # any management command
     ],
+    ids=["wsgi", "asgi", "management-command"],
 )
-def test_the_in_process_guard_starts_only_in_serving_processes(argv, environ, expected):
-    assert guard.serving_process(argv, environ) is expected
+def test_only_the_server_entry_points_start_the_in_process_guard(command, started, tmp_path):
+    environment = {name: value for name, value in os.environ.items() if name not in ("DATABASE_URL", "REDIS_URL", "DEBUG")}
+    environment.update(DJANGO_SETTINGS_MODULE="mlops.settings", VAR_DIR=str(tmp_path), ROLLOUT_GUARD_IN_PROCESS="1")
+
+    result = subprocess.run(command, cwd=django_settings.BASE_DIR, env=environment, capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == str(started)

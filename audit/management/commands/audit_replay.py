@@ -7,10 +7,10 @@ is deleted; one that could not be finished is left for the next attempt.
 
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from audit import spill
-from audit.conf import setting
 from audit.logstore import store_for
 from audit.writer import replay_file
 
@@ -22,7 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("files", nargs="*", type=Path, metavar="FILE")
 
     def handle(self, *args, files: list[Path], **options):
-        spill_dir = Path(setting("AUDIT_SPILL_DIR"))
+        spill_dir = Path(settings.AUDIT_SPILL_DIR)
         for path in files:
             if not path.is_file():
                 raise CommandError(f"{path}: no such file")

@@ -4,7 +4,7 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from audit import guard
+from audit.guard import runner, services
 
 
 class Command(BaseCommand):
@@ -24,7 +24,7 @@ class Command(BaseCommand):
         if interval <= 0:
             raise CommandError("--interval must be a positive number of seconds")
         if once:
-            verdicts = guard.rollout_guard_evaluate()
+            verdicts = services.rollout_guard_evaluate()
             for verdict in verdicts:
                 self._report(verdict)
             if not verdicts:
@@ -35,7 +35,7 @@ class Command(BaseCommand):
             signal.signal(signum, lambda *_: stop.set())
         self.stdout.write(f"rollout guard: evaluating every {interval:g}s (Ctrl-C to stop)")
         # Several guard processes share the cache lock, so a second one is harmless.
-        guard.run_forever(interval=interval, stop=stop, report=self._report)
+        runner.run_forever(interval=interval, stop=stop, report=self._report)
 
     def _report(self, verdict) -> None:
         style = self.style.ERROR if verdict.result == "rolled_back" else self.style.SUCCESS

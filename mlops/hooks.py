@@ -1,0 +1,39 @@
+"""Where the other apps plug into the registry, which imports neither of them.
+
+Data flows one way: `inference` and `audit` import `mlops`, never the reverse (only the project
+wiring, ``mlops.urls`` and ``mlops.asgi``, names them). Where mlops needs something that only
+they know, it declares a hook here, and they fill it in from their ``AppConfig.ready``:
+
+- `serving_started`: sent once per process by every server entry point (``mlops.wsgi`` for
+  gunicorn, uWSGI and ``runserver``'s WSGI; ``mlops.asgi`` for daphne, uvicorn, granian and
+  daphne's ``runserver``). Receivers start what runs beside a server and never beside a
+  management command: the in-process rollout guard (`audit.guard.runner.start_in_process`).
+- `role_stats`: requests, errors and p95 per role from the prediction log, for the rollout page
+  (`audit.selectors.role_stats`).
+"""
+
+from collections.abc import Callable
+
+from django.core.exceptions import ImproperlyConfigured
+from django.dispatch import Signal
+
+serving_started = Signal()
+
+
+class Provider:
+    """One function another app provides at ``ready()``; calling the hook calls it."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._function: Callable | None = None
+
+    def provide(self, function: Callable) -> None:
+        self._function = function
+
+    def __call__(self, **kwargs):
+        if self._function is None:
+            raise ImproperlyConfigured(f"nothing provides {self.name}: the app that does is not installed")
+        return self._function(**kwargs)
+
+
+role_stats = Provider("role_stats")
