@@ -63,27 +63,17 @@ STORED: tuple[str, ...] = tuple(PredictionRecord.__annotations__)
 # drops one even when a payload key of the same name is configured to be dropped.
 REQUIRED: frozenset[str] = PredictionRecord.__required_keys__
 
-# Sent to the live pages: scores, decisions and shadow diffs, never features or explanations
-# (they may carry PII even after redaction) nor who asked.
-LIVE: tuple[str, ...] = (
-    "prediction_id",
-    "event_id",
-    "product",
-    "model_version_id",
-    "role",
-    "score",
-    "decision",
-    "latency_ms",
-    "cached",
-    "fallback_reason",
-    "primary_prediction_id",
-    "score_diff",
-    "diff_class",
-    "decision_agrees",
-    "created_at",
-)
 
-# Admin downloads and ``manage.py audit_export``, in the order of the CSV header.
+def _stored_but(*left_out: str) -> tuple[str, ...]:
+    return tuple(key for key in STORED if key not in left_out)
+
+
+# Sent to the live pages, which show scores, decisions and shadow diffs: never the features or
+# explanations (they may carry PII even after redaction), nor who asked.
+LIVE: tuple[str, ...] = _stored_but("request_id", "client", "features", "threshold", "explain_summary", "fallback_from_id")
+
+# Admin downloads and ``manage.py audit_export``, in the order of the CSV header: when and what
+# first, the bulky JSON fields last.
 EXPORT: tuple[str, ...] = (
     "prediction_id",
     "created_at",
@@ -107,28 +97,13 @@ EXPORT: tuple[str, ...] = (
     "explain_summary",
 )
 
-# The audit API's rows (``GET /v1/audit/predictions``), in column order.
-API: tuple[str, ...] = tuple(key for key in STORED if key != "client")
+# The audit API's rows (``GET /v1/audit/predictions``).
+API: tuple[str, ...] = _stored_but("client")
 
-# What ``GET /v1/infer/<prediction_id>`` gives back of a record (the inference API names some
-# of them its own way: see `inference.selectors.prediction_get`).
-READ_BACK: tuple[str, ...] = (
-    "prediction_id",
-    "event_id",
-    "product",
-    "model_version_id",
-    "role",
-    "score",
-    "decision",
-    "threshold",
-    "explain_summary",
-    "latency_ms",
-    "cached",
-    "fallback_from_id",
-    "fallback_reason",
-    "primary_prediction_id",
-    "created_at",
-)
+# What ``GET /v1/infer/<prediction_id>`` gives back of a record: the answer, not its input, its
+# caller or its shadow comparison (the inference API names some fields its own way: see
+# `inference.selectors.prediction_get`).
+READ_BACK: tuple[str, ...] = _stored_but("request_id", "client", "features", "score_diff", "diff_class", "decision_agrees")
 
 
 def plain(value):

@@ -29,5 +29,9 @@ def test_every_field_set_is_made_of_stored_fields_each_once(name):
     assert len(set(fields)) == len(fields)
 
 
+def test_the_export_carries_every_stored_field_but_the_client():
+    assert set(records.STORED) - set(records.EXPORT) == {"client"}
+
+
 def test_the_live_pages_never_receive_features_explanations_or_the_client():
     assert {"features", "explain_summary", "client"}.isdisjoint(records.LIVE)
