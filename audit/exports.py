@@ -11,34 +11,14 @@ import orjson
 from django.conf import settings
 from django.db.models import QuerySet
 
-FIELDS = [
-    "prediction_id",
-    "created_at",
-    "request_id",
-    "event_id",
-    "product",
-    "model_version_id",
-    "role",
-    "score",
-    "decision",
-    "threshold",
-    "latency_ms",
-    "cached",
-    "fallback_from_id",
-    "fallback_reason",
-    "primary_prediction_id",
-    "score_diff",
-    "diff_class",
-    "decision_agrees",
-    "features",
-    "explain_summary",
-]
+from audit.records import EXPORT
+
 _JSON_FIELDS = {"features", "explain_summary"}
 CONTENT_TYPES = {"ndjson": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
 
 
 def _rows(queryset: QuerySet) -> Iterator[dict]:
-    return queryset.order_by("-created_at", "-prediction_id").values(*FIELDS).iterator(chunk_size=settings.AUDIT_EXPORT_CHUNK)
+    return queryset.order_by("-created_at", "-prediction_id").values(*EXPORT).iterator(chunk_size=settings.AUDIT_EXPORT_CHUNK)
 
 
 def iter_ndjson(queryset: QuerySet) -> Iterator[bytes]:
@@ -55,9 +35,9 @@ class _Line:
 
 def iter_csv(queryset: QuerySet) -> Iterator[str]:
     writer = csv.writer(_Line())
-    yield writer.writerow(FIELDS)
+    yield writer.writerow(EXPORT)
     for row in _rows(queryset):
-        yield writer.writerow([orjson.dumps(row[f]).decode() if f in _JSON_FIELDS else ("" if row[f] is None else row[f]) for f in FIELDS])
+        yield writer.writerow([orjson.dumps(row[f]).decode() if f in _JSON_FIELDS else ("" if row[f] is None else row[f]) for f in EXPORT])
 
 
 def iter_export(queryset: QuerySet, fmt: str):

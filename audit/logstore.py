@@ -37,51 +37,14 @@ import orjson
 from django.db import connections, transaction
 
 from audit.models import PredictionLog
+from audit.records import DEFAULTS, REQUIRED, STORED
 
 logger = logging.getLogger(__name__)
 
-# Column order of COPY and of the idempotent INSERT; (column, record key, default).
-COLUMNS: list[tuple[str, str, object]] = [
-    ("prediction_id", "prediction_id", None),
-    ("request_id", "request_id", ""),
-    ("client", "client", ""),
-    ("event_id", "event_id", None),
-    ("product", "product", None),
-    ("model_version_id", "model_version_id", None),
-    ("role", "role", None),
-    ("features", "features", None),
-    ("score", "score", None),
-    ("decision", "decision", None),
-    ("threshold", "threshold", None),
-    ("explain_summary", "explain_summary", []),
-    ("latency_ms", "latency_ms", None),
-    ("cached", "cached", False),
-    ("fallback_from_id", "fallback_from_id", None),
-    ("fallback_reason", "fallback_reason", ""),
-    ("primary_prediction_id", "primary_prediction_id", None),
-    ("score_diff", "score_diff", None),
-    ("diff_class", "diff_class", ""),
-    ("decision_agrees", "decision_agrees", None),
-    ("created_at", "created_at", None),
-]
+# Column order of COPY and of the idempotent INSERT, with what a record that leaves one out stores.
+COLUMNS: tuple[tuple[str, object], ...] = tuple((column, DEFAULTS.get(column)) for column in STORED)
 _JSON_COLUMNS = {"features", "explain_summary"}
 _FLOAT_COLUMNS = {"score", "threshold", "latency_ms", "score_diff"}
-# The fields every record has (the rest default); redaction never drops them either.
-REQUIRED_FIELDS = frozenset(
-    {
-        "prediction_id",
-        "event_id",
-        "product",
-        "model_version_id",
-        "role",
-        "features",
-        "score",
-        "decision",
-        "threshold",
-        "latency_ms",
-        "created_at",
-    }
-)
 
 
 # How the writer's connection shows in pg_stat_activity (and how the tests find it).
@@ -98,12 +61,12 @@ def _json_text(value) -> str:
 
 def copy_row(record: dict) -> tuple:
     """One record as a COPY row (text format; the server parses uuids and timestamps)."""
-    missing = REQUIRED_FIELDS.difference(k for k in REQUIRED_FIELDS if record.get(k) is not None)
+    missing = REQUIRED.difference(k for k in REQUIRED if record.get(k) is not None)
     if missing:
         raise RecordError(f"record {record.get('prediction_id')} lacks {', '.join(sorted(missing))}")
     row = []
-    for column, key, default in COLUMNS:
-        value = record.get(key, default)
+    for column, default in COLUMNS:
+        value = record.get(column, default)
         if value is None:
             row.append(None)
         elif column in _JSON_COLUMNS:
@@ -127,7 +90,7 @@ class PostgresCopyStore:
         self.connect_timeout = connect_timeout
         self._conn = None
         self._table = PredictionLog._meta.db_table
-        self._column_list = ", ".join(column for column, _, _ in COLUMNS)
+        self._column_list = ", ".join(column for column, _ in COLUMNS)
 
     def _connection(self):
         import psycopg
@@ -209,7 +172,7 @@ class OrmStore:
         objects = []
         for record in records:
             copy_row(record)  # the same validation as the COPY path
-            objects.append(PredictionLog(**{key: record.get(key, default) for _, key, default in COLUMNS}))
+            objects.append(PredictionLog(**{column: record.get(column, default) for column, default in COLUMNS}))
         with transaction.atomic(using=self.using):
             before = PredictionLog.objects.using(self.using).filter(pk__in=[o.pk for o in objects]).count() if idempotent else 0
             PredictionLog.objects.using(self.using).bulk_create(objects, ignore_conflicts=True)

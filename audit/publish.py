@@ -14,27 +14,11 @@ import queue
 import threading
 
 from audit.metrics import PUBLISH_DROPPED
+from audit.records import LIVE, plain
 
 logger = logging.getLogger(__name__)
 
 CHUNK = 100
-LIVE_FIELDS = (
-    "prediction_id",
-    "event_id",
-    "product",
-    "model_version_id",
-    "role",
-    "score",
-    "decision",
-    "latency_ms",
-    "cached",
-    "fallback_reason",
-    "primary_prediction_id",
-    "score_diff",
-    "diff_class",
-    "decision_agrees",
-    "created_at",
-)
 
 
 def group_name(product: str) -> str:
@@ -43,16 +27,7 @@ def group_name(product: str) -> str:
 
 def live_record(record: dict) -> dict:
     """The compact, msgpack-safe form of a record sent to the live pages."""
-    out = {}
-    for key in LIVE_FIELDS:
-        value = record.get(key)
-        if value is None or isinstance(value, bool | int | float | str):
-            out[key] = value
-        elif hasattr(value, "isoformat"):
-            out[key] = value.isoformat()
-        else:
-            out[key] = str(value) if not hasattr(value, "item") else value.item()
-    return out
+    return {key: plain(record.get(key)) for key in LIVE}
 
 
 class Publisher:

@@ -10,7 +10,7 @@ Keys match at any depth of ``features`` and at the top level of ``explain_summar
 import hmac
 from collections.abc import Iterable
 
-from audit.logstore import REQUIRED_FIELDS
+from audit.records import REQUIRED
 
 HASH_PREFIX = "hmac-sha256:"
 _CONTAINERS = (dict, list)
@@ -54,7 +54,7 @@ class Redactor:
             return record
         redacted = dict(record)
         for key in self.drop.intersection(record):
-            if key not in REQUIRED_FIELDS:  # the log's own fields are never dropped by a payload key
+            if key not in REQUIRED:  # the log's own fields are never dropped by a payload key
                 del redacted[key]
         if isinstance(record.get("features"), dict | list):
             redacted["features"] = self._clean(record["features"])

@@ -8,6 +8,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from audit import records
 from audit.models import PredictionLog
 from audit.selectors import parse_duration
 
@@ -79,34 +80,24 @@ class CompareQuerySerializer(serializers.Serializer):
     window = WindowField(required=False, default=timedelta(hours=24))
 
 
+def _api_field_names() -> list[str]:
+    """`records.API` under the model's field names (``model_version``, not ``model_version_id``:
+    a relation renders as the related id), with the version's label beside its id."""
+    names = {field.attname: field.name for field in PredictionLog._meta.concrete_fields}
+    fields = []
+    for key in records.API:
+        fields.append(names[key])
+        if key == "model_version_id":
+            fields.append("model")
+    return fields
+
+
 class PredictionLogSerializer(serializers.ModelSerializer):
     model = serializers.SerializerMethodField()
 
     class Meta:
         model = PredictionLog
-        fields = [
-            "prediction_id",
-            "request_id",
-            "event_id",
-            "product",
-            "model_version",
-            "model",
-            "role",
-            "features",
-            "score",
-            "decision",
-            "threshold",
-            "explain_summary",
-            "latency_ms",
-            "cached",
-            "fallback_from",
-            "fallback_reason",
-            "primary_prediction_id",
-            "score_diff",
-            "diff_class",
-            "decision_agrees",
-            "created_at",
-        ]
+        fields = _api_field_names()
         read_only_fields = fields
 
     def get_model(self, row) -> str:

@@ -30,10 +30,10 @@ LAYERS = [
     ("permissions + rate limit", "rest_framework/views.py", "check_permissions"),
     ("view body: read + validate + predict", "inference/views.py", "post"),
     ("service: predict", "inference/services.py", "predict"),
-    ("model run (onnxruntime incl. RunOptions)", "inference/runtime.py", "run"),
+    ("model run (onnxruntime incl. RunOptions)", "inference/session.py", "run"),
     ("explanation", "inference/services.py", "_explain"),
     ("log submit (audit writer)", "inference/services.py", "_log"),
-    ("shadow offer", "inference/services.py", "_offer_shadow"),
+    ("shadow offer", "inference/shadow.py", "schedule"),
     ("response rendering", "rest_framework/views.py", "finalize_response"),
 ]
 

@@ -40,7 +40,7 @@ from django.db import connections
 from django.utils import timezone
 
 from inference import metrics
-from inference.selectors import ModelSpec, ProductConfig, serving_config
+from inference.serving_config import ModelSpec, ProductConfig, serving_config
 from inference.session import LoadedModel, ModelLoadError, load_model
 from inference.workers import worker_report
 from mlops.background import config_generation, resilience

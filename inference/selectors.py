@@ -1,98 +1,87 @@
-"""Reads the serving path needs from the database. None of them runs on the request path of
-``POST /v1/infer``: the serving configuration is read by the background refresher, the rest
-by endpoints that are not the hot path."""
+"""Reads of the serving path: what this process serves and whether it is ready (from the runtime's
+snapshot), and recorded predictions (from the log writer while it holds them, else the database).
+
+None of them changes anything, and none runs on the request path of ``POST /v1/infer``.
+"""
 
 import uuid
-from dataclasses import dataclass
 
-from django.conf import settings
-
+from audit import writer
 from audit.models import PredictionLog
-from mlops.choices import BASIS_POINTS_MAX, ModelStatus
-from mlops.models import CanaryConfig, ModelVersion, ShadowOverride
+from audit.records import DEFAULTS, READ_BACK, plain
+from inference.decisions import CANARY, PRODUCTION, SHADOW
+from inference.runtime import runtime
+from mlops.models import ModelVersion
+
+# The inference API's names for the record fields it does not call by their column name.
+_API_NAMES = {"model_version_id": "model_id", "role": "model_role", "fallback_from_id": "fallback_from"}
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """What the runtime needs to load and serve one model version (plain data, no ORM object)."""
+def prediction_get(*, prediction_id: uuid.UUID, client: str | None = None) -> dict | None:
+    """A recorded prediction: from the log writer while this process holds it, else the database.
 
-    id: str
-    product: str
-    name: str
-    version: str
-    artifact_uri: str
-    sha256: str
-    threshold: float
-    input_schema: dict
-    output_schema: dict
-
-    @classmethod
-    def of(cls, model_version: ModelVersion) -> "ModelSpec":
-        return cls(
-            id=str(model_version.pk),
-            product=model_version.product,
-            name=model_version.name,
-            version=model_version.version,
-            artifact_uri=model_version.artifact_uri,
-            sha256=model_version.sha256,
-            threshold=model_version.threshold,
-            input_schema=model_version.input_schema,
-            output_schema=model_version.output_schema,
-        )
-
-
-@dataclass(frozen=True)
-class ProductConfig:
-    product: str
-    production: ModelSpec
-    canary: ModelSpec | None
-    canary_basis_points: int
-    shadow: ModelSpec | None
-    shadow_basis_points: int
-
-
-def serving_config() -> list[ProductConfig]:
-    """Per product with a production version: what serves it (production, canary, shadow).
-
-    The canary comes from `CanaryConfig` (its production model must still be the product's
-    production version, so a stale row never routes traffic); the shadow from `ShadowOverride`
-    or, without a row for the product, the ``SHADOW_MODELS`` setting (product -> version id).
+    With ``client`` only that client's predictions are found (others' look absent, not forbidden,
+    so ids of other clients' predictions are not confirmed to exist).
     """
-    productions = {mv.product: mv for mv in ModelVersion.objects.filter(status=ModelStatus.PRODUCTION)}
-    canaries = {c.product: c for c in CanaryConfig.objects.select_related("canary_model").filter(product__in=productions)}
-    overrides = {o.product: o for o in ShadowOverride.objects.select_related("shadow_model").filter(product__in=productions)}
-    defaults = {}
-    default_ids = {product: _as_uuid(value) for product, value in (settings.SHADOW_MODELS or {}).items() if product in productions}
-    if any(default_ids.values()):
-        by_id = ModelVersion.objects.in_bulk([value for value in default_ids.values() if value])
-        defaults = {product: by_id.get(value) for product, value in default_ids.items()}
+    record = writer.lookup(prediction_id) or prediction_log_get(prediction_id=prediction_id)
+    if record is None or (client is not None and record.get("client", "") != client):
+        return None
+    snapshot = runtime.peek()
+    loaded = snapshot.models.get(str(record["model_version_id"])) if snapshot else None
+    if loaded is not None:
+        version = loaded.spec.version
+    else:
+        version = model_version_labels(model_version_ids=[record["model_version_id"]]).get(record["model_version_id"], "")
+    answer = {}
+    for key in READ_BACK:
+        answer[_API_NAMES.get(key, key)] = plain(record.get(key, DEFAULTS.get(key)))
+        if key == "model_version_id":
+            answer["model_version"] = version  # the version's label beside its id
+    return answer
 
-    configs = []
-    for product, production in sorted(productions.items()):
-        canary, canary_bp = None, 0
-        row = canaries.get(product)
-        if row and row.canary_model_id and row.production_model_id == production.pk and row.canary_basis_points > 0:
-            canary, canary_bp = row.canary_model, row.canary_basis_points
-        shadow, shadow_bp = None, 0
-        override = overrides.get(product)
-        if override is not None:
-            if override.enabled and override.shadow_model is not None:
-                shadow, shadow_bp = override.shadow_model, override.sample_basis_points
-        elif defaults.get(product) is not None and defaults[product].product == product:
-            shadow, shadow_bp = defaults[product], BASIS_POINTS_MAX
-        if shadow is not None and shadow.pk == production.pk:
-            shadow = None
-        configs.append(
-            ProductConfig(
-                product=product,
-                production=ModelSpec.of(production),
-                canary=ModelSpec.of(canary) if canary else None,
-                canary_basis_points=canary_bp,
-                shadow=ModelSpec.of(shadow) if shadow and shadow_bp > 0 else None,
-                shadow_basis_points=shadow_bp,
-            )
-        )
-    return configs
+
+def serving_models() -> dict:
+    """What this process serves: loaded models with role, and refused versions with the reason."""
+    snapshot = runtime.peek()
+    if snapshot is None:
+        return {"ready": False, "generation": None, "models": [], "refused": []}
+    models = []
+    for product, route in sorted(snapshot.routes.items()):
+        for model, role, share in (
+            (route.production, PRODUCTION, None),
+            (route.canary, CANARY, route.canary_basis_points),
+            (route.shadow, SHADOW, route.shadow_basis_points),
+        ):
+            if model is None:
+                continue
+            entry = {
+                "model_id": model.id,
+                "product": product,
+                "name": model.spec.name,
+                "version": model.spec.version,
+                "role": str(role),
+                "threshold": model.threshold,
+                "explain_method": model.explainer.method,
+                "loaded_at": model.loaded_at.isoformat(),
+            }
+            if share is not None:
+                entry["basis_points"] = share
+            models.append(entry)
+    refused = [
+        {"model_id": key, "product": value.product, "model": value.label, "reason": value.reason, "at": value.at.isoformat()}
+        for key, value in sorted(snapshot.refused.items())
+    ]
+    return {"ready": snapshot.ready, "generation": snapshot.generation, "models": models, "refused": refused}
+
+
+def readiness() -> tuple[bool, dict]:
+    """Ready when every product with a production version is served by a loaded, warmed model."""
+    snapshot = runtime.peek()
+    if snapshot is None:
+        return False, {"status": "loading"}
+    if snapshot.ready:
+        return True, {"status": "ready", "generation": snapshot.generation}
+    return False, {"status": "loading", "missing": sorted(p for p in snapshot.expected if p not in snapshot.routes)}
 
 
 def prediction_log_get(*, prediction_id: uuid.UUID) -> dict | None:
@@ -103,10 +92,3 @@ def prediction_log_get(*, prediction_id: uuid.UUID) -> dict | None:
 def model_version_labels(*, model_version_ids) -> dict:
     """``{id: version}`` for the given model version ids."""
     return dict(ModelVersion.objects.filter(pk__in=list(model_version_ids)).values_list("pk", "version"))
-
-
-def _as_uuid(value) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None

@@ -1,4 +1,4 @@
-"""The serving path: route, score, decide, explain, log, shadow (DESIGN.md §3).
+"""Answering: route, score, decide, explain, log, offer the shadow run (DESIGN.md §3).
 
 Nothing here waits on the database, the model store or another model: the configuration and
 the sessions come from the in-process snapshot (`inference.runtime`), the log record goes to
@@ -9,24 +9,23 @@ computed.
 import logging
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 import numpy as np
 from django.utils import timezone
 
 from audit import writer
-from audit.diffs import classify_diff
-from inference import metrics, routing, selectors
+from audit.records import PredictionRecord
+from inference import metrics, routing, shadow
 from inference.cache import cache_key, prediction_cache
+from inference.decisions import CANARY, PRODUCTION, decide
 from inference.explain import summarize
 from inference.ids import new_prediction_id
+from inference.predictions import Prediction, model_fields, span_attributes
 from inference.runtime import Route, Snapshot, runtime
 from inference.session import LoadedModel, ModelRunError
-from inference.shadow import pool as shadow_pool
 from inference.validation import InferRequest, InvalidInput, feature_row
-from mlops.choices import Decision, ModelRole
 from mlops.observability.logging import log_context
 from mlops.observability.tracing import span
 
@@ -35,11 +34,6 @@ logger = logging.getLogger(__name__)
 # prediction log is the record of answers; this is for following them in the process's log.
 answers_logger = logging.getLogger("inference.answers")
 
-REVIEW_FACTOR = 0.7  # review at or above 0.7 x threshold
-# Plain strings (not the enum members) on the hot path: cheaper to compare, label and render.
-PRODUCTION, CANARY, SHADOW = ModelRole.PRODUCTION.value, ModelRole.CANARY.value, ModelRole.SHADOW.value
-BLOCK, REVIEW, ALLOW = Decision.BLOCK.value, Decision.REVIEW.value, Decision.ALLOW.value
-
 
 class ServiceUnavailable(Exception):
     """The request is valid but cannot be answered now (not loaded yet, model failing, log full)."""
@@ -47,46 +41,6 @@ class ServiceUnavailable(Exception):
     def __init__(self, code: str, message: str):
         super().__init__(message)
         self.code = code
-
-
-@dataclass
-class Prediction:
-    prediction_id: uuid.UUID
-    event_id: str
-    product: str
-    model: LoadedModel
-    role: str
-    score: float
-    decision: str
-    explain_summary: list
-    latency_ms: float
-    cached: bool
-    fallback_from: LoadedModel | None = None
-    fallback_reason: str = ""
-    features: Mapping = field(default_factory=dict, repr=False)
-    client: str = ""  # who asked (the caller's principal owner): clients read back only their own
-
-    def as_response(self) -> dict:
-        return {
-            "prediction_id": str(self.prediction_id),
-            "model_id": self.model.id,
-            "model_version": self.model.spec.version,
-            "model_role": self.role,
-            "score": self.score,
-            "decision": self.decision,
-            "explain_summary": self.explain_summary,
-            "latency_ms": self.latency_ms,
-            "cached": self.cached,
-        }
-
-
-def decide(score: float, threshold: float) -> str:
-    """``block`` at or above the threshold, ``review`` at or above 0.7 x threshold, else ``allow``."""
-    if score >= threshold:
-        return BLOCK
-    if score >= REVIEW_FACTOR * threshold:
-        return REVIEW
-    return ALLOW
 
 
 # --- one prediction ------------------------------------------------------------------------------
@@ -120,7 +74,7 @@ def _predict(prediction_id: uuid.UUID, event_id: str, product: str, features: Ma
         if role != CANARY:
             raise ServiceUnavailable("model_error", f"The model of {product!r} failed to answer.") from None
         metrics.FALLBACKS.labels(product, exc.reason).inc()
-        logger.warning("canary %s of %s fell back to production: %s", model.label, product, exc, extra=_model_fields(model, role))
+        logger.warning("canary %s of %s fell back to production: %s", model.label, product, exc, extra=model_fields(model, role))
         fallback_from, fallback_reason = model, exc.reason
         model, role = route.production, PRODUCTION
         try:
@@ -150,7 +104,7 @@ def _predict(prediction_id: uuid.UUID, event_id: str, product: str, features: Ma
     _log(prediction, request_id)
     _observe(prediction, elapsed)
     if route.shadow is not None and route.shadow.id != model.id and routing.in_shadow_sample(product, event_id, route.shadow_basis_points):
-        _offer_shadow(route, [prediction], row, request_id)
+        shadow.schedule(route, [prediction], row, request_id)
     return prediction
 
 
@@ -177,15 +131,10 @@ def _score(model: LoadedModel, row: np.ndarray) -> tuple[tuple[float, list], str
         score = float(model.run(row)[0])
         return score, _explain(model, row)[0]
 
-    with span("model_inference", **_span_attributes(model), rows=1) as s:
+    with span("model_inference", **span_attributes(model), rows=1) as s:
         result = prediction_cache().get_or_compute(cache_key(model.id, row), compute, wait=model.timeout * 2)
         s.set(cache=result[1])
     return result
-
-
-def _model_fields(model: LoadedModel, role: str) -> dict:
-    """The log fields of a record about one model's run (`mlops.observability.logging`)."""
-    return {"product": model.spec.product, "model": model.label, "model_version": model.spec.version, "role": role}
 
 
 def _prediction_fields(prediction: Prediction) -> dict:
@@ -194,19 +143,13 @@ def _prediction_fields(prediction: Prediction) -> dict:
         "event_id": prediction.event_id,
         "decision": prediction.decision,
         "latency_ms": prediction.latency_ms,
-        **_model_fields(prediction.model, prediction.role),
+        **model_fields(prediction.model, prediction.role),
     }
 
 
 def _log_answer(prediction: Prediction) -> None:
     if answers_logger.isEnabledFor(logging.INFO):  # a cached check: next to free when the line is off
         answers_logger.info("answered", extra=_prediction_fields(prediction))
-
-
-def _span_attributes(model: LoadedModel) -> dict:
-    """What an operator filters model spans by."""
-    spec = model.spec
-    return {"product": spec.product, "model_id": model.id, "model_name": spec.name, "model_version": spec.version}
 
 
 def _explain(model: LoadedModel, matrix: np.ndarray) -> list[list]:
@@ -231,7 +174,8 @@ def _observe(prediction: Prediction, elapsed: float) -> None:
     metrics.latency_histogram(prediction.product, label, prediction.role).observe(elapsed)
 
 
-def _record(prediction: Prediction, request_id: str) -> dict:
+def _record(prediction: Prediction, request_id: str) -> PredictionRecord:
+    """The answer's log record; the shadow fields are left to their defaults."""
     return {
         "prediction_id": prediction.prediction_id,
         "request_id": request_id,
@@ -263,107 +207,6 @@ def _log(prediction: Prediction, request_id: str) -> None:
         raise ServiceUnavailable("log_unavailable", "The prediction log cannot accept records; retry shortly.") from None
 
 
-# --- shadow --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class ShadowJob:
-    """Primary predictions to shadow with one model, and their feature rows in the primary's order."""
-
-    shadow: LoadedModel
-    names: tuple[str, ...]
-    primaries: list[Prediction]
-    matrix: np.ndarray
-    request_id: str
-
-
-def _offer_shadow(route: Route, predictions: list[Prediction], matrix: np.ndarray, request_id: str) -> None:
-    if not shadow_pool().offer(ShadowJob(route.shadow, route.feature_names, predictions, matrix, request_id)):
-        metrics.SHADOW_SKIPS.labels(route.product).inc(len(predictions))
-
-
-def run_shadow_batch(jobs: list[ShadowJob]) -> None:
-    """Run queued shadow jobs, one session run per shadow model, and log one shadow row per primary."""
-    groups: dict[str, list[ShadowJob]] = defaultdict(list)
-    for job in jobs:
-        groups[job.shadow.id].append(job)
-    for group in groups.values():
-        _run_shadow(group)
-
-
-def _run_shadow(jobs: list[ShadowJob]) -> None:
-    started = time.perf_counter()
-    shadow = jobs[0].shadow
-    matrices = []
-    for job in jobs:
-        matrix = job.matrix
-        if shadow.feature_names != job.names:
-            matrix = matrix[:, [job.names.index(name) for name in shadow.feature_names]]
-        matrices.append(matrix.astype(shadow.dtype, copy=False))
-    primaries = [primary for job in jobs for primary in job.primaries]
-    product = primaries[0].product
-    try:
-        with span("shadow_inference", **_span_attributes(shadow), rows=len(primaries)):
-            scores = shadow.run(np.vstack(matrices), timeout=shadow.timeout * max(1, len(primaries) / 32))
-    except ModelRunError as exc:
-        metrics.SHADOW_RUNS.labels(product, shadow.label, "error").inc(len(primaries))
-        metrics.ERRORS.labels(product, shadow.label, SHADOW, exc.reason).inc()
-        logger.warning("shadow %s of %s failed: %s", shadow.label, product, exc, extra=_model_fields(shadow, SHADOW))
-        return
-    latency_ms = round((time.perf_counter() - started) * 1000, 3)
-    request_ids = [job.request_id for job in jobs for _ in job.primaries]
-    diff_classes: Counter[str] = Counter()
-    disagreements = 0
-    for primary, score, request_id in zip(primaries, scores.tolist(), request_ids, strict=True):
-        decision = decide(score, shadow.threshold)
-        agrees = decision == primary.decision
-        with span("diff_classification", product=product, model_id=shadow.id) as s:
-            diff, diff_class = classify_diff(primary.score, score)
-            diff_class = str(diff_class)
-            s.set(diff_class=diff_class, score_diff=diff)
-        diff_classes[diff_class] += 1
-        disagreements += not agrees
-        record = {
-            "prediction_id": new_prediction_id(),
-            "request_id": request_id,
-            "client": primary.client,
-            "event_id": primary.event_id,
-            "product": product,
-            "model_version_id": shadow.uuid,
-            "role": SHADOW,
-            "features": primary.features,
-            "score": score,
-            "decision": decision,
-            "threshold": shadow.threshold,
-            "explain_summary": [],  # shadows are compared, not explained: it would double their cost
-            "latency_ms": latency_ms,  # of the (possibly batched) shadow run
-            "cached": False,
-            "fallback_from_id": None,
-            "fallback_reason": "",
-            "primary_prediction_id": primary.prediction_id,
-            "score_diff": diff,
-            "diff_class": diff_class,
-            "decision_agrees": agrees,
-            "created_at": timezone.now(),
-        }
-        try:
-            writer.submit(record)
-        except Exception:
-            logger.exception(
-                "the prediction log refused a shadow record",
-                extra={
-                    **_model_fields(shadow, SHADOW),
-                    "event_id": primary.event_id,
-                    "prediction_id": str(record["prediction_id"]),
-                },
-            )
-    metrics.SHADOW_RUNS.labels(product, shadow.label, "ok").inc(len(primaries))
-    for diff_class, count in diff_classes.items():
-        metrics.SHADOW_DIFFS.labels(product, shadow.label, diff_class).inc(count)
-    if disagreements:
-        metrics.SHADOW_DISAGREEMENTS.labels(product, shadow.label).inc(disagreements)
-
-
 # --- batch ---------------------------------------------------------------------------------------
 
 
@@ -373,8 +216,8 @@ def predict_batch(
     """Answer several requests with one session run per model (cache hits excluded).
 
     All items are validated first; any invalid item refuses the whole batch, naming
-    ``items.<i>.<field>``. ``None`` items were already refused by the caller's envelope check,
-    whose ``problems`` are reported together with the features' problems of the others. A
+    ``items.<i>.<field>``. ``None`` items were already refused by the envelope check
+    (`inference.validation.infer_batch_request`), whose ``problems`` are reported together with the features' problems of the others. A
     canary run that fails falls back to production for its rows.
     """
     with log_context(request_id=request_id or None):
@@ -435,7 +278,7 @@ def _predict_batch(items: list[InferRequest | None], request_id: str, client: st
                 model.label,
                 len(indices),
                 exc,
-                extra=_model_fields(model, role),
+                extra=model_fields(model, role),
             )
             for index in indices:
                 fallbacks[index] = (model, exc.reason)
@@ -487,7 +330,7 @@ def _predict_batch(items: list[InferRequest | None], request_id: str, client: st
             shadow_groups[(route.product, route.shadow.id)].append(index)
     for indices in shadow_groups.values():
         route = routes[indices[0]]
-        _offer_shadow(route, [predictions[i] for i in indices], np.vstack([rows[i] for i in indices]), request_id)
+        shadow.schedule(route, [predictions[i] for i in indices], np.vstack([rows[i] for i in indices]), request_id)
     return predictions
 
 
@@ -506,93 +349,9 @@ def _score_rows(model: LoadedModel, indices: list[int], rows: list[np.ndarray], 
     if not misses:
         return
     matrix = np.vstack([rows[i] for i in misses])
-    with span("model_inference", **_span_attributes(model), rows=len(indices), misses=len(misses)):
+    with span("model_inference", **span_attributes(model), rows=len(indices), misses=len(misses)):
         scores = model.run(matrix, timeout=model.timeout * max(1, len(misses) / 32))
         summaries = _explain(model, matrix)
     for index, score, summary in zip(misses, scores.tolist(), summaries, strict=True):
         cache.put(keys[index], (score, summary))
         results[index] = (score, summary, False)
-
-
-# --- reads -------------------------------------------------------------------------------------
-
-
-def prediction_get(*, prediction_id: uuid.UUID, client: str | None = None) -> dict | None:
-    """A recorded prediction: from the log writer while this process holds it, else the database.
-
-    With ``client`` only that client's predictions are found (others' look absent, not forbidden,
-    so ids of other clients' predictions are not confirmed to exist).
-    """
-    record = writer.lookup(prediction_id) or selectors.prediction_log_get(prediction_id=prediction_id)
-    if record is None or (client is not None and record.get("client", "") != client):
-        return None
-    model_id = str(record["model_version_id"])
-    snapshot = runtime.peek()
-    loaded = snapshot.models.get(model_id) if snapshot else None
-    if loaded is not None:
-        version = loaded.spec.version
-    else:
-        version = selectors.model_version_labels(model_version_ids=[record["model_version_id"]]).get(record["model_version_id"], "")
-    fallback_from = record.get("fallback_from_id")
-    return {
-        "prediction_id": str(record["prediction_id"]),
-        "event_id": record["event_id"],
-        "product": record["product"],
-        "model_id": model_id,
-        "model_version": version,
-        "model_role": record["role"],
-        "score": record["score"],
-        "decision": record["decision"],
-        "threshold": record["threshold"],
-        "explain_summary": record["explain_summary"],
-        "latency_ms": record["latency_ms"],
-        "cached": record["cached"],
-        "fallback_from": str(fallback_from) if fallback_from else None,
-        "fallback_reason": record.get("fallback_reason", ""),
-        "primary_prediction_id": str(record["primary_prediction_id"]) if record.get("primary_prediction_id") else None,
-        "created_at": record["created_at"].isoformat(),
-    }
-
-
-def serving_models() -> dict:
-    """What this process serves: loaded models with role, and refused versions with the reason."""
-    snapshot = runtime.peek()
-    if snapshot is None:
-        return {"ready": False, "generation": None, "models": [], "refused": []}
-    models = []
-    for product, route in sorted(snapshot.routes.items()):
-        for model, role, share in (
-            (route.production, PRODUCTION, None),
-            (route.canary, CANARY, route.canary_basis_points),
-            (route.shadow, SHADOW, route.shadow_basis_points),
-        ):
-            if model is None:
-                continue
-            entry = {
-                "model_id": model.id,
-                "product": product,
-                "name": model.spec.name,
-                "version": model.spec.version,
-                "role": str(role),
-                "threshold": model.threshold,
-                "explain_method": model.explainer.method,
-                "loaded_at": model.loaded_at.isoformat(),
-            }
-            if share is not None:
-                entry["basis_points"] = share
-            models.append(entry)
-    refused = [
-        {"model_id": key, "product": value.product, "model": value.label, "reason": value.reason, "at": value.at.isoformat()}
-        for key, value in sorted(snapshot.refused.items())
-    ]
-    return {"ready": snapshot.ready, "generation": snapshot.generation, "models": models, "refused": refused}
-
-
-def readiness() -> tuple[bool, dict]:
-    """Ready when every product with a production version is served by a loaded, warmed model."""
-    snapshot = runtime.peek()
-    if snapshot is None:
-        return False, {"status": "loading"}
-    if snapshot.ready:
-        return True, {"status": "ready", "generation": snapshot.generation}
-    return False, {"status": "loading", "missing": sorted(p for p in snapshot.expected if p not in snapshot.routes)}

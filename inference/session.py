@@ -21,7 +21,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from inference.explain import Explainer, build_explainer
-from inference.selectors import ModelSpec
+from inference.serving_config import ModelSpec
 from mlops.artifacts.stores import ChecksumMismatch, download_verified
 
 logger = logging.getLogger(__name__)

@@ -102,6 +102,31 @@ def infer_request(data: Any, prefix: str = "") -> InferRequest:
     return InferRequest(event_id=event_id, product=product, features=features)
 
 
+def infer_batch_request(data: Any, max_items: int) -> tuple[list[InferRequest | None], InvalidInput | None]:
+    """The envelope of a batch, ``{"items": [<infer request>, ...]}``: its items, ``None`` for each
+    item refused, and those items' problems together (the features are checked by the service,
+    against each item's product, and reported with them). An envelope that is not a non-empty
+    list of at most ``max_items`` items, or that has other fields, is refused as a whole."""
+    if not isinstance(data, dict) or not isinstance(data.get("items"), list) or not data["items"]:
+        raise InvalidInput({"items": ["This field is required and must be a non-empty list."]}, "invalid_envelope")
+    if len(data["items"]) > max_items:
+        raise InvalidInput({"items": [f"At most {max_items} items per batch; got {len(data['items'])}."]}, "batch_too_large")
+    if extra := data.keys() - {"items"}:
+        raise InvalidInput({key: ["Unknown field."] for key in extra}, "invalid_envelope")
+    items: list[InferRequest | None] = []
+    problems = None
+    for index, entry in enumerate(data["items"]):
+        try:
+            items.append(infer_request(entry, prefix=f"items.{index}."))
+        except InvalidInput as exc:
+            items.append(None)
+            if problems is None:
+                problems = exc
+            else:
+                problems.merge(exc)
+    return items, problems
+
+
 def feature_row(features: dict, names: tuple[str, ...], dtype, prefix: str = "") -> np.ndarray:
     """The features as one ``[1, n]`` row in schema order and model dtype, or `InvalidInput`."""
     if len(features) == len(names):

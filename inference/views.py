@@ -13,7 +13,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from inference import metrics, services, validation
+from inference import metrics, selectors, services, validation
 from inference import serializers as schema
 from inference.validation import InvalidInput
 from mlops.api.base import BaseAPIView, principal_of
@@ -82,20 +82,7 @@ class InferBatchView(InferenceAPIView):
     @extend_schema(request=schema.BatchRequestSerializer, responses={200: schema.BatchResponseSerializer, **error_responses(503)})
     def post(self, request):
         data = self.read_json(request, settings.INFERENCE_BATCH_MAX_BODY_BYTES)
-        if not isinstance(data, dict) or not isinstance(data.get("items"), list) or not data["items"]:
-            raise InvalidInput({"items": ["This field is required and must be a non-empty list."]}, "invalid_envelope")
-        limit = settings.INFERENCE_BATCH_MAX_ITEMS
-        if len(data["items"]) > limit:
-            raise InvalidInput({"items": [f"At most {limit} items per batch; got {len(data['items'])}."]}, "batch_too_large")
-        if extra := data.keys() - {"items"}:
-            raise InvalidInput({key: ["Unknown field."] for key in extra}, "invalid_envelope")
-        items, problems = [], None
-        for index, entry in enumerate(data["items"]):
-            try:
-                items.append(validation.infer_request(entry, prefix=f"items.{index}."))
-            except InvalidInput as exc:
-                items.append(None)
-                problems = exc if problems is None else (problems.merge(exc) or problems)
+        items, problems = validation.infer_batch_request(data, settings.INFERENCE_BATCH_MAX_ITEMS)
         predictions = services.predict_batch(
             items=items, problems=problems, request_id=request.headers.get("X-Request-ID", "")[:64], client=principal_of(request).owner
         )
@@ -115,7 +102,7 @@ class PredictionDetailView(InferenceAPIView):
             raise exceptions.NotFound("No prediction has this id.") from None
         caller = principal_of(request)
         # Inference clients read their own predictions; auditors (and internal services) read any.
-        record = services.prediction_get(
+        record = selectors.prediction_get(
             prediction_id=key, client=None if caller.has_capability(ApiCapability.READ_AUDIT) else caller.owner
         )
         if record is None:
@@ -130,7 +117,7 @@ class ModelsView(InferenceAPIView):
 
     @extend_schema(responses=schema.MODELS_RESPONSE)
     def get(self, request):
-        return Response(services.serving_models())
+        return Response(selectors.serving_models())
 
 
 class HealthView(InferenceAPIView):
@@ -150,5 +137,5 @@ class ReadyView(InferenceAPIView):
 
     @extend_schema(responses={200: schema.StatusSerializer, 503: schema.StatusSerializer})
     def get(self, request):
-        ready, body = services.readiness()
+        ready, body = selectors.readiness()
         return Response(body, status=status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE)

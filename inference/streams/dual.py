@@ -17,7 +17,7 @@ from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 from django.utils import timezone
 
-from inference.services import decide
+from inference.decisions import decide
 from inference.streams.dual_gate import Plan, gate
 from inference.streams.dual_models import ModelRun
 from inference.streams.metrics import (

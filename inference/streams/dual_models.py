@@ -22,7 +22,7 @@ import numpy as np
 import onnxruntime as ort
 
 from inference.runtime import runtime
-from inference.selectors import ModelSpec
+from inference.serving_config import ModelSpec
 from inference.session import LoadedModel, ModelLoadError, load_model
 from mlops.background.reloading import ReloadedTable
 

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.contrib.auth import get_user
 
 from audit.publish import live_record
+from audit.records import LIVE
 from inference.streams.hub import hub, prepare
 from inference.streams.metrics import (
     LIVE_EVENTS,
@@ -43,9 +44,7 @@ def _replay_rows(product: str, after_us: int, limit: int) -> list[dict]:
     from audit.models import PredictionLog
 
     after = datetime.fromtimestamp(after_us / 1_000_000, tz=UTC)
-    fields = ["prediction_id", "event_id", "product", "model_version_id", "role", "score", "decision", "latency_ms", "cached"]
-    fields += ["fallback_reason", "primary_prediction_id", "score_diff", "diff_class", "decision_agrees", "created_at"]
-    rows = PredictionLog.objects.filter(product=product, created_at__gt=after).order_by("created_at").values(*fields)[: limit + 1]
+    rows = PredictionLog.objects.filter(product=product, created_at__gt=after).order_by("created_at").values(*LIVE)[: limit + 1]
     return [live_record(row) for row in rows]
 
 

@@ -25,8 +25,8 @@ The spans, where they are opened, and the attributes an operator filters by (all
 ``model_load``           inference/runtime.py (building the snapshot)  product, model_id, model_name, model_version
 ``model_inference``      inference/services.py (one run or batch)      product, model_id, model_name, model_version, rows,
                                                                        cache (hit, shared_hit, miss) or misses (batch)
-``shadow_inference``     inference/services.py (shadow pool)           product, model_id, model_name, model_version, rows
-``diff_classification``  inference/services.py (per shadowed answer)   product, model_id, diff_class, score_diff
+``shadow_inference``     inference/shadow.py (shadow pool)             product, model_id, model_name, model_version, rows
+``diff_classification``  inference/shadow.py (per shadowed answer)     product, model_id, diff_class, score_diff
 ``outcome_ingestion``    audit/services.py                             source, count
 ``rate_limit_check``     mlops/ratelimits.py (the shared-cache count)  group, principal_kind, windows
 ``api_key_validation``   mlops/authentication.py                       key_prefix (never the secret)

@@ -10,8 +10,9 @@ from prometheus_client import REGISTRY
 from audit import writer
 from audit.models import PredictionLog
 from inference import cache, routing, services, shadow
+from inference.decisions import decide
 from inference.runtime import runtime
-from inference.validation import InferRequest
+from inference.validation import InferRequest, feature_row
 from mlops import services as registry
 from mlops.demo import PRODUCT
 
@@ -24,13 +25,13 @@ def _sample(name: str, **labels) -> float:
 
 @pytest.mark.parametrize(("score", "decision"), [(0.5, "block"), (0.9, "block"), (0.35, "review"), (0.3499, "allow"), (0.0, "allow")])
 def test_decision_thresholds(score, decision):
-    assert services.decide(score, 0.5) == decision
+    assert decide(score, 0.5) == decision
 
 
 def test_the_decision_uses_the_model_versions_threshold(serving, events):
     for i, features in enumerate(events[:40]):
         prediction = services.predict(event_id=f"e{i}", product=PRODUCT, features=features)
-        assert prediction.decision == services.decide(prediction.score, serving.threshold)
+        assert prediction.decision == decide(prediction.score, serving.threshold)
 
 
 def test_linear_explanation_is_the_logit_decomposition(serving, events):
@@ -39,7 +40,7 @@ def test_linear_explanation_is_the_logit_decomposition(serving, events):
     assert model.explainer.method == "linear"
     intercepts = []
     for features in events:
-        row = services.feature_row(features, model.feature_names, model.dtype)
+        row = feature_row(features, model.feature_names, model.dtype)
         score = float(model.run(row)[0])
         if 0.01 < score < 0.99:  # the session answers in float32: logits of extreme scores are imprecise
             intercepts.append(math.log(score / (1 - score)) - float(model.contributions(row)[0].sum()))

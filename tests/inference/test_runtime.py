@@ -9,8 +9,9 @@ import pytest
 from django.conf import settings
 from prometheus_client import REGISTRY
 
-from inference import services
+from inference import selectors, services
 from inference.runtime import runtime
+from inference.validation import InvalidInput
 from mlops import services as registry
 from mlops.demo import PRODUCT
 
@@ -22,9 +23,9 @@ def _sample(name: str, **labels) -> float:
 
 
 def test_not_ready_before_the_first_load_and_ready_after(production_model):
-    assert services.readiness()[0] is False
+    assert selectors.readiness()[0] is False
     runtime.refresh()
-    ready, body = services.readiness()
+    ready, body = selectors.readiness()
     assert ready is True and body["status"] == "ready"
 
 
@@ -32,14 +33,14 @@ def test_models_are_warmed_and_listed_with_their_role(serving, validated):
     gbdt = validated("gbdt")
     registry.canary_set(product=PRODUCT, canary_model_id=gbdt.pk, canary_percent=10, user=None, reason="test")
     runtime.refresh()
-    listed = {(entry["name"], entry["role"]) for entry in services.serving_models()["models"]}
+    listed = {(entry["name"], entry["role"]) for entry in selectors.serving_models()["models"]}
     assert listed == {("logreg", "production"), ("gbdt", "canary")}
     assert _sample("mlops_inference_models_loaded") == 2
     assert _sample("mlops_inference_canary_ratio", product=PRODUCT) == 0.1
 
 
 def test_unknown_product_is_refused_and_a_product_being_loaded_is_unavailable(serving, events):
-    with pytest.raises(services.InvalidInput) as refused:
+    with pytest.raises(InvalidInput) as refused:
         services.predict(event_id="e", product="nope", features=events[0])
     assert "product" in refused.value.fields
 
@@ -102,8 +103,8 @@ def test_tampered_artifact_is_refused_and_the_previous_version_keeps_serving(ser
     assert "checksum" in snapshot.refused[str(gbdt.pk)].reason
     assert _sample("mlops_inference_model_loads_total", product=PRODUCT, model="gbdt@1", outcome="refused") == refused_before + 1
     assert services.predict(event_id="e1", product=PRODUCT, features=events[0]).model.id == str(serving.pk)
-    assert services.readiness()[0] is True  # still serving; the refusal is reported in /v1/models
-    assert [entry["model_id"] for entry in services.serving_models()["refused"]] == [str(gbdt.pk)]
+    assert selectors.readiness()[0] is True  # still serving; the refusal is reported in /v1/models
+    assert [entry["model_id"] for entry in selectors.serving_models()["refused"]] == [str(gbdt.pk)]
 
 
 def test_tampered_cached_copy_is_fetched_again_from_the_store(serving, validated):
@@ -128,7 +129,7 @@ def test_a_first_production_that_cannot_load_leaves_the_process_not_ready(push_m
     broken = push_misbehaving("broken")
     registry.model_version_promote(model_version_id=broken.pk, user=None, reason="broken graph")
     runtime.refresh()
-    ready, body = services.readiness()
+    ready, body = selectors.readiness()
     assert ready is False and body["missing"] == [PRODUCT]
     with pytest.raises(services.ServiceUnavailable):
         services.predict(event_id="e1", product=PRODUCT, features={})
