@@ -73,7 +73,13 @@ def serving_config() -> list[ProductConfig]:
     for product, production in sorted(productions.items()):
         canary, canary_bp = None, 0
         row = canaries.get(product)
-        if row and row.canary_model_id and row.production_model_id == production.pk and row.canary_basis_points > 0:
+        if (
+            row
+            and row.canary_model_id
+            and row.production_model_id == production.pk
+            and row.canary_basis_points > 0
+            and row.canary_model.status != ModelStatus.ARCHIVED
+        ):
             canary, canary_bp = row.canary_model, row.canary_basis_points
         shadow, shadow_bp = None, 0
         override = overrides.get(product)
@@ -82,8 +88,8 @@ def serving_config() -> list[ProductConfig]:
                 shadow, shadow_bp = override.shadow_model, override.sample_basis_points
         elif defaults.get(product) is not None and defaults[product].product == product:
             shadow, shadow_bp = defaults[product], BASIS_POINTS_MAX
-        if shadow is not None and shadow.pk == production.pk:
-            shadow = None
+        if shadow is not None and (shadow.pk == production.pk or shadow.status == ModelStatus.ARCHIVED):
+            shadow = None  # an archived version never serves, whatever a row or the environment still says
         configs.append(
             ProductConfig(
                 product=product,

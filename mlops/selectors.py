@@ -144,10 +144,11 @@ def rollout_overview(*, product: str, rollbacks: int = 20) -> RolloutOverview:
 
 
 def active_canaries() -> QuerySet[CanaryConfig]:
-    """Canary rows that route traffic: a canary, a share above 0, and still on the current production."""
+    """Canary rows that route traffic: a canary not archived, a share above 0, and still on the current production."""
     return (
         CanaryConfig.objects.select_related("production_model", "canary_model")
         .filter(canary_model__isnull=False, canary_basis_points__gt=0, production_model__status=ModelStatus.PRODUCTION)
+        .exclude(canary_model__status=ModelStatus.ARCHIVED)
         .order_by("product")
     )
 

@@ -25,6 +25,7 @@ from inference.runtime import runtime
 from inference.serving_config import ModelSpec
 from inference.session import LoadedModel, ModelLoadError, load_model
 from mlops.background.reloading import ReloadedTable
+from mlops.choices import ModelStatus
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,10 @@ def _load_routes(previous: _Routes | None) -> _Routes:
     for config in configs:
         pair = []
         for model_version in (config.fast_model, config.full_model):
+            if model_version.status == ModelStatus.ARCHIVED:  # e.g. the old production after a promote
+                logger.error("dual-model stream of %s names %s, which is archived", config.product, model_version)
+                refused[config.product] = f"{model_version} is archived"
+                break
             spec = ModelSpec.of(model_version)
             model = loaded.get(spec.id) or serving.get(spec.id)
             if model is not None and model.spec != spec:

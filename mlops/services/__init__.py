@@ -1,6 +1,7 @@
 """Registry services: every write to the registry goes through one of these functions.
 
 - `lifecycle`: model versions (register, validate, promote, roll back, archive, sync, push).
+- `archive`: archiving a version, which stops its canary and shadow roles (refused while a dual-model stream uses it).
 - `rollout`: each product's canary (set, step, stop, promote, roll back, the guard's automatic rollback) and shadow override.
 - `api_keys` and `roles`: API keys (create, revoke) and the role groups (`mlops.security.roles`).
 - `dual_models`: the fast and full model of a product's dual-model stream.
@@ -9,12 +10,12 @@
 """
 
 from mlops.services.api_keys import ApiKeyError, api_key_create, api_key_revoke
+from mlops.services.archive import ArchiveResult, model_version_archive
 from mlops.services.dual_models import dual_model_clear, dual_model_demo_ensure, dual_model_set
 from mlops.services.lifecycle import (
     LifecycleError,
     SyncResult,
     model_push,
-    model_version_archive,
     model_version_promote,
     model_version_register,
     model_version_rollback,
@@ -38,6 +39,7 @@ from mlops.services.workers import serving_worker_report
 
 __all__ = [
     "ApiKeyError",
+    "ArchiveResult",
     "LifecycleError",
     "SyncResult",
     "api_key_create",

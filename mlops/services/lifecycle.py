@@ -1,4 +1,4 @@
-"""Lifecycle of model versions: register, validate, promote, roll back, archive, sync, push.
+"""Lifecycle of model versions: register, validate, promote, roll back, sync, push (archiving: `mlops.services.archive`).
 
 Every transition is a conditional update (``filter(pk=..., status__in=allowed).update(...)``)
 so that two staff members acting at once cannot both succeed, followed by a history row with
@@ -186,20 +186,6 @@ def model_version_rollback(*, product: str, user: User, reason: str) -> ModelVer
     )
     config_generation.bump_on_commit()
     return restored
-
-
-@transaction.atomic
-def model_version_archive(*, model_version_id, user: User, reason: str) -> ModelVersion:
-    """Retire a version that is not serving. Production is replaced (promote) or rolled back, never archived alone."""
-    archived = _transition(
-        model_version_id,
-        allowed=(ModelStatus.CANDIDATE, ModelStatus.VALIDATED, ModelStatus.CANARY),
-        to=ModelStatus.ARCHIVED,
-        user=user,
-        reason=_require_reason(reason),
-    )
-    config_generation.bump_on_commit()
-    return archived
 
 
 # --- Stores -----------------------------------------------------------------------------------
