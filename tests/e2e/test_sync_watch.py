@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import threading
+import uuid
 from pathlib import Path
 
 import boto3
@@ -50,9 +51,11 @@ def test_watch_rides_out_a_store_outage_and_registers_what_appeared(tmp_path, de
     endpoint = f"http://127.0.0.1:{port}"
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="models")
+    # moto keeps buckets in this process's memory across servers: a name no other test uses.
+    bucket = f"watch-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
     monkeypatch.setattr("django.conf.settings.AWS_ENDPOINT_URL", endpoint)
-    store = store_from_url("s3://models/prefix")
+    store = store_from_url(f"s3://{bucket}/prefix")
 
     def push(name: str) -> None:
         path = Path(demo_model_files[name].path)
@@ -73,7 +76,7 @@ def test_watch_rides_out_a_store_outage_and_registers_what_appeared(tmp_path, de
     env.pop("REDIS_URL", None)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=120)
     watcher = subprocess.Popen(
-        [sys.executable, "manage.py", "sync_models", "--watch", "0.2", "--store", "s3://models/prefix"],
+        [sys.executable, "manage.py", "sync_models", "--watch", "0.2", "--store", f"s3://{bucket}/prefix"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     lines = Lines(watcher)
