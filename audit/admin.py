@@ -15,10 +15,11 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from audit import exports, selectors
+from audit import exports, guard, selectors
 from audit.charts import histogram_chart
 from audit.models import DualRunRecord, Outcome, PredictionLog
 from mlops.admin.base import ReadOnlyAdmin
+from mlops.admin.rollouts import rollout_role_stats_from
 from mlops.choices import ModelRole
 
 COMPARE_WINDOWS = [("1h", "last hour"), ("6h", "last 6 hours"), ("24h", "last 24 hours"), ("7d", "last 7 days"), ("30d", "last 30 days")]
@@ -245,3 +246,7 @@ class DualRunRecordAdmin(ReadOnlyAdmin):
         if obj.errors:
             return ", ".join(f"{error.get('model')}: {error.get('code')}" for error in obj.errors)
         return "both answered"
+
+
+# The registry's rollout page shows counters per role from this app's log (see mlops.admin.rollouts).
+rollout_role_stats_from(guard.role_stats)

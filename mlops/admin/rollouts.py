@@ -10,6 +10,7 @@ as a message. Looking needs the view permission on canary configurations; acting
 """
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
 from functools import partial
 
@@ -17,7 +18,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.cache import cache
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -25,7 +26,6 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from audit import guard
 from mlops import selectors, services
 from mlops.admin.base import ReadOnlyAdmin, call_service_and_report
 from mlops.choices import ModelStatus
@@ -224,6 +224,18 @@ def _traffic_split_text(product: str) -> str:
     return f"Canary {overview.canary_percent:g}%, production {overview.production_percent:g}%."
 
 
+# The counters per role come from the prediction log, which the audit app owns. mlops imports no
+# app above it (the contracts in pyproject.toml), so the log's owner hands this page its selector
+# when the admin is set up (audit.admin), as apps hand the admin site their model admins.
+_role_stats: Callable[..., dict] | None = None
+
+
+def rollout_role_stats_from(selector: Callable[..., dict]) -> None:
+    """Read the page's counters per role with ``selector(product=..., minutes=...)``."""
+    global _role_stats
+    _role_stats = selector
+
+
 def _stats_minutes() -> int:
     return settings.ROLLOUT_STATS_MINUTES
 
@@ -242,7 +254,9 @@ def _stats(product: str) -> dict:
         cached = None
     if cached is not None:
         return cached
-    stats = guard.role_stats(product=product, minutes=_stats_minutes())
+    if _role_stats is None:
+        raise ImproperlyConfigured("the rollout page's counters per role come from the audit app's admin, which is not loaded")
+    stats = _role_stats(product=product, minutes=_stats_minutes())
     overview = selectors.rollout_overview(product=product, rollbacks=0)
     stats["split"] = {"production_percent": overview.production_percent, "canary_percent": overview.canary_percent}
     stats["workers"] = _workers(product)
