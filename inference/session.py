@@ -1,11 +1,12 @@
 """One loaded model version: its verified onnxruntime session, scoring, timeouts and explanation.
 
 `load_model` turns a registry `ModelSpec` into a warmed `LoadedModel` or refuses it with
-`ModelLoadError`; `LoadedModel.run` scores rows under a timeout that really cancels the run
-(`RunOptions.terminate`, set by one watchdog thread per process).
+`ModelLoadError` (the download, checksum, session and schema checks are the registry's,
+`mlops.artifacts.loading`; serving adds the explainer, the timeout and the warm-up);
+`LoadedModel.run` scores rows under a timeout that really cancels the run (`RunOptions.terminate`,
+set by one watchdog thread per process).
 """
 
-import hashlib
 import logging
 import os
 import threading
@@ -15,18 +16,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 from django.conf import settings
 from django.utils import timezone
 
 from inference.explain import Explainer, build_explainer
 from inference.serving_config import ModelSpec
-from mlops.artifacts.stores import ChecksumMismatch, download_verified
+from mlops.artifacts.loading import ArtifactRefused, load_verified
 
 logger = logging.getLogger(__name__)
-
-_DTYPES = {"float": np.float32, "double": np.float64, "int64": np.int64, "int32": np.int32}
 
 
 class ModelLoadError(Exception):
@@ -151,58 +149,29 @@ def _timeout_for(spec: ModelSpec) -> float:
 
 
 def load_model(spec: ModelSpec) -> LoadedModel:
-    """Download (verified), build the session, check it against the registered schema, warm it up."""
+    """The registry's verified artifact (`mlops.artifacts.loading`), with its explainer and timeout, warmed up."""
     try:
-        path = download_verified(spec.artifact_uri, spec.sha256)
-        data = path.read_bytes()
-    except ChecksumMismatch as exc:
-        raise ModelLoadError(f"checksum: {exc}") from None
-    except Exception as exc:  # StoreError, OSError: the store or the disk failed
-        raise ModelLoadError(f"download: {exc}") from None
-    if hashlib.sha256(data).hexdigest() != spec.sha256:
-        raise ModelLoadError("checksum: the cached artifact changed after it was verified")
-    schema = spec.input_schema or {}
-    names = tuple(feature["name"] for feature in schema.get("features", []))
-    try:
-        dtype = _DTYPES[schema["features"][0]["type"]] if names else None
-        proto = onnx.load_model_from_string(data)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1  # one worker per core; onnxruntime's own pool would fight it
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3
-        session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise ModelLoadError(f"graph: {str(exc)[:300]}") from None
-    if not names or dtype is None:
-        raise ModelLoadError("schema: the registered input schema lists no features")
-    input_names = [item.name for item in session.get_inputs()]
-    if schema.get("layout") == "tensor":
-        input_name = schema.get("input_name", "")
-        if input_names != [input_name]:
-            raise ModelLoadError(f"schema: graph inputs {input_names} do not match the registered input {input_name!r}")
-    else:
-        input_name = ""
-        if sorted(input_names) != sorted(names):
-            raise ModelLoadError("schema: graph inputs do not match the registered features")
-    score_output = (spec.output_schema or {}).get("score_output")
-    if score_output not in [item.name for item in session.get_outputs()]:
-        raise ModelLoadError(f"schema: no output {score_output!r} to read the score from")
+        artifact = load_verified(
+            artifact_uri=spec.artifact_uri, sha256=spec.sha256, input_schema=spec.input_schema, output_schema=spec.output_schema
+        )
+    except ArtifactRefused as exc:
+        raise ModelLoadError(str(exc)) from None
+    names = artifact.feature_names
     model = LoadedModel(
         spec=spec,
         uuid=uuid.UUID(spec.id),
         label=f"{spec.name}@{spec.version}",
         feature_names=names,
-        dtype=dtype,
-        input_name=input_name,
-        score_output=score_output,
-        score_column=int(spec.output_schema.get("score_column", 0)),
-        session=session,
-        explainer=build_explainer(proto, input_name, len(names)) if input_name else build_explainer(proto, "", len(names)),
+        dtype=artifact.dtype,
+        input_name=artifact.input_name,
+        score_output=artifact.score_output,
+        score_column=artifact.score_column,
+        session=artifact.session,
+        explainer=build_explainer(artifact.proto, artifact.input_name, len(names)),
         timeout=_timeout_for(spec),
         loaded_at=timezone.now(),
     )
-    synthetic = np.zeros((1, len(names)), dtype=dtype)
+    synthetic = np.zeros((1, len(names)), dtype=artifact.dtype)
     try:
         # Warm-up: the first run allocates and plans; it must not be a client's request.
         model.run(synthetic, timeout=max(model.timeout, 5.0))

@@ -7,15 +7,12 @@ by a request: the report is a database write.
 import os
 import socket
 from datetime import datetime
-from typing import TYPE_CHECKING
 
+from inference.snapshot import Snapshot
 from mlops import services
 
-if TYPE_CHECKING:
-    from inference.runtime import Snapshot
 
-
-def worker_routes(snapshot: "Snapshot") -> dict[str, dict]:
+def worker_routes(snapshot: Snapshot) -> dict[str, dict]:
     """Per product of the snapshot: the labels ("name@version") of its models and the canary's share."""
     return {
         product: {
@@ -28,7 +25,7 @@ def worker_routes(snapshot: "Snapshot") -> dict[str, dict]:
     }
 
 
-def worker_report(snapshot: "Snapshot", *, started_at: datetime) -> None:
+def worker_report(snapshot: Snapshot, *, started_at: datetime) -> None:
     """Record this process ("<hostname>:<pid>") as serving ``snapshot``."""
     hostname, pid = socket.gethostname(), os.getpid()
     services.serving_worker_report(

@@ -40,3 +40,13 @@ class ApiCapability(models.TextChoices):
     MANAGE_MODELS = "manage_models", "Manage models"
     MANAGE_ROLLOUT = "manage_rollout", "Manage canary, shadow and rollbacks"
     READ_AUDIT = "read_audit", "Read the audit log"
+
+
+class Role(models.TextChoices):
+    """Who an API caller is; the capabilities each role grants are in ``mlops.security.roles``."""
+
+    INFERENCE_CLIENT = "inference_client", "Inference client"
+    ML_OPS = "ml_ops", "ML ops"
+    VIEWER = "viewer", "Viewer"
+    AUDITOR = "auditor", "Auditor"
+    INTERNAL_SERVICE = "internal_service", "Internal service"

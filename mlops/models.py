@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import F, Q
 from simple_history.models import HistoricalRecords
 
-from mlops.choices import BASIS_POINTS_MAX, ModelStatus
+from mlops.choices import BASIS_POINTS_MAX, ApiCapability, ModelStatus, Role
 
 
 class ChangeStamp(models.Model):
@@ -168,8 +168,6 @@ class RollbackEvent(models.Model):
 
 
 # --- API keys (security) ---
-from mlops.choices import ApiCapability  # noqa: E402
-from mlops.security.roles import Role  # noqa: E402
 
 
 class ApiKey(models.Model):

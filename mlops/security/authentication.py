@@ -27,6 +27,7 @@ from rest_framework.authentication import BaseAuthentication, SessionAuthenticat
 
 from mlops.background.reloading import ReloadedTable
 from mlops.choices import ApiCapability
+from mlops.models import ApiKey
 from mlops.observability.tracing import span
 from mlops.security.keyformat import KEY_PREFIX, secret_digest, split_key
 from mlops.security.roles import RATE_LIMIT_EXEMPT_ROLES, Role, capabilities_of_role, capabilities_of_roles, capability_permission_codename
@@ -122,8 +123,6 @@ class ApiKeyCache:
 
 
 def _load_keys() -> dict[str, _KeyEntry]:
-    from mlops.models import ApiKey  # the models module imports this package's roles
-
     entries = {}
     rows = ApiKey.objects.filter(revoked_at__isnull=True).values_list("id", "prefix", "secret_sha256", "client", "role", "expires_at")
     for key_id, prefix, digest, client, role, expires_at in rows:

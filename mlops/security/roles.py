@@ -13,16 +13,7 @@ Which rate-limit group a request counts against follows from the capability of t
 
 from django.db import models
 
-from mlops.choices import ApiCapability
-
-
-class Role(models.TextChoices):
-    INFERENCE_CLIENT = "inference_client", "Inference client"
-    ML_OPS = "ml_ops", "ML ops"
-    VIEWER = "viewer", "Viewer"
-    AUDITOR = "auditor", "Auditor"
-    INTERNAL_SERVICE = "internal_service", "Internal service"
-
+from mlops.choices import ApiCapability, Role
 
 C = ApiCapability
 

@@ -15,6 +15,7 @@ from mlops.demo import PRODUCT, build_demo_models
 from mlops.models import ApiKey, ModelVersion
 from mlops.security.roles import Role
 from mlops.services.api_keys import api_key_create
+from mlops.services.dual_models import dual_model_demo_ensure
 from mlops.services.lifecycle import model_push, model_version_promote, model_version_validate
 
 PRODUCTION_DEMO = "logreg"
@@ -55,8 +56,6 @@ def demo_bootstrap(*, store: ModelStore, admin_username: str, admin_password: st
     report.lines.append(_ensure_admin(admin_username, admin_password))
     report.lines.append(_ensure_demo_api_key())
     # The dual-model stream (POST /stream/v1/infer) works right after bootstrap: logreg fast, gbdt full.
-    from mlops.services.dual_models import dual_model_demo_ensure
-
     report.lines.append(dual_model_demo_ensure(product=PRODUCT))
     return report
 
