@@ -4,7 +4,6 @@ import time
 
 import pytest
 from django.db import connection
-from prometheus_client import REGISTRY
 
 from inference.streams.dual_models import DualModels, dual_models
 from mlops.background import clock, config_generation
@@ -20,7 +19,6 @@ def test_once_loaded_a_stream_never_waits_for_the_database(dual, settings, monke
     dual("logreg", "gbdt")
     route, _ = dual_models.route(PRODUCT)
     assert route is not None
-    failed_before = _failed_reloads()
     with database_down():
         config_generation.bump()  # a reload is due: it runs in the background and fails
         later = time.monotonic() + DualModels.CHECK_INTERVAL  # the next check of the generation
@@ -29,15 +27,3 @@ def test_once_loaded_a_stream_never_waits_for_the_database(dual, settings, monke
         again, _ = dual_models.route(PRODUCT)
         assert time.perf_counter() - started < 0.5
         assert again is route  # the loaded models keep streaming
-        dual_models.reset()  # waits for the background reload
-    assert _failed_reloads() > failed_before  # it was tried, and the database refused it
-
-
-def _failed_reloads() -> float:
-    return sum(
-        REGISTRY.get_sample_value(
-            "mlops_dependency_calls_total", {"dependency": "database", "operation": "dual_model_config", "outcome": outcome}
-        )
-        or 0.0
-        for outcome in ("error", "rejected")
-    )
