@@ -15,6 +15,7 @@ import threading
 
 from audit.metrics import PUBLISH_DROPPED
 from audit.records import LIVE, plain
+from mlops.background.process import STOPPED, ProcessLocal
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +36,14 @@ class Publisher:
     SEND_TIMEOUT = 2.0  # one group_send at most: an unreachable Redis must not hold up exit
 
     def __init__(self, *, max_batches: int = 64):
-        self._queue: queue.Queue = queue.Queue(maxsize=max_batches)
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._max_batches = max_batches
+        self._fresh()
+        # state: "sending" while batches wait or go out, "idle" once the queue is drained
+        self.process = ProcessLocal("live publisher", self._start, after_fork=self._fresh)
+
+    def _fresh(self) -> None:
+        """At construction and in a forked child: the parent's queue, thread and layer are not ours."""
+        self._queue: queue.Queue = queue.Queue(maxsize=self._max_batches)
         self._layer = None
         self._exited = False
 
@@ -49,7 +55,7 @@ class Publisher:
             PUBLISH_DROPPED.inc()
             return
         try:
-            self._ensure_thread()
+            self.process.ensure_started()
             self._queue.put_nowait(records)
         except queue.Full:
             PUBLISH_DROPPED.inc()
@@ -57,23 +63,12 @@ class Publisher:
             PUBLISH_DROPPED.inc()
             logger.debug("prediction publish failed", exc_info=True)
 
-    def _ensure_thread(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                # Not a daemon: the interpreter waits for it to leave its event loop before it
-                # finalizes (a daemon thread inside asyncio and a socket at that point can crash
-                # the process); it leaves within POLL_SECONDS of the main thread's end.
-                self._thread = threading.Thread(target=self._run, name="prediction-log-publisher", daemon=False)
-                self._thread.start()
-
-    def reset_after_fork(self) -> None:
-        self._queue = queue.Queue(maxsize=self._queue.maxsize)
-        self._thread = None
-        self._lock = threading.Lock()
-        self._layer = None
-        self._exited = False
+    def _start(self) -> None:
+        # Not a daemon: the interpreter waits for it to leave its event loop before it
+        # finalizes (a daemon thread inside asyncio and a socket at that point can crash
+        # the process); it leaves within POLL_SECONDS of the main thread's end.
+        threading.Thread(target=self._run, name="prediction-log-publisher", daemon=False).start()
+        self.process.set_state("idle")
 
     def _run(self) -> None:
         # One event loop for the thread's life (asyncio.Runner): the channel layer keeps its Redis
@@ -88,6 +83,7 @@ class Publisher:
                         records = self._queue.get(timeout=self.POLL_SECONDS)
                     except queue.Empty:
                         continue
+                    self.process.set_state("sending")
                     try:
                         runner.run(asyncio.wait_for(self._send(records), self.SEND_TIMEOUT))
                     except Exception:
@@ -95,9 +91,11 @@ class Publisher:
                         logger.warning("could not publish %d predictions to the live channel group", len(records), exc_info=True)
                     finally:
                         self._queue.task_done()
+                        self.process.set_state("sending" if self._queue.unfinished_tasks else "idle")
         finally:
             self._exited = True
             PUBLISH_DROPPED.inc(self._queue.qsize())
+            self.process.set_state(STOPPED)
 
     async def _send(self, records: list[dict]) -> None:
         from channels.layers import get_channel_layer

@@ -90,13 +90,6 @@ class SpillFile:
         os.replace(path, closed)
         return closed
 
-    def reset_after_fork(self) -> None:
-        # The parent's open file belongs to the parent; the child starts its own.
-        self.lock = threading.Lock()
-        self._file = None
-        self._path = None
-        self._size = 0
-
 
 def _pid_alive(pid: int) -> bool:
     try:

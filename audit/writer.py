@@ -27,13 +27,21 @@ count since the last line). The request thread is never blocked indefinitely.
 Database unavailable: the failed batch, and every batch until a probe of the database succeeds,
 is appended to the spill file (fsynced per batch; rotated at
 ``AUDIT_SPILL_MAX_BYTES``, default 50 MB; folder ``AUDIT_SPILL_DIR``). Probes come
-``AUDIT_RETRY_INTERVAL`` (2 s) plus up to as much jitter apart; the state is
+``AUDIT_RETRY_INTERVAL`` (2 s) plus up to as much jitter apart (the writer's own
+`mlops.background.resilience.circuit`); the state is
 ``mlops_circuit_state{dependency="prediction_log"}`` (2 while spilling). The first batch that
 gets in again closes the spill file, and the writer replays every closed spill file of the
 folder (idempotently: ``ON CONFLICT (prediction_id) DO NOTHING``). ``manage.py audit_replay``
 does the same by hand. Records the database refuses for their content (a foreign key to a
 missing model version, a missing field) are retried one by one and the bad ones kept in
 ``AUDIT_SPILL_DIR/rejected/`` with a log line; they would never get in by retrying.
+
+The writer thread starts with the first ``submit`` of each process (`ProcessLocal`: a forked
+child drops the parent's queue, thread and spill file). Its state says what its last cycle
+did: ``"idle"`` (started, nothing written yet), ``"writing"`` (a batch in hand), ``"queued"``
+(records wait for the next batch), ``"spilling"`` (the database is away: batches go to the
+spill file until a probe gets in), ``"replaying"`` (the database is back, the spill is not in
+yet) or ``"flushed"`` (everything it was given and took is in the database).
 
 Shutdown: ``shutdown()`` flushes (at most ``AUDIT_SHUTDOWN_TIMEOUT`` s, default 10) and closes
 the spill file. It runs from ``atexit`` in every process, from SIGTERM/SIGINT handlers that
@@ -51,13 +59,13 @@ the same margin over daphne's ``--application-close-timeout`` (10 s).
 import atexit
 import logging
 import os
-import random
 import signal
 import threading
 import time
 import uuid
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from django.conf import settings
@@ -79,6 +87,7 @@ from audit.metrics import (
 from audit.publish import Publisher
 from audit.redaction import Redactor
 from mlops.background import resilience
+from mlops.background.process import STOPPED, ProcessLocal
 
 logger = logging.getLogger(__name__)
 CIRCUIT = "prediction_log"  # the writer's dependency in mlops_circuit_state
@@ -202,6 +211,7 @@ class PredictionLogWriter:
         self.using = using
         self.install_signal_handlers = True
         self._reset()
+        self.process = ProcessLocal("prediction log writer", self._start, after_fork=self._reset)
 
     def _reset(self) -> None:
         """Fresh runtime state: at construction and in a forked child (locks, thread, files)."""
@@ -210,28 +220,24 @@ class PredictionLogWriter:
         # interval, or early through ``_wake`` when a batch is full or a flush is asked for.
         self._buffer: deque = deque()
         self._wake = threading.Event()
-        self._done = threading.Condition()
-        self._busy = False  # the writer thread holds a batch taken from the buffer
         self._stopping = False
         self._recent: OrderedDict = OrderedDict()
         self._recent_lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._pid: int | None = None
-        self._start_lock = threading.Lock()
         self._store = None
-        self._db_down_since: float | None = None
-        self._retry_at = 0.0
+        # While open, batches go straight to the spill. The probe interval stays short: spilled
+        # records are safe, but the sooner the log is back the less there is to replay.
+        self._circuit = resilience.circuit(CIRCUIT, probe_seconds=self.retry_interval)
+        self._down_since: float | None = None  # time.monotonic() of the outage's first failure, for the log lines
         self._next_replay_check = 0.0
+        self._replay_pending = False  # this writer closed a spill file that is not replayed yet
         self._spill = spill.SpillFile(self.spill_dir, max_bytes=self.spill_max_bytes)
         self._overflow_count = 0
         self._overflow_logged_at = 0.0
-        if self.publisher is not None:
-            self.publisher.reset_after_fork()
 
     # --- the request side -------------------------------------------------------------------
     def submit(self, record: dict) -> None:
-        if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
-            self._ensure_thread()
+        self.process.ensure_started()
         with self._recent_lock:
             self._recent[record["prediction_id"]] = record  # as given (a UUID from `inference`)
             if len(self._recent) > self.recent_size:
@@ -286,31 +292,29 @@ class PredictionLogWriter:
             self._overflow_count = 0
 
     # --- lifecycle ----------------------------------------------------------------------------
-    def _ensure_thread(self) -> None:
-        with self._start_lock:
-            if self._pid != os.getpid():
-                if self._pid is not None:
-                    self._reset()  # forked after use: the parent's thread and queue are not ours
-                self._pid = os.getpid()
-                install_shutdown_hooks(self)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
-                self._thread.start()
+    def _start(self) -> None:
+        install_shutdown_hooks(self)
+        self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
+        self._thread.start()
+        self.process.set_state("idle")
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every record queued so far is written or spilled; False on timeout."""
-        deadline = time.monotonic() + timeout
-        if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+        if self._thread is None or not self._thread.is_alive():
             self._drain_here()
             return True
-        with self._done:
-            while self._buffer or self._busy:
-                self._wake.set()
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    logger.error("prediction log flush timed out with %d records unwritten", len(self._buffer))
-                    return False
-                self._done.wait(min(remaining, 0.05))
+        deadline = time.monotonic() + timeout
+
+        def settled() -> bool:
+            return not self._buffer and self.process.state != "writing"
+
+        while not settled():
+            self._wake.set()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                logger.error("prediction log flush timed out with %d records unwritten", len(self._buffer))
+                return False
+            self.process.wait_until(settled, timeout=min(remaining, 0.05))
         return True
 
     def shutdown(self, timeout: float | None = None) -> bool:
@@ -345,6 +349,7 @@ class PredictionLogWriter:
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+        self.process.set_state(STOPPED)  # what is submitted later is written by `flush`, on its caller's thread
         return done
 
     def _run(self) -> None:
@@ -364,23 +369,31 @@ class PredictionLogWriter:
             self._wake.wait(self.interval)
         self._wake.clear()
         QUEUE_DEPTH.set(len(self._buffer))
-        with self._done:
-            self._busy = True
-        try:
-            batch = self._take_batch()
-            while batch:
-                try:
-                    self._write_or_spill(batch)
-                except Exception:  # a bug must not cost the batch: keep it on disk for replay
-                    logger.exception("prediction log writer failed on a batch of %d; spilling it", len(batch))
-                    self._spill_batch(batch, reason="writer_error")
-                # Keep going only with full batches; a remainder waits for the next interval.
-                batch = self._take_batch() if len(self._buffer) >= self.batch_size else []
-        finally:
-            with self._done:
-                self._busy = False
-                self._done.notify_all()
+        if self._buffer:  # "writing" before the first record leaves the buffer: `flush` relies on it
+            self.process.set_state("writing")
+            try:
+                batch = self._take_batch()
+                while batch:
+                    try:
+                        self._write_or_spill(batch)
+                    except Exception:  # a bug must not cost the batch: keep it on disk for replay
+                        logger.exception("prediction log writer failed on a batch of %d; spilling it", len(batch))
+                        self._spill_batch(batch, reason="writer_error")
+                    # Keep going only with full batches; a remainder waits for the next interval.
+                    batch = self._take_batch() if len(self._buffer) >= self.batch_size else []
+            finally:
+                self._settle_state()
         self._maybe_replay()
+        self._settle_state()
+
+    def _settle_state(self) -> None:
+        if self._down_since is not None:
+            state = "spilling"
+        elif self._buffer:
+            state = "queued"
+        else:
+            state = "replaying" if self._replay_pending else "flushed"
+        self.process.set_state(state)
 
     def _get_store(self):
         if self._store is None:
@@ -393,32 +406,34 @@ class PredictionLogWriter:
         # redacts the same way) shows what the database holds.
         if self.redactor.active:
             batch = [self.redactor.redact(record) for record in batch]
-        if self._db_down_since is not None and time.monotonic() < self._retry_at:
+        try:
+            inserted = self._circuit.call("write", partial(self._store_batch, batch), retry=False)
+        except resilience.DependencyUnavailable:  # down, and no probe due yet
             self._spill_batch(batch, reason="db_unavailable")
             return
+        except Exception as exc:
+            self._database_down(exc)
+            self._spill_batch(batch, reason="db_unavailable")  # replays skip the rows already in
+            return
+        WRITTEN.inc(inserted)
+        self._database_up()
+        if self.publisher is not None:
+            self.publisher.publish(batch)
+
+    def _store_batch(self, batch: list[dict]) -> int:
+        """Insert ``batch``, setting aside one by one the records refused for their content;
+        the rows inserted. Anything raised means the database failed the batch."""
         started = time.perf_counter()
         try:
             self._insert(batch)
         except Exception as exc:
-            if self._store is not None and _is_data_error(exc):
-                try:
-                    inserted, _ = _insert_or_reject(self._store, batch, spill_dir=self.spill_dir, source="write")
-                except Exception as again:  # the connection went while retrying one by one
-                    self._database_down(again)
-                    self._spill_batch(batch, reason="db_unavailable")  # replays skip the rows already in
-                    return
-                WRITTEN.inc(inserted)
-            else:
-                self._database_down(exc)
-                self._spill_batch(batch, reason="db_unavailable")
-                return
-        else:
-            WRITE_SECONDS.observe(time.perf_counter() - started)
-            BATCH_SIZE.observe(len(batch))
-            WRITTEN.inc(len(batch))
-        self._database_up()
-        if self.publisher is not None:
-            self.publisher.publish(batch)
+            if self._store is None or not _is_data_error(exc):
+                raise
+            inserted, _ = _insert_or_reject(self._store, batch, spill_dir=self.spill_dir, source="write")
+            return inserted
+        WRITE_SECONDS.observe(time.perf_counter() - started)
+        BATCH_SIZE.observe(len(batch))
+        return len(batch)
 
     def _insert(self, batch: list[dict]) -> None:
         """Insert with the writer's connection. A connection that died while idle (the database
@@ -441,14 +456,10 @@ class PredictionLogWriter:
             self._store = None
 
     def _database_down(self, exc: BaseException) -> None:
-        # A circuit of its own: while open, batches go straight to the spill; a probe every
-        # retry interval plus jitter (so that workers do not probe in step) closes it. The interval
-        # stays short: spilled records are safe, but the sooner the log is back the less to replay.
-        if self._db_down_since is None:
-            self._db_down_since = time.monotonic()
-            resilience.CIRCUIT_STATE.labels(CIRCUIT).set(2)
+        if self._down_since is None:
+            self._down_since = time.monotonic()
             logger.warning("prediction log database unavailable (%s: %s); spilling to %s", type(exc).__name__, exc, self.spill_dir)
-        self._retry_at = time.monotonic() + self.retry_interval + random.uniform(0, self.retry_interval)
+        self._circuit.trip()  # (again): the next probe is one interval from this failure
         self._close_store()
 
     def _spill_batch(self, batch: list[dict], *, reason: str) -> None:
@@ -462,22 +473,22 @@ class PredictionLogWriter:
         SPILLED.labels(reason).inc(len(batch))
 
     def _database_up(self) -> None:
-        if self._db_down_since is not None:
-            logger.warning("prediction log database is back after %.1f s; replaying the spill", time.monotonic() - self._db_down_since)
-            self._db_down_since = None
-            resilience.CIRCUIT_STATE.labels(CIRCUIT).set(0)
+        if self._down_since is not None:
+            logger.warning("prediction log database is back after %.1f s; replaying the spill", time.monotonic() - self._down_since)
+            self._down_since = None
         if self._spill.is_open:
             with self._spill.lock:
                 self._spill.close()
+            self._replay_pending = True
             self._next_replay_check = 0.0  # replay right away
 
     def _maybe_replay(self) -> None:
-        if self._db_down_since is not None:
+        if self._down_since is not None:
             # Probe while idle too: the spill must come back even if no new batch arrives.
-            if time.monotonic() < self._retry_at:
-                return
             try:
-                self._get_store().ping()
+                self._circuit.call("probe", lambda: self._get_store().ping(), retry=False)
+            except resilience.DependencyUnavailable:  # no probe due yet
+                return
             except Exception as exc:
                 self._database_down(exc)
                 return
@@ -493,6 +504,7 @@ class PredictionLogWriter:
                     return
                 continue
             logger.info("replayed %d prediction log records from %s (%d new)", result.records, path.name, result.inserted)
+        self._replay_pending = False
 
 
 # --- shutdown hooks -------------------------------------------------------------------------

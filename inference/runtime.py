@@ -23,12 +23,12 @@ A model that cannot be loaded (checksum mismatch, unreadable or failing graph, s
 does not match) is refused, logged and counted, and the product keeps serving what it served
 before in that role (see `_route`).
 
-The thread starts lazily in each process (gunicorn forks workers: a changed pid means a new
-process, which drops what it inherited and loads its own sessions).
+The thread starts lazily in each process (`mlops.background.process.ProcessLocal`: gunicorn
+forks workers, and a forked child drops what it inherited and loads its own sessions). Its
+state is ``"loading"`` until the first snapshot, then ``"loaded"`` after every rebuild.
 """
 
 import logging
-import os
 import threading
 import time
 from dataclasses import replace
@@ -45,6 +45,7 @@ from inference.session import LoadedModel, ModelLoadError, load_model
 from inference.snapshot import Refusal, Route, Snapshot
 from inference.workers import worker_report
 from mlops.background import config_generation, resilience
+from mlops.background.process import ProcessLocal
 from mlops.observability.tracing import span
 
 logger = logging.getLogger(__name__)
@@ -54,8 +55,6 @@ class Runtime:
     def __init__(self):
         self._snapshot: Snapshot | None = None
         self._refresh_lock = threading.Lock()  # serialises rebuilds; never taken by a request
-        self._start_lock = threading.Lock()
-        self._pid: int | None = None
         self._first_load = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -63,13 +62,14 @@ class Runtime:
         self._started_at: datetime | None = None  # when this process's runtime started
         self._reported_at = 0.0  # time.monotonic() of the last worker report (tried)
         self._report_failing = False
+        # state: "loading" until the refresher's first snapshot, then "loaded" after every rebuild
+        self.process = ProcessLocal("serving refresher", self._start, after_fork=self._drop_inherited)
 
     # --- request path -------------------------------------------------------------------
     def snapshot(self) -> Snapshot | None:
         """The current snapshot. Starts the refresher in a new process and, only while the
         process has never loaded, waits up to ``INFERENCE_STARTUP_WAIT_SECONDS`` for it."""
-        if self._pid != os.getpid():
-            self.ensure_started()
+        self.process.ensure_started()
         snapshot = self._snapshot
         if snapshot is None and self._thread is not None:
             self._first_load.wait(settings.INFERENCE_STARTUP_WAIT_SECONDS)
@@ -78,27 +78,31 @@ class Runtime:
 
     def peek(self) -> Snapshot | None:
         """The current snapshot without waiting (health and readiness probes)."""
-        if self._pid != os.getpid():
-            self.ensure_started()
+        self.process.ensure_started()
         return self._snapshot
 
     # --- lifecycle ----------------------------------------------------------------------
     def ensure_started(self) -> None:
-        with self._start_lock:
-            if self._pid == os.getpid():
-                return
-            if self._pid is not None:  # forked: sessions and threads of the parent are not ours
-                self._snapshot = None
-                self._first_load.clear()
-                self._refresh_lock = threading.Lock()
-            self._pid = os.getpid()
-            self._started_at = timezone.now()
-            self._reported_at = 0.0
-            self._thread = None
-            if settings.INFERENCE_BACKGROUND_REFRESH:
-                self._stop.clear()
-                self._thread = threading.Thread(target=self._loop, name="inference-refresher", daemon=True)
-                self._thread.start()
+        self.process.ensure_started()
+
+    def _start(self) -> None:
+        self._started_at = timezone.now()
+        self._reported_at = 0.0
+        self._thread = None
+        if settings.INFERENCE_BACKGROUND_REFRESH:
+            if self._snapshot is None:
+                self.process.set_state("loading")
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="inference-refresher", daemon=True)
+            self._thread.start()
+
+    def _drop_inherited(self) -> None:
+        # Forked: the parent's sessions, thread and locks are not ours; this process loads its own.
+        self._snapshot = None
+        self._first_load = threading.Event()
+        self._stop = threading.Event()
+        self._refresh_lock = threading.Lock()
+        self._thread = None
 
     def stop(self) -> None:
         """Stop the refresher (tests)."""
@@ -110,14 +114,13 @@ class Runtime:
     def reset(self) -> None:
         """Forget everything loaded and stop the refresher (tests)."""
         self.stop()
-        with self._start_lock:
-            self._snapshot = None
-            self._first_load.clear()
-            self._pid = None
-            self._thread = None
-            self._last_full = 0.0
-            self._started_at = None
-            self._reported_at = 0.0
+        self.process.forget()
+        self._snapshot = None
+        self._first_load.clear()
+        self._thread = None
+        self._last_full = 0.0
+        self._started_at = None
+        self._reported_at = 0.0
 
     def _loop(self) -> None:
         poll = settings.INFERENCE_GENERATION_POLL_SECONDS
@@ -181,6 +184,7 @@ class Runtime:
             self._snapshot = snapshot  # the swap: one reference assignment
             self._last_full = time.monotonic()
             self._first_load.set()
+            self.process.set_state("loaded")
             metrics.REFRESHES.labels("ok").inc()
             metrics.MODELS_LOADED.set(len(snapshot.models))
             for product in snapshot.expected:

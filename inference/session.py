@@ -8,7 +8,6 @@ set by one watchdog thread per process).
 """
 
 import logging
-import os
 import threading
 import time
 import uuid
@@ -23,6 +22,7 @@ from django.utils import timezone
 from inference.explain import Explainer, build_explainer
 from inference.serving_config import ModelSpec
 from mlops.artifacts.loading import ArtifactRefused, load_verified
+from mlops.background.process import ProcessLocal
 
 logger = logging.getLogger(__name__)
 
@@ -52,13 +52,12 @@ class _Watchdog:
 
     def __init__(self):
         self._runs: dict[int, tuple[float, ort.RunOptions]] = {}
-        self._pid = None
-        self._lock = threading.Lock()
         self._tick = 0.02
+        # state: "watching" once this process's thread runs
+        self.process = ProcessLocal("run watchdog", self._start, after_fork=self._runs.clear)
 
     def watch(self, run_options: ort.RunOptions, timeout: float) -> int:
-        if self._pid != os.getpid():
-            self._start()
+        self.process.ensure_started()
         if timeout < self._tick * 10:
             self._tick = max(0.002, timeout / 10)
         key = id(run_options)
@@ -69,11 +68,8 @@ class _Watchdog:
         self._runs.pop(key, None)
 
     def _start(self) -> None:
-        with self._lock:
-            if self._pid != os.getpid():
-                self._runs = {}
-                threading.Thread(target=self._loop, name="inference-watchdog", daemon=True).start()
-                self._pid = os.getpid()
+        threading.Thread(target=self._loop, name="inference-watchdog", daemon=True).start()
+        self.process.set_state("watching")
 
     def _loop(self) -> None:
         while True:

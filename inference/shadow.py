@@ -14,7 +14,6 @@ as soon as it is offered.
 """
 
 import logging
-import os
 import threading
 import time
 from collections import Counter, defaultdict, deque
@@ -35,6 +34,7 @@ from inference.ids import new_prediction_id
 from inference.predictions import Prediction, model_fields, span_attributes
 from inference.runtime import Route
 from inference.session import LoadedModel, ModelRunError
+from mlops.background.process import ProcessLocal
 from mlops.observability.tracing import span
 
 logger = logging.getLogger(__name__)
@@ -97,31 +97,34 @@ class ShadowPool:
                 thread.join()
 
 
+def _start_pool() -> None:
+    global _pool
+    _pool = ShadowPool(workers=settings.INFERENCE_SHADOW_WORKERS, queue=settings.INFERENCE_SHADOW_QUEUE, run_batch=run_shadow_batch)
+    _process.set_state("running")
+
+
+def _drop_inherited() -> None:
+    global _pool
+    _pool = None  # its threads stayed in the parent
+
+
 _pool: ShadowPool | None = None
-_pid: int | None = None
-_lock = threading.Lock()
+_process = ProcessLocal("shadow pool", _start_pool, after_fork=_drop_inherited)
 
 
 def pool() -> ShadowPool:
     """The process's shadow pool (a forked worker builds its own)."""
-    global _pool, _pid
-    if _pid != os.getpid():
-        with _lock:
-            if _pid != os.getpid():
-                _pool = ShadowPool(
-                    workers=settings.INFERENCE_SHADOW_WORKERS, queue=settings.INFERENCE_SHADOW_QUEUE, run_batch=run_shadow_batch
-                )
-                _pid = os.getpid()
+    _process.ensure_started()
     return _pool
 
 
 def reset(wait: bool = True) -> None:
     """Finish (or drop) the queued shadow jobs and drop the pool (tests)."""
-    global _pool, _pid
-    with _lock:
-        if _pool is not None and _pid == os.getpid():
-            _pool.shutdown(wait=wait)
-        _pool, _pid = None, None
+    global _pool
+    if _pool is not None and _process.started:
+        _pool.shutdown(wait=wait)
+    _process.forget()
+    _pool = None
 
 
 # --- the shadow job and its run ------------------------------------------------------------------

@@ -1,8 +1,11 @@
 """DualRunRecord persistence, off the event path, and the run-id memory behind idempotency.
 
 A finished stream hands its record to `recorder.submit` (a queue put: never blocks, never
-raises) after its last event is sent. One thread per process writes records, each with
-retries (tenacity: exponential backoff with jitter, ``STREAM_RECORD_ATTEMPTS`` attempts); a
+raises) after its last event is sent. One thread per process writes records (started by the
+first submit of each process, `ProcessLocal`; its state is ``"writing"`` while records wait and
+``"idle"`` once every submitted one is written or dropped), each with retries
+(`resilience.retrying`: exponential backoff with jitter, ``STREAM_RECORD_ATTEMPTS`` attempts,
+no circuit breaker: a record waits for the database rather than being refused at once); a
 record that still cannot be written is dropped, logged and counted
 (``mlops_stream_dual_records{result="dropped"}``). A run id already in the table is a
 duplicate, not an error. At process exit the queue is written first (at most
@@ -16,15 +19,15 @@ import atexit
 import logging
 import queue
 import threading
-import time
 from collections import OrderedDict
 
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from audit.redaction import Redactor
 from inference.streams.metrics import DUAL_RECORDS
+from mlops.background import resilience
+from mlops.background.process import ProcessLocal
 
 logger = logging.getLogger(__name__)
 
@@ -79,17 +82,31 @@ def _retryable(exc: BaseException) -> bool:
     return not isinstance(exc, IntegrityError)
 
 
+def _policy() -> resilience.Policy:
+    # Up to a second of jitter per wait: spread out, the retries of a recorder whose database is
+    # away for a few seconds still land after it is back.
+    return resilience.Policy(
+        attempts=settings.STREAM_RECORD_ATTEMPTS,
+        initial_seconds=0.05,
+        max_seconds=settings.STREAM_RECORD_MAX_WAIT_SECONDS,
+        jitter_seconds=1.0,
+    )
+
+
 class Recorder:
     def __init__(self):
-        self._queue: queue.Queue = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._fresh()
         self._flush_at_exit = False
+        self.process = ProcessLocal("stream recorder", self._start, after_fork=self._fresh)
+
+    def _fresh(self) -> None:
+        """At construction and in a forked child: the parent's queue and runs are the parent's to record."""
+        self._queue: queue.Queue = queue.Queue()
         self.memory = RunMemory()
 
     def submit(self, record: dict) -> None:
         self.memory.finish(record["run_id"], record["events"])
-        self._ensure_thread()
+        self.process.ensure_started()
         self._queue.put_nowait(record)
 
     def recorded(self, run_id: str) -> tuple[str, list[dict] | None]:
@@ -104,27 +121,21 @@ class Recorder:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every submitted record is written or dropped (tests, shutdown)."""
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return not self._queue.unfinished_tasks
+        return self.process.wait_until(lambda: not self._queue.unfinished_tasks, timeout=timeout)
 
-    def _ensure_thread(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="dual-record-writer", daemon=True)
-                self._thread.start()
-                if not self._flush_at_exit:
-                    # A stream that ended just before the process stops is still recorded: the
-                    # exit waits (bounded) for the queue, as it does for the prediction log.
-                    atexit.register(self.flush, settings.STREAM_RECORD_SHUTDOWN_TIMEOUT)
-                    self._flush_at_exit = True
+    def _start(self) -> None:
+        threading.Thread(target=self._run, name="dual-record-writer", daemon=True).start()
+        self.process.set_state("idle")
+        if not self._flush_at_exit:
+            # A stream that ended just before the process stops is still recorded: the
+            # exit waits (bounded) for the queue, as it does for the prediction log.
+            atexit.register(self.flush, settings.STREAM_RECORD_SHUTDOWN_TIMEOUT)
+            self._flush_at_exit = True
 
     def _run(self) -> None:
         while True:
             record = self._queue.get()
+            self.process.set_state("writing")
             try:
                 self._write(record)
             except Exception:
@@ -133,17 +144,16 @@ class Recorder:
             finally:
                 self._queue.task_done()
                 close_old_connections()
+                self.process.set_state("writing" if self._queue.unfinished_tasks else "idle")
 
     def _write(self, record: dict) -> None:
         from audit.models import DualRunRecord
 
         fields = {key: value for key, value in record.items() if key != "run_id"}
-        retrying = Retrying(
-            stop=stop_after_attempt(max(1, settings.STREAM_RECORD_ATTEMPTS)),
-            wait=wait_exponential_jitter(multiplier=0.05, max=settings.STREAM_RECORD_MAX_WAIT_SECONDS),
-            retry=retry_if_exception(_retryable),
+        retrying = resilience.retrying(
+            _policy(),
+            transient=_retryable,
             before_sleep=lambda state: (DUAL_RECORDS.labels("retried").inc(), close_old_connections()),
-            reraise=True,
         )
         try:
             for attempt in retrying:

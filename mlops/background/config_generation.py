@@ -6,15 +6,16 @@ second, instead of querying the database on every request.
 """
 
 import logging
-import time
 
 from django.core.cache import cache
 from django.db import transaction
 
+from mlops.background import clock
+
 logger = logging.getLogger(__name__)
 
 CACHE_KEY = "serving-config-generation"
-_observed: tuple[int, float] = (-1, float("-inf"))  # (the last value read, when: time.monotonic())
+_observed: tuple[int, float] = (-1, float("-inf"))  # (the last value read, when: clock.monotonic())
 
 
 def bump() -> None:
@@ -37,7 +38,7 @@ def current() -> int:
     except Exception:
         logger.warning("could not read the serving configuration generation", exc_info=True)
         value = -1
-    _observed = (value, time.monotonic())
+    _observed = (value, clock.monotonic())
     return value
 
 
@@ -47,6 +48,6 @@ def recent(max_age: float) -> int:
     tables that request threads check (`mlops.background.reloading`) seldom touch the cache themselves: a
     slow cache then delays no request."""
     value, read_at = _observed
-    if time.monotonic() - read_at <= max_age:
+    if clock.monotonic() - read_at <= max_age:
         return value
     return current()

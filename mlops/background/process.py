@@ -14,7 +14,9 @@ publisher), so none of them compares pids by hand:
   component's ``after_fork`` hook at once, so inherited objects are dropped before anything
   in the child can use them;
 - ``state`` is what the component says it is doing (``"loaded"``, ``"idle"``, ``"flushed"``,
-  ...): tests and readiness checks wait on it with ``wait_for`` instead of sleeping.
+  ...): tests and readiness checks wait on it with ``wait_for`` instead of sleeping, or, for a
+  fact the component changes together with its state (a new snapshot, an emptied queue), with
+  ``wait_until``: every ``set_state`` wakes the waiters, even when the state stays the same.
 """
 
 import os
@@ -72,9 +74,14 @@ class ProcessLocal:
 
     def wait_for(self, *states: str, timeout: float) -> bool:
         """Block until the component is in one of ``states`` (True) or ``timeout`` seconds passed (False)."""
+        return self.wait_until(lambda: self._state in states, timeout=timeout)
+
+    def wait_until(self, condition: Callable[[], bool], *, timeout: float) -> bool:
+        """Block until ``condition()`` holds (True) or ``timeout`` seconds passed (False);
+        ``condition`` is checked now and after every ``set_state``."""
         deadline = time.monotonic() + timeout
         with self._changed:
-            while self._state not in states:
+            while not condition():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from django.db import DatabaseError, connections
 
-from mlops.background import config_generation, resilience
+from mlops.background import clock, config_generation, resilience
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ class ReloadedTable(Generic[T]):
 
     def current(self) -> T | None:
         """The table (None if it has never loaded); loads it first if it never has."""
-        now = time.monotonic()
+        now = clock.monotonic()
         if now >= self._next_check or self._value is None:
             self._check(now)
         return self._value
@@ -66,9 +65,9 @@ class ReloadedTable(Generic[T]):
     def refresh(self) -> None:
         """Reload now, on the calling thread, if the table is stale (background callers, tests)."""
         with self._lock:
-            generation = self._stale_generation(time.monotonic())
+            generation = self._stale_generation(clock.monotonic())
             if generation is not None:
-                self._reload(generation, time.monotonic(), retry=True)
+                self._reload(generation, clock.monotonic(), retry=True)
 
     def invalidate(self) -> None:
         """Forget the table: the next caller loads it and waits (tests, after a local change)."""

@@ -8,6 +8,11 @@ after ``fail_max`` failed calls in a row the breaker opens and calls fail at onc
 `DependencyUnavailable` for ``reset_seconds``, then one trial call decides. Non-transient errors
 pass through and never trip it. Each process has its own breakers.
 
+A caller with a fallback of its own (the prediction log spills to disk) takes a `circuit`: it
+opens on the first failure and lets one trial call through every probe interval plus jitter,
+without retries. A caller that must wait rather than give up (the stream recorder) takes a
+`retrying` policy alone, without a breaker. Every tenacity policy of the platform is built here.
+
 Metrics: ``mlops_circuit_state{dependency}`` (0 closed, 1 half-open, 2 open),
 ``mlops_dependency_calls_total{dependency,operation,outcome}`` (ok, error after retries,
 rejected while open) and ``mlops_dependency_retries_total{dependency,operation}``.
@@ -17,9 +22,10 @@ The request path never calls through here: it holds what it needs in process.
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import pybreaker
@@ -52,18 +58,37 @@ class DependencyUnavailable(Exception):
 @dataclass(frozen=True)
 class Policy:
     attempts: int  # per call, the first included
-    initial_seconds: float  # first wait; each next one doubles, plus up to this much jitter
+    initial_seconds: float  # first wait; each next one doubles, plus up to `jitter_seconds`
     max_seconds: float  # cap of one wait
-    fail_max: int  # failed calls in a row that open the circuit
-    reset_seconds: float  # how long it stays open before a trial call
+    fail_max: int = 1  # failed calls in a row that open the circuit
+    reset_seconds: float = 0.0  # how long it stays open before a trial call
+    jitter_seconds: float | None = None  # added at random to each wait; None: initial_seconds
+    reset_jitter_seconds: float = 0.0  # added at random to each opening, so that processes do not probe in step
 
 
-class _StateMetric(pybreaker.CircuitBreakerListener):
-    def __init__(self, name: str):
-        self.name = name
+def retrying(
+    policy: Policy, *, transient: Callable[[BaseException], bool], before_sleep: Callable[[tenacity.RetryCallState], None] | None = None
+) -> tenacity.Retrying:
+    """Tenacity's retry loop for ``policy``: transient failures only, exponential backoff with
+    jitter, the last failure raised as itself."""
+    jitter = policy.initial_seconds if policy.jitter_seconds is None else policy.jitter_seconds
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception(transient),
+        stop=tenacity.stop_after_attempt(max(1, policy.attempts)),
+        wait=tenacity.wait_exponential_jitter(multiplier=policy.initial_seconds, jitter=jitter, max=policy.max_seconds),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+
+
+class _Listener(pybreaker.CircuitBreakerListener):
+    def __init__(self, dependency: Dependency):
+        self.dependency = dependency
 
     def state_change(self, cb, old_state, new_state):
-        CIRCUIT_STATE.labels(self.name).set(_STATE_VALUES.get(new_state.name, 0))
+        CIRCUIT_STATE.labels(self.dependency.name).set(_STATE_VALUES.get(new_state.name, 0))
+        if new_state.name == pybreaker.STATE_OPEN:
+            self.dependency._opened()
 
 
 class Dependency:
@@ -71,12 +96,13 @@ class Dependency:
         self.name = name
         self._policy = policy  # read per call: settings may change (tests, an operator's shell)
         self._transient = transient
+        self._reset_jitter = 0.0  # drawn each time the circuit opens
         initial = policy()
         self.breaker = pybreaker.CircuitBreaker(
             fail_max=initial.fail_max,
             reset_timeout=initial.reset_seconds,
             exclude=[lambda exc: not transient(exc)],  # a bad request says nothing about the dependency's health
-            listeners=[_StateMetric(name)],
+            listeners=[_Listener(self)],
             name=name,
             throw_new_error_on_trip=False,  # the failure that trips it is reported as itself
         )
@@ -97,17 +123,11 @@ class Dependency:
             if before_retry is not None:
                 before_retry()
 
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(self._transient),
-            stop=tenacity.stop_after_attempt(max(1, policy.attempts) if retry else 1),
-            wait=tenacity.wait_exponential_jitter(multiplier=policy.initial_seconds, jitter=policy.initial_seconds, max=policy.max_seconds),
-            before_sleep=before_sleep,
-            reraise=True,
-        )
+        attempts = retrying(policy if retry else replace(policy, attempts=1), transient=self._transient, before_sleep=before_sleep)
         self.breaker.fail_max = policy.fail_max
-        self.breaker.reset_timeout = policy.reset_seconds
+        self.breaker.reset_timeout = policy.reset_seconds + self._reset_jitter
         try:
-            result = self.breaker.call(retrying, fn)
+            result = self.breaker.call(attempts, fn)
         except pybreaker.CircuitBreakerError:
             CALLS.labels(self.name, operation, "rejected").inc()
             raise DependencyUnavailable(f"{self.name} is failing: circuit open, not tried (retry later)") from None
@@ -117,9 +137,17 @@ class Dependency:
         CALLS.labels(self.name, operation, "ok").inc()
         return result
 
+    def trip(self) -> None:
+        """Open the circuit after a failure seen outside `call` (the caller knows the dependency failed)."""
+        self.breaker.open()
+
     def reset(self) -> None:
         self.breaker.close()
         CIRCUIT_STATE.labels(self.name).set(0)
+
+    def _opened(self) -> None:
+        jitter = self._policy().reset_jitter_seconds
+        self._reset_jitter = random.uniform(0, jitter) if jitter else 0.0
 
 
 _dependencies: dict[str, Dependency] = {}
@@ -133,6 +161,18 @@ def dependency(name: str, policy: Callable[[], Policy], transient: Callable[[Bas
         if found is None:
             found = _dependencies[name] = Dependency(name, policy, transient)
         return found
+
+
+def circuit(name: str, *, probe_seconds: float) -> Dependency:
+    """A breaker of its own for a caller that has a fallback (the prediction log's spill file).
+
+    It opens on the first failure; while open, calls are refused (`DependencyUnavailable`) and the
+    caller falls back; a trial call goes through ``probe_seconds`` plus up to as much jitter after
+    each opening. No retries: the fallback is cheaper than waiting. Not registered: every caller
+    owns its own (two writers in one process do not share their state), under the metric label ``name``.
+    """
+    policy = Policy(attempts=1, initial_seconds=0.0, max_seconds=0.0, reset_seconds=probe_seconds, reset_jitter_seconds=probe_seconds)
+    return Dependency(name, lambda: policy, transient=lambda exc: True)
 
 
 def reset() -> None:

@@ -156,12 +156,29 @@ def verify_api_key(key: str) -> Principal:
         entry = api_keys.lookup(prefix)
         if entry is None or not hmac.compare_digest(entry.digest, secret_digest(secret)):
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.", code="invalid_api_key")
-        if entry.expires_at is not None and time.time() >= entry.expires_at:
+        if entry.expires_at is not None and clock() >= entry.expires_at:
             raise exceptions.AuthenticationFailed("The API key has expired.", code="api_key_expired")
         return entry.principal
 
 
+def clock() -> float:
+    """Seconds since the epoch. Every expiry decided here (API keys, JWTs, remembered JWTs) reads
+    this clock, so a test lets time pass by replacing it instead of sleeping."""
+    return time.time()
+
+
 # --- JWT ------------------------------------------------------------------------------------
+
+
+class _PyJWT(jwt.PyJWT):
+    """PyJWT, its ``exp`` check reading `clock` like the remembered tokens do; every other check
+    and their order stay PyJWT's (tests/security/test_jwt.py fails if this stops applying)."""
+
+    def _validate_exp(self, payload, now, leeway):
+        super()._validate_exp(payload, clock(), leeway)
+
+
+_jwt = _PyJWT()
 
 
 @lru_cache(maxsize=8)
@@ -189,7 +206,7 @@ class _VerifiedTokens:
         if hit is None:
             return None
         principal, expires_at, hit_config = hit
-        if hit_config != config or time.time() >= expires_at:
+        if hit_config != config or clock() >= expires_at:
             self._tokens.pop(token, None)
             return None
         return principal
@@ -232,7 +249,7 @@ def verify_jwt(token: str) -> Principal:
         logger.error("JWT_PUBLIC_KEY cannot be read as a %s public key", algorithm)
         raise exceptions.AuthenticationFailed("Token authentication is not configured.", code="invalid_token") from None
     try:
-        claims = jwt.decode(
+        claims = _jwt.decode(
             token,
             key,
             algorithms=[algorithm],  # never taken from the token header

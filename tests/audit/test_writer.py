@@ -30,15 +30,6 @@ def submit_concurrently(writer, records: list[dict], threads: int = 8) -> None:
         worker.join()
 
 
-def wait_for(predicate, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
-
-
 def spilled_lines(folder) -> list[dict]:
     return [orjson.loads(line) for path in folder.glob("spill-*") for line in path.read_bytes().splitlines() if line.strip()]
 
@@ -79,7 +70,8 @@ def test_outage_spills_and_replays_every_record_exactly_once(transactional_db, p
     submit_concurrently(writer, after)
     assert writer.flush(10)
     expected = {r["prediction_id"] for r in before + during + after}
-    assert wait_for(lambda: PredictionLog.objects.count() == len(expected) and not list(writer.spill_dir.glob("spill-*")))
+    assert writer.process.wait_for("flushed", timeout=15)  # the spill is replayed
+    assert not list(writer.spill_dir.glob("spill-*"))
     assert set(PredictionLog.objects.values_list("pk", flat=True)) == expected
 
 
@@ -133,7 +125,7 @@ def test_full_queue_spills_instead_of_blocking(transactional_db, production_vers
     assert len(overflowed) >= 40
     assert writer.flush(10)
     # The next successful batch closed the overflow file and the writer replayed it.
-    assert wait_for(lambda: PredictionLog.objects.count() == 50)
+    assert writer.process.wait_for("flushed", timeout=15)
     assert set(PredictionLog.objects.values_list("pk", flat=True)) == {r["prediction_id"] for r in records}
 
 
@@ -178,7 +170,9 @@ def test_spill_files_rotate_by_size(transactional_db, production_version, writer
         files = sorted(p.name for p in writer.spill_dir.glob("spill-*"))
         assert len(files) >= 2 and files[0].endswith(".ndjson")  # a rotated file is closed at once, ready for replay
         assert len(spilled_lines(writer.spill_dir)) == 10
-    assert wait_for(lambda: PredictionLog.objects.count() == 10)
+        assert writer.process.state == "spilling"
+    assert writer.process.wait_for("flushed", timeout=15)  # a probe got in and the spill is replayed
+    assert PredictionLog.objects.count() == 10
 
 
 def test_metrics_count_queued_written_spilled_and_replayed(transactional_db, production_version, writer_factory):
@@ -202,7 +196,8 @@ def test_metrics_count_queued_written_spilled_and_replayed(transactional_db, pro
             writer.submit(make_record(production_version))
         assert writer.flush(10)
         assert value("mlops_circuit_state", dependency="prediction_log") == 2  # spilling
-    assert wait_for(lambda: PredictionLog.objects.count() == 5)
+    assert writer.process.wait_for("flushed", timeout=15)
+    assert PredictionLog.objects.count() == 5
     assert value("mlops_circuit_state", dependency="prediction_log") == 0
     assert value("audit_log_queued_total") - before["queued"] == 5
     assert value("audit_log_written_total") - before["written"] == 3
@@ -229,7 +224,7 @@ def test_written_records_are_published_to_the_product_group(transactional_db, pr
     assert writer.flush(10)
     # Receive only once the publisher thread has sent (the in-memory layer is not thread-safe for
     # a receiver that waits while another thread's event loop sends).
-    assert wait_for(lambda: publisher._queue.unfinished_tasks == 0 and layer.channels.get(channel), timeout=5)
+    assert publisher.process.wait_until(lambda: publisher._queue.unfinished_tasks == 0, timeout=5)
 
     async def receive():
         return await asyncio.wait_for(layer.receive(channel), 2)

@@ -1,7 +1,7 @@
 """The runtime registry: loading, readiness, hot swap, refused artifacts, configuration changes."""
 
 import threading
-import time
+from collections import Counter
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -48,7 +48,8 @@ def test_unknown_product_is_refused_and_a_product_being_loaded_is_unavailable(se
 def test_hot_swap_under_concurrent_requests_fails_no_request(serving, validated, events):
     gbdt = validated("gbdt")
     failures: list[BaseException] = []
-    seen: set[str] = set()
+    served: Counter[str] = Counter()  # answers per model
+    answered = threading.Condition()
     stop = threading.Event()
 
     def hammer(worker: int):
@@ -56,28 +57,36 @@ def test_hot_swap_under_concurrent_requests_fails_no_request(serving, validated,
         while not stop.is_set():
             try:
                 prediction = services.predict(event_id=f"w{worker}-{i}", product=PRODUCT, features=events[(worker * 50 + i) % len(events)])
-                seen.add(prediction.model.spec.name)
+                with answered:
+                    served[prediction.model.spec.name] += 1
+                    answered.notify_all()
             except BaseException as exc:
                 failures.append(exc)
             i += 1
+
+    def keep_serving(name: str, requests: int = 100) -> None:
+        """Wait until ``requests`` more answers came from ``name``: the swap happens under load."""
+        with answered:
+            target = served[name] + requests
+            assert answered.wait_for(lambda: served[name] >= target or failures, timeout=20), f"{name} answered {served[name]}"
 
     threads = [threading.Thread(target=hammer, args=(n,)) for n in range(4)]
     for thread in threads:
         thread.start()
     try:
-        time.sleep(0.2)
+        keep_serving("logreg")
         registry.model_version_promote(model_version_id=gbdt.pk, user=None, reason="swap")
         runtime.refresh()
-        time.sleep(0.2)
+        keep_serving("gbdt")
         registry.model_version_rollback(product=PRODUCT, user=None, reason="swap back")
         runtime.refresh()
-        time.sleep(0.2)
+        keep_serving("logreg")
     finally:
         stop.set()
         for thread in threads:
             thread.join()
     assert failures == []
-    assert seen == {"logreg", "gbdt"}
+    assert set(served) == {"logreg", "gbdt"}
     assert runtime.peek().routes[PRODUCT].production.spec.name == "logreg"
 
 
@@ -142,7 +151,5 @@ def test_workers_see_a_configuration_change_within_two_seconds(production_model,
     assert snapshot is not None and snapshot.routes[PRODUCT].production.spec.name == "logreg"
     gbdt = validated("gbdt")
     registry.model_version_promote(model_version_id=gbdt.pk, user=None, reason="bump")  # bumps the generation on commit
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline and runtime.peek().routes[PRODUCT].production.spec.name != "gbdt":
-        time.sleep(0.05)
-    assert runtime.peek().routes[PRODUCT].production.spec.name == "gbdt"
+    # Checked again after every rebuild of the refresher (its state is set to "loaded" each time).
+    assert runtime.process.wait_until(lambda: runtime.peek().routes[PRODUCT].production.spec.name == "gbdt", timeout=2.0)

@@ -10,7 +10,8 @@ import time as real_time
 import pytest
 from django.db import connection, connections
 
-from mlops.background import config_generation, reloading
+from mlops.background import clock as background_clock
+from mlops.background import config_generation
 from mlops.security import authentication
 from mlops.security.authentication import ApiKeyCache
 from tests.faults import database_down
@@ -28,14 +29,11 @@ class Clock:
     def monotonic(self):
         return self.now
 
-    def time(self):
-        return real_time.time()
-
 
 @pytest.fixture
 def clock(monkeypatch):
     clock = Clock()
-    monkeypatch.setattr(reloading, "time", clock)
+    monkeypatch.setattr(background_clock, "monotonic", clock.monotonic)
     return clock
 
 

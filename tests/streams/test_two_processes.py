@@ -38,7 +38,7 @@ def test_a_prediction_answered_by_web_reaches_a_live_subscriber_of_stream(regist
         connection.request("GET", f"/stream/live/{PRODUCT}/", headers={"Cookie": cookie})
         response = connection.getresponse()
         assert response.status == 200
-        events, seen = [], threading.Event()
+        events, subscribed, seen = [], threading.Event(), threading.Event()
 
         def read():
             pending = b""
@@ -48,12 +48,14 @@ def test_a_prediction_answered_by_web_reaches_a_live_subscriber_of_stream(regist
                     return
                 found, pending = parse_sse(pending + chunk, time.monotonic())
                 events.extend(found)
+                if any(e["event"] == "hello" for e in found):  # sent once the stream has joined the product group
+                    subscribed.set()
                 if any(e["event"] == "prediction" and e["data"]["event_id"] == "two-proc-1" for e in events):
                     seen.set()
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
-        time.sleep(0.5)  # subscribed
+        assert subscribed.wait(10), "the live stream said hello"
         request = urllib.request.Request(
             web + "/v1/infer",
             data=orjson.dumps({"event_id": "two-proc-1", "product": PRODUCT, "features": features}),
