@@ -91,6 +91,7 @@ from mlops.background.process import STOPPED, ProcessLocal
 
 logger = logging.getLogger(__name__)
 CIRCUIT = "prediction_log"  # the writer's dependency in mlops_circuit_state
+SHUTDOWN_LOCK_SECONDS = 1.0  # the longest a shutdown waits for the spill file's lock
 
 
 def _is_data_error(exc: BaseException) -> bool:
@@ -219,6 +220,8 @@ class PredictionLogWriter:
         # request thread pays no lock hand-off per record; the writer thread wakes on its
         # interval, or early through ``_wake`` when a batch is full or a flush is asked for.
         self._buffer: deque = deque()
+        self._in_flight: list[dict] = []  # the batch the writer thread is writing
+        self._shutdown_deadline: float | None = None
         self._wake = threading.Event()
         self._stopping = False
         self._recent: OrderedDict = OrderedDict()
@@ -318,14 +321,56 @@ class PredictionLogWriter:
         return True
 
     def shutdown(self, timeout: float | None = None) -> bool:
-        """Flush, then close the spill file so that any process can replay it."""
-        done = self.flush(self.shutdown_timeout if timeout is None else timeout)
-        with self._spill.lock:
+        """Flush, then close the spill file so that any process can replay it.
+
+        A shutdown has one budget (``shutdown_timeout``), however many hooks call this: SIGINT's
+        handler and then ``atexit`` must not take two, because a pod's grace period is finite.
+        What is still unwritten when it runs out (queued, or held by the writer thread while the
+        database does not answer) is spilled from this thread instead of lost; replaying a record
+        the database got after all inserts nothing. Locks are taken with a bound too: a signal
+        handler runs on the main thread, which may itself hold the spill lock at that moment.
+        """
+        if self._shutdown_deadline is None:
+            self._shutdown_deadline = time.monotonic() + (self.shutdown_timeout if timeout is None else timeout)
+        done = self.flush(max(0.0, self._shutdown_deadline - time.monotonic()))
+        if done:
+            self._shutdown_deadline = None  # a later shutdown (after more submits) gets its own budget
+        else:
+            self._spill_unwritten()
+        if self._spill.lock.acquire(timeout=SHUTDOWN_LOCK_SECONDS):
             try:
                 self._spill.close()
             except OSError:
                 logger.exception("could not close the spill file")
+            finally:
+                self._spill.lock.release()
+        else:
+            logger.error("the spill file is busy; left open (a later replay still reads it)")
         return done
+
+    def _spill_unwritten(self) -> None:
+        records, self._in_flight = list(self._in_flight), []  # spilled once, even if another hook runs out of time too
+        while True:  # popleft, not a copy and clear: a request thread may still be appending
+            try:
+                records.append(self._buffer.popleft())
+            except IndexError:
+                break
+        if not records:
+            return
+        if not self._spill.lock.acquire(timeout=SHUTDOWN_LOCK_SECONDS):
+            DROPPED.labels("spill_failed").inc(len(records))
+            logger.error("prediction log shutdown: the spill file stayed busy; %d unwritten records are lost", len(records))
+            return
+        try:
+            self._spill.append([self.redactor.redact(record) for record in records])
+        except OSError:
+            DROPPED.labels("spill_failed").inc(len(records))
+            logger.exception("could not spill %d prediction log records to %s: they are lost", len(records), self.spill_dir)
+            return
+        finally:
+            self._spill.lock.release()
+        SPILLED.labels("shutdown").inc(len(records))
+        logger.warning("prediction log shutdown: %d records not written in time, spilled for replay", len(records))
 
     def _take_batch(self) -> list[dict]:
         buffer, batch = self._buffer, []
@@ -374,11 +419,14 @@ class PredictionLogWriter:
             try:
                 batch = self._take_batch()
                 while batch:
+                    self._in_flight = batch  # a shutdown that runs out of time spills it (`_spill_unwritten`)
                     try:
                         self._write_or_spill(batch)
                     except Exception:  # a bug must not cost the batch: keep it on disk for replay
                         logger.exception("prediction log writer failed on a batch of %d; spilling it", len(batch))
                         self._spill_batch(batch, reason="writer_error")
+                    finally:
+                        self._in_flight = []
                     # Keep going only with full batches; a remainder waits for the next interval.
                     batch = self._take_batch() if len(self._buffer) >= self.batch_size else []
             finally:
