@@ -52,7 +52,7 @@ class DualModels:
     """Each configured product's route, in a `mlops.background.reloading.ReloadedTable`: the first stream
     of a process waits for the load, later reloads run in the background."""
 
-    CHECK_INTERVAL = 1.0  # seconds between reads of the configuration generation
+    CHECK_INTERVAL = 0.5  # seconds between reads of the configuration generation (see ApiKeyCache.CHECK_INTERVAL)
     MAX_AGE = 30.0  # reload at least this often (a missed bump, a refused model to retry)
     MISS_WAIT = 2.0  # how long a product without a route waits for a reload under way (models load)
 
