@@ -28,8 +28,8 @@ The spans, where they are opened, and the attributes an operator filters by (all
 ``shadow_inference``     inference/shadow.py (shadow pool)             product, model_id, model_name, model_version, rows
 ``diff_classification``  inference/shadow.py (per shadowed answer)     product, model_id, diff_class, score_diff
 ``outcome_ingestion``    audit/services.py                             source, count
-``rate_limit_check``     mlops/ratelimits.py (the shared-cache count)  group, principal_kind, windows
-``api_key_validation``   mlops/authentication.py                       key_prefix (never the secret)
+``rate_limit_check``     mlops/security/ratelimits.py (shared count)   group, principal_kind, windows
+``api_key_validation``   mlops/security/authentication.py              key_prefix (never the secret)
 =======================  ===========================================  ==================================================
 
 A failure inside a span (a refused model, a timed-out run, a refused key, the cache down) marks
