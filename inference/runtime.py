@@ -33,7 +33,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime
-from functools import partial
+from functools import cached_property, partial
 
 from django.conf import settings
 from django.db import connections
@@ -42,6 +42,7 @@ from django.utils import timezone
 from inference import metrics
 from inference.serving_config import ModelSpec, ProductConfig, serving_config
 from inference.session import LoadedModel, ModelLoadError, load_model
+from inference.validation import same_input
 from inference.workers import worker_report
 from mlops.background import config_generation, resilience
 from mlops.observability.tracing import span
@@ -63,6 +64,12 @@ class Route:
     @property
     def feature_names(self) -> tuple[str, ...]:
         return self.production.feature_names
+
+    @cached_property
+    def canary_has_own_input(self) -> bool:
+        """Whether the canary takes its row in another feature order or input type than production
+        (then each gets its own; read per request, so worked out once per route)."""
+        return self.canary is not None and not same_input(self.canary, self.production)
 
 
 @dataclass(frozen=True, eq=False)
@@ -306,7 +313,9 @@ class Runtime:
         shadow, shadow_bp = obtain(config.shadow), config.shadow_basis_points
         if config.shadow is not None and shadow is None and previous is not None:
             shadow, shadow_bp = previous.shadow, previous.shadow_basis_points
-        if canary is not None and (canary.id == production.id or canary.feature_names != production.feature_names):
+        # A canary or shadow may take the features in another order or input type (each model gets
+        # its row in its own, `inference.validation.feature_rows`), not other features.
+        if canary is not None and (canary.id == production.id or set(canary.feature_names) != set(production.feature_names)):
             canary, canary_bp = None, 0
         if shadow is not None and (shadow.id == production.id or set(shadow.feature_names) != set(production.feature_names)):
             shadow, shadow_bp = None, 0
