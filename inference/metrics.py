@@ -40,7 +40,11 @@ CANARY_RATIO = Gauge(
     ["product"],
     multiprocess_mode="livemax",
 )
-SHADOW_RUNS = Counter("mlops_inference_shadow_runs", "Shadow runs by outcome (ok, error).", ["product", "model", "outcome"])
+SHADOW_RUNS = Counter(
+    "mlops_inference_shadow_runs",
+    "Shadow runs by outcome (ok, error, invalid_input: the shadow cannot take the request's values).",
+    ["product", "model", "outcome"],
+)
 SHADOW_DIFFS = Counter(
     "mlops_inference_shadow_diffs",
     "Shadow answers by distance from the primary's score (minimal, moderate, significant: SHADOW_DIFF_* settings).",

@@ -259,7 +259,9 @@ class Runtime:
         shadow, shadow_bp = obtain(config.shadow), config.shadow_basis_points
         if config.shadow is not None and shadow is None and previous is not None:
             shadow, shadow_bp = previous.shadow, previous.shadow_basis_points
-        if canary is not None and (canary.id == production.id or canary.feature_names != production.feature_names):
+        # A canary or shadow may take the features in another order or input type (each model gets
+        # its row in its own, `inference.validation.feature_rows`), not other features.
+        if canary is not None and (canary.id == production.id or set(canary.feature_names) != set(production.feature_names)):
             canary, canary_bp = None, 0
         if shadow is not None and (shadow.id == production.id or set(shadow.feature_names) != set(production.feature_names)):
             shadow, shadow_bp = None, 0

@@ -25,7 +25,7 @@ from inference.ids import new_prediction_id
 from inference.predictions import Prediction, model_fields, span_attributes
 from inference.runtime import Route, Snapshot, runtime
 from inference.session import LoadedModel, ModelRunError
-from inference.validation import InferRequest, InvalidInput, feature_row
+from inference.validation import InferRequest, InvalidInput, feature_row, feature_rows
 from mlops.observability.logging import log_context
 from mlops.observability.tracing import span
 
@@ -62,13 +62,13 @@ def _predict(prediction_id: uuid.UUID, event_id: str, product: str, features: Ma
     started = time.perf_counter()
     snapshot = _snapshot()
     route = _route(snapshot, product)
-    row = feature_row(features, route.feature_names, route.production.dtype)
-    model, role = route.production, PRODUCTION
+    row, canary_row = _rows(route, features)
+    model, role, model_row = route.production, PRODUCTION, row
     if route.canary is not None and routing.in_canary(product, event_id, route.canary_basis_points):
-        model, role = route.canary, CANARY
+        model, role, model_row = route.canary, CANARY, canary_row
     fallback_from, fallback_reason = None, ""
     try:
-        (score, summary), source = _score(model, row)
+        (score, summary), source = _score(model, model_row)
     except ModelRunError as exc:
         _count_error(product, model, role, exc)
         if role != CANARY:
@@ -106,6 +106,20 @@ def _predict(prediction_id: uuid.UUID, event_id: str, product: str, features: Ma
     if route.shadow is not None and route.shadow.id != model.id and routing.in_shadow_sample(product, event_id, route.shadow_basis_points):
         shadow.schedule(route, [prediction], row, request_id)
     return prediction
+
+
+def _rows(route: Route, features: Mapping, prefix: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """The request's row for production and for the canary, each in that model's feature order and
+    input type (one row when they take the same, as without a canary: no extra work then).
+
+    Both are checked whatever the event's bucket: a request is accepted or refused the same way
+    whichever model it reaches, and a canary run that fails falls back to production's row.
+    """
+    if not route.canary_has_own_input:
+        row = feature_row(features, route.feature_names, route.production.dtype, prefix)
+        return row, row
+    production_row, canary_row = feature_rows(features, (route.production, route.canary), prefix)
+    return production_row, canary_row
 
 
 def _snapshot() -> Snapshot:
@@ -231,14 +245,17 @@ def _predict_batch(items: list[InferRequest | None], request_id: str, client: st
     started = time.perf_counter()
     snapshot = _snapshot()
     routes: list[Route] = []
-    rows: list[np.ndarray] = []
+    rows: list[np.ndarray] = []  # production's
+    canary_rows: list[np.ndarray] = []
     for index, item in enumerate(items):
         prefix = f"items.{index}."
         if item is None:
             continue
         try:
             route = _route(snapshot, item.product, prefix)
-            rows.append(feature_row(item.features, route.feature_names, route.production.dtype, prefix))
+            row, canary_row = _rows(route, item.features, prefix)
+            rows.append(row)
+            canary_rows.append(canary_row)
             routes.append(route)
         except InvalidInput as exc:
             if problems is None:
@@ -269,7 +286,7 @@ def _predict_batch(items: list[InferRequest | None], request_id: str, client: st
             pending_production[model.id].extend(indices)
             continue
         try:
-            _score_rows(model, indices, rows, results)
+            _score_rows(model, indices, canary_rows, results)
         except ModelRunError as exc:
             _count_error(model.spec.product, model, role, exc)
             metrics.FALLBACKS.labels(model.spec.product, exc.reason).inc(len(indices))

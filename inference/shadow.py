@@ -11,6 +11,13 @@ together (`run_shadow_batch` groups them by model, one session run per model). U
 many single-row runs, each with its own thread wake-up, into a few batched runs, which is far
 cheaper per row (DESIGN.md §2: 9.4 µs for one row, 24 µs for 128); when idle, a job runs alone
 as soon as it is offered.
+
+A shadow that takes production's row (same feature order and input type) scores it as it is;
+any other is given a row of its own, built from the request's features in its own order and
+type, because production's row may have lost what the shadow would have taken (float32 rounds a
+float64 input; a float cast to int64 is truncated). A request the shadow cannot take unchanged
+(``1.5`` for an int64 input) is not shadowed, and counted (outcome ``invalid_input``): the
+request was checked against the models that answer it, never against its shadow.
 """
 
 import logging
@@ -34,6 +41,7 @@ from inference.ids import new_prediction_id
 from inference.predictions import Prediction, model_fields, span_attributes
 from inference.runtime import Route
 from inference.session import LoadedModel, ModelRunError
+from inference.validation import InvalidInput, feature_row, same_input
 from mlops.background.process import ProcessLocal
 from mlops.observability.tracing import span
 
@@ -132,10 +140,10 @@ def reset(wait: bool = True) -> None:
 
 @dataclass(frozen=True, eq=False)
 class ShadowJob:
-    """Primary predictions to shadow with one model, and their feature rows in the primary's order."""
+    """Primary predictions to shadow with one model, and their feature rows as ``source`` takes them."""
 
     shadow: LoadedModel
-    names: tuple[str, ...]
+    source: LoadedModel  # the product's production model: ``matrix`` is in its feature order and input type
     primaries: list[Prediction]
     matrix: np.ndarray
     request_id: str
@@ -143,7 +151,7 @@ class ShadowJob:
 
 def schedule(route: Route, predictions: list[Prediction], matrix: np.ndarray, request_id: str) -> None:
     """Offer the shadow run of ``predictions`` (rows of ``matrix``) to the pool; a full pool skips it, counted."""
-    if not pool().offer(ShadowJob(route.shadow, route.feature_names, predictions, matrix, request_id)):
+    if not pool().offer(ShadowJob(route.shadow, route.production, predictions, matrix, request_id)):
         metrics.SHADOW_SKIPS.labels(route.product).inc(len(predictions))
 
 
@@ -159,14 +167,27 @@ def run_shadow_batch(jobs: list[ShadowJob]) -> None:
 def _run_shadow(jobs: list[ShadowJob]) -> None:
     started = time.perf_counter()
     shadow = jobs[0].shadow
-    matrices = []
+    product = jobs[0].primaries[0].product
+    matrices, primaries, request_ids = [], [], []
+    refused = 0
     for job in jobs:
-        matrix = job.matrix
-        if shadow.feature_names != job.names:
-            matrix = matrix[:, [job.names.index(name) for name in shadow.feature_names]]
-        matrices.append(matrix.astype(shadow.dtype, copy=False))
-    primaries = [primary for job in jobs for primary in job.primaries]
-    product = primaries[0].product
+        if same_input(job.source, shadow):
+            matrices.append(job.matrix)
+            primaries.extend(job.primaries)
+            request_ids.extend(job.request_id for _ in job.primaries)
+            continue
+        for primary in job.primaries:
+            try:
+                matrices.append(feature_row(primary.features, shadow.feature_names, shadow.dtype))
+            except InvalidInput:
+                refused += 1
+                continue
+            primaries.append(primary)
+            request_ids.append(job.request_id)
+    if refused:
+        metrics.SHADOW_RUNS.labels(product, shadow.label, "invalid_input").inc(refused)
+    if not primaries:
+        return
     try:
         with span("shadow_inference", **span_attributes(shadow), rows=len(primaries)):
             scores = shadow.run(np.vstack(matrices), timeout=shadow.timeout * max(1, len(primaries) / 32))
@@ -176,7 +197,6 @@ def _run_shadow(jobs: list[ShadowJob]) -> None:
         logger.warning("shadow %s of %s failed: %s", shadow.label, product, exc, extra=model_fields(shadow, SHADOW))
         return
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
-    request_ids = [job.request_id for job in jobs for _ in job.primaries]
     diff_classes: Counter[str] = Counter()
     disagreements = 0
     for primary, score, request_id in zip(primaries, scores.tolist(), request_ids, strict=True):

@@ -7,8 +7,10 @@ version is not among them.
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 from inference.session import LoadedModel
+from inference.validation import same_input
 
 
 @dataclass(frozen=True, eq=False)
@@ -25,6 +27,12 @@ class Route:
     @property
     def feature_names(self) -> tuple[str, ...]:
         return self.production.feature_names
+
+    @cached_property
+    def canary_has_own_input(self) -> bool:
+        """Whether the canary takes its row in another feature order or input type than production
+        (then each gets its own; read per request, so worked out once per route)."""
+        return self.canary is not None and not same_input(self.canary, self.production)
 
 
 @dataclass(frozen=True, eq=False)

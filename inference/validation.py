@@ -7,18 +7,26 @@ the API answers ``{"error": {"code": "invalid_input", "fields": {"features.amoun
 
 Each refusal also carries a *reason* for the ``mlops_inference_invalid_inputs`` metric:
 ``malformed_json``, ``body_too_large``, ``batch_too_large``, ``invalid_envelope``,
-``unknown_product``, ``missing_feature``, ``extra_feature``, ``non_numeric``, ``non_finite``.
+``unknown_product``, ``missing_feature``, ``extra_feature``, ``non_numeric``, ``non_finite``,
+``non_integral``.
+
+Each model gets the row in its own feature order and input type (`feature_rows`). A model that
+takes integers refuses a value it could only take by truncating it (``1.5`` for an int64
+input), naming the feature; a whole value sent as a float (``3.0``) is taken as it is.
 """
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
 
 EVENT_ID_MAX_LENGTH = 200  # PredictionLog.event_id
 _NUMBER_TYPES = (int, float)
+# The integer input types a registered schema may name (`inference.session`), with their range.
+_INTEGER_BOUNDS = {dtype: (int(np.iinfo(dtype).min), int(np.iinfo(dtype).max)) for dtype in (np.int64, np.int32)}
 
 
 class InvalidInput(Exception):
@@ -30,7 +38,9 @@ class InvalidInput(Exception):
         self.reasons = {reasons} if isinstance(reasons, str) else set(reasons)
 
     def merge(self, other: "InvalidInput") -> None:
-        self.fields.update(other.fields)
+        for name, messages in other.fields.items():  # two models may refuse the same feature
+            known = self.fields.setdefault(name, [])
+            known.extend(message for message in messages if message not in known)
         self.reasons |= other.reasons
 
 
@@ -127,6 +137,45 @@ def infer_batch_request(data: Any, max_items: int) -> tuple[list[InferRequest | 
     return items, problems
 
 
+class ModelInput(Protocol):
+    """What a model takes: its features in order and their input type (`inference.session.LoadedModel`)."""
+
+    feature_names: tuple[str, ...]
+    dtype: type
+
+
+def same_input(first: ModelInput, second: ModelInput) -> bool:
+    """Whether the two models take the very same row (feature order and input type)."""
+    return first.dtype is second.dtype and first.feature_names == second.feature_names
+
+
+def feature_rows(features: dict, models: Sequence[ModelInput], prefix: str = "") -> list[np.ndarray]:
+    """One ``[1, n]`` row per model, each in that model's feature order and input type (a model
+    that takes the same input as an earlier one shares its row), or `InvalidInput`.
+
+    Every model is checked: the request must suit each model it may reach, so the error names
+    every feature any of them refuses, whichever of them refused it.
+    """
+    rows: list[np.ndarray | None] = []
+    problems = None
+    for model in models:
+        twin = next((index for index, earlier in enumerate(models[: len(rows)]) if same_input(earlier, model)), None)
+        if twin is not None:
+            rows.append(rows[twin])
+            continue
+        try:
+            rows.append(feature_row(features, model.feature_names, model.dtype, prefix))
+        except InvalidInput as exc:
+            rows.append(None)
+            if problems is None:
+                problems = exc
+            else:
+                problems.merge(exc)
+    if problems is not None:
+        raise problems
+    return rows
+
+
 def feature_row(features: dict, names: tuple[str, ...], dtype, prefix: str = "") -> np.ndarray:
     """The features as one ``[1, n]`` row in schema order and model dtype, or `InvalidInput`."""
     if len(features) == len(names):
@@ -135,16 +184,22 @@ def feature_row(features: dict, names: tuple[str, ...], dtype, prefix: str = "")
         except KeyError:
             values = None
         if values is not None and all(type(value) in _NUMBER_TYPES for value in values):
-            with np.errstate(over="ignore"):
-                row = np.array(values, dtype=dtype).reshape(1, -1)
-            if np.isfinite(row).all():
-                return row
+            bounds = _INTEGER_BOUNDS.get(dtype)
+            if bounds is None:
+                with np.errstate(over="ignore"):
+                    row = np.array(values, dtype=dtype).reshape(1, -1)
+                if np.isfinite(row).all():
+                    return row
+            elif all(_whole(value) and bounds[0] <= value <= bounds[1] for value in values):
+                # Checked first: numpy would truncate 1.5 to 1 and raise on a value out of range.
+                return np.array(values, dtype=dtype).reshape(1, -1)
     return _feature_errors(features, names, dtype, prefix)
 
 
 def _feature_errors(features: dict, names: tuple[str, ...], dtype, prefix: str) -> np.ndarray:
     fields: dict[str, list[str]] = {}
     reasons: set[str] = set()
+    bounds = _INTEGER_BOUNDS.get(dtype)
     for name in names:
         key = f"{prefix}features.{name}"
         if name not in features:
@@ -155,7 +210,10 @@ def _feature_errors(features: dict, names: tuple[str, ...], dtype, prefix: str) 
         if isinstance(value, bool) or not isinstance(value, _NUMBER_TYPES):
             fields[key] = [f"Must be a number, not {type(value).__name__ if value is not None else 'null'}."]
             reasons.add("non_numeric")
-        elif not math.isfinite(float(value)) or not _fits(value, dtype):
+        elif bounds is not None and math.isfinite(value) and not _whole(value):
+            fields[key] = [f"Must be a whole number: a model of this product takes {dtype.__name__} inputs."]
+            reasons.add("non_integral")
+        elif not math.isfinite(float(value)) or not _fits(value, dtype, bounds):
             fields[key] = ["Must be a finite number within the model's range."]
             reasons.add("non_finite")
     known = set(names)
@@ -169,6 +227,12 @@ def _feature_errors(features: dict, names: tuple[str, ...], dtype, prefix: str) 
     raise InvalidInput(fields, reasons)
 
 
-def _fits(value, dtype) -> bool:
+def _whole(value: int | float) -> bool:
+    return type(value) is int or value.is_integer()
+
+
+def _fits(value, dtype, bounds: tuple[int, int] | None) -> bool:
+    if bounds is not None:
+        return bounds[0] <= value <= bounds[1]
     with np.errstate(over="ignore", invalid="ignore"):
         return bool(np.isfinite(np.array(value, dtype=dtype)))

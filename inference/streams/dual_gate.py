@@ -82,12 +82,7 @@ def plan_run(item: validation.InferRequest, run_id: str | None) -> Plan:
         if why:
             raise ServiceUnavailable("not_ready", f"The dual models of {item.product!r} cannot serve now ({why}).")
         raise InvalidInput({"product": [f"{item.product!r} has no dual-model configuration."]}, "unknown_product")
-    fast_row = validation.feature_row(item.features, route.fast.feature_names, route.fast.dtype)
-    full_row = (
-        fast_row
-        if (route.full.feature_names, route.full.dtype) == (route.fast.feature_names, route.fast.dtype)
-        else validation.feature_row(item.features, route.full.feature_names, route.full.dtype)
-    )
+    fast_row, full_row = validation.feature_rows(item.features, (route.fast, route.full))
     run_id = run_id or uuid.uuid4().hex
     if not recorder.memory.claim(run_id):
         raise RunInProgress()
