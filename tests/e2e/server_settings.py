@@ -2,4 +2,4 @@
 
 from mlops.settings import *  # noqa: F403
 
-ROOT_URLCONF = "tests.security.urls"
+ROOT_URLCONF = "tests.probe_urls"

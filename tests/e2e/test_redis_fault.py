@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
-from tests.ops.servers import start_web
+from tests.e2e.web_server import start_web
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parents[2]

@@ -40,7 +40,7 @@ def servers(django_db_setup, django_db_blocker):
         pytest.skip("needs Redis: rate limits and the configuration generation are shared through it")
     env = {
         **PRODUCTION,
-        "DJANGO_SETTINGS_MODULE": "tests.security.server_settings",
+        "DJANGO_SETTINGS_MODULE": "tests.e2e.server_settings",
         "RATELIMIT_ENABLE": "1",
         "RATELIMIT_PREDICT": f"{RATE}/h",
         "RATELIMIT_PREDICT_BURST": "",

@@ -1,5 +1,7 @@
 """The dual-model configuration: service validation, history, admin, demo bootstrap."""
 
+# ruff: noqa: F811  (the tests take fixtures imported from the stream tests' conftest as arguments)
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -9,6 +11,13 @@ from mlops.choices import ModelStatus
 from mlops.demo import PRODUCT
 from mlops.models import DualModelConfig, ModelVersion
 from mlops.services.lifecycle import LifecycleError
+from tests.inference.streams.conftest import (  # noqa: F401  the stream tests' models and state, which these configure
+    close_pooled_connections,
+    local_store,
+    model_files,
+    register,
+    stream_state,
+)
 
 pytestmark = pytest.mark.django_db
 

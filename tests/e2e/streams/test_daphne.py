@@ -7,8 +7,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from audit.models import DualRunRecord
-from tests.streams.conftest import body, parse_sse
-from tests.streams.servers import daphne
+from tests.e2e.streams.servers import daphne
+from tests.inference.streams.conftest import body, parse_sse
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

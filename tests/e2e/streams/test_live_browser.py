@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 
 from mlops import services
 from mlops.demo import PRODUCT
-from tests.streams.servers import daphne
+from tests.e2e.streams.servers import daphne
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 

@@ -14,8 +14,8 @@ from django.test import Client
 
 from mlops import services
 from mlops.demo import PRODUCT
-from tests.streams.conftest import parse_sse
-from tests.streams.servers import daphne, gunicorn
+from tests.e2e.streams.servers import daphne, gunicorn
+from tests.inference.streams.conftest import parse_sse
 
 pytestmark = [
     pytest.mark.e2e,

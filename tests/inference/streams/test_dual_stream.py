@@ -7,7 +7,7 @@ import pytest
 
 from audit.models import DualRunRecord
 from inference.streams.recorder import recorder
-from tests.streams.conftest import bearer, body, run_threads, stream
+from tests.inference.streams.conftest import bearer, body, run_threads, stream
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -172,7 +172,7 @@ async def get(path: str) -> tuple[int, bytes]:
     from asgiref.testing import ApplicationCommunicator
 
     from mlops.asgi import application
-    from tests.streams.conftest import scope_for
+    from tests.inference.streams.conftest import scope_for
 
     communicator = ApplicationCommunicator(application, scope_for(path, "GET"))
     await communicator.send_input({"type": "http.request", "body": b"", "more_body": False})

@@ -15,7 +15,7 @@ from django.test import Client
 from audit.publish import group_name
 from inference.streams.metrics import LIVE_SUBSCRIBERS
 from mlops.demo import PRODUCT
-from tests.streams.conftest import parse_sse, scope_for
+from tests.inference.streams.conftest import parse_sse, scope_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -11,7 +11,7 @@ from django.db import connection
 
 from audit.models import DualRunRecord
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(connection.vendor != "postgresql", reason="needs a database another process can reach"),
@@ -29,7 +29,7 @@ def test_records_queued_at_exit_are_written_before_the_process_ends():
         "RUN_PREFIX": prefix,
     }
     child = subprocess.run(
-        [sys.executable, str(ROOT / "tests/streams/exit_child.py")], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, str(ROOT / "tests/inference/streams/exit_child.py")], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert child.returncode == 0, child.stderr[-3000:]
     assert DualRunRecord.objects.filter(run_id__startswith=prefix).count() == 50

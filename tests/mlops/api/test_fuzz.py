@@ -15,8 +15,12 @@ from hypothesis import strategies as st
 
 from mlops.api.base import iter_api_endpoints
 from mlops.demo import PRODUCT
+from tests.mlops.security.conftest import (  # noqa: F401  security_settings: autouse, the probe URLs and a clean auth state
+    bearer,
+    create_key,
+    security_settings,
+)
 
-from .conftest import bearer, create_key
 from .test_matrix import URLCONF, concrete_path
 
 pytestmark = pytest.mark.django_db

@@ -11,12 +11,17 @@ from django.test import Client
 
 from mlops.api.base import UNSET, iter_api_endpoints
 from mlops.security.roles import ROLE_CAPABILITIES, Role
-
-from .conftest import bearer, create_key, make_jwt, staff_client
+from tests.mlops.security.conftest import (  # noqa: F401  security_settings: autouse, the probe URLs and a clean auth state
+    bearer,
+    create_key,
+    make_jwt,
+    security_settings,
+    staff_client,
+)
 
 pytestmark = pytest.mark.django_db
 
-URLCONF = "tests.security.urls"
+URLCONF = "tests.probe_urls"
 # The only endpoints anyone may call without credentials (issue 6), plus the test's own probes.
 PUBLIC_ALLOWED = {"healthz", "readyz", "v1/_probe/public", "v1/_probe/fail"}
 SAMPLE = {"int": "1", "uuid": "00000000-0000-4000-8000-000000000000", "path": "x/y"}

@@ -7,8 +7,11 @@ from django.core import checks
 from django.test import Client, override_settings
 
 from mlops.api.content import OrjsonParser, PayloadTooLarge
-
-from .conftest import bearer, create_key
+from tests.mlops.security.conftest import (  # noqa: F401  security_settings: autouse, the probe URLs and a clean auth state
+    bearer,
+    create_key,
+    security_settings,
+)
 
 pytestmark = pytest.mark.django_db
 SECRET_NAME = b"secret_internal_name_in_traceback"

@@ -10,8 +10,7 @@ from prometheus_client import REGISTRY
 
 from mlops.artifacts.stores import StoreError, store_from_url
 from mlops.background import resilience
-from tests.conftest import free_port
-from tests.ops.conftest import infer
+from tests.conftest import free_port, infer
 
 
 @pytest.fixture(autouse=True)

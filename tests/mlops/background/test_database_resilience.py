@@ -11,8 +11,8 @@ from prometheus_client import REGISTRY
 
 from inference.runtime import runtime
 from mlops.background import resilience
+from tests.conftest import infer
 from tests.faults import database_down
-from tests.ops.conftest import infer
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

@@ -12,7 +12,7 @@ import pytest
 
 from mlops.observability.logging import ContextFilter, HumanFormatter, JsonFormatter, log_context
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _logger(formatter: logging.Formatter) -> tuple[logging.Logger, io.StringIO]:
@@ -20,7 +20,7 @@ def _logger(formatter: logging.Formatter) -> tuple[logging.Logger, io.StringIO]:
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
     handler.addFilter(ContextFilter())
-    logger = logging.getLogger(f"tests.ops.logging.{id(stream)}")
+    logger = logging.getLogger(f"tests.mlops.observability.logging.{id(stream)}")
     logger.handlers = [handler]
     logger.propagate = False
     logger.setLevel(logging.INFO)

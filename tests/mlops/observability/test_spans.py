@@ -11,7 +11,7 @@ from inference.runtime import runtime
 from mlops import services as registry
 from mlops.demo import PRODUCT
 from mlops.security import authentication
-from tests.ops.conftest import infer
+from tests.conftest import infer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -20,7 +20,7 @@ JWT_AUDIENCE = "mlops-api"
 @pytest.fixture(autouse=True)
 def security_settings(settings):
     """Probe URLs, known JWT settings, rate limits off unless a test turns them on."""
-    settings.ROOT_URLCONF = "tests.security.urls"
+    settings.ROOT_URLCONF = "tests.probe_urls"
     settings.RATELIMIT_ENABLE = False
     settings.JWT_ALGORITHM = "HS256"
     settings.JWT_SECRET = JWT_SECRET
