@@ -10,6 +10,7 @@ import boto3
 import orjson
 import pytest
 from django.contrib.auth.models import Permission
+from django.db import connection
 from django.test import Client
 from moto.server import ThreadedMotoServer
 
@@ -29,6 +30,23 @@ def close_the_prediction_log_writer(django_db_setup, django_db_blocker):
 
     with django_db_blocker.unblock():
         writer.default_writer().close(10)
+
+
+@pytest.fixture
+def postgresql():
+    """For a test that needs the PostgreSQL server (another process reaches the test database, or the
+    test cuts its connections): it fails, rather than skips, when this run fell back to SQLite."""
+    if connection.vendor != "postgresql":
+        pytest.fail("needs PostgreSQL on 127.0.0.1:5432 (.ci/run starts it); this run uses SQLite")
+
+
+@pytest.fixture(scope="session")
+def shared_redis() -> str:
+    """For a test whose processes meet through Redis: its URL; fails when this run has no Redis."""
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        pytest.fail("needs Redis on 127.0.0.1:6379 (.ci/run starts it); this run uses in-memory layers")
+    return url
 
 
 @pytest.fixture

@@ -1,17 +1,17 @@
 """The rollout page in a real browser (Playwright driving Debian's Chromium) against a live server."""
 
 import os
-import shutil
 
 import pytest
 
+from tests.e2e.conftest import CHROMIUM
+
 PRODUCT = "fraud_score"
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
+    pytest.mark.usefixtures("chromium"),  # fails without Chromium
 ]
 
 

@@ -6,7 +6,6 @@ test's database; keys are created in committed transactions so the servers see t
 """
 
 import json
-import os
 import signal
 import time
 import urllib.error
@@ -35,9 +34,7 @@ def fetch(base: str, path: str, key: str | None = None):
 
 
 @pytest.fixture(scope="module")
-def servers(django_db_setup, django_db_blocker):
-    if not os.environ.get("REDIS_URL"):
-        pytest.skip("needs Redis: rate limits and the configuration generation are shared through it")
+def servers(django_db_setup, django_db_blocker, shared_redis):  # rate limits and key generations are shared through Redis
     env = {
         **PRODUCTION,
         "DJANGO_SETTINGS_MODULE": "tests.e2e.server_settings",

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
-from django.db import connection, connections
+from django.db import connections
 from django.urls import reverse
 from django.utils import timezone
 
@@ -118,7 +118,7 @@ def test_with_the_shared_cache_down_the_newest_reported_generation_counts_as_cur
 
 
 @pytest.mark.django_db
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="the outage is made by the PostgreSQL server")
+@pytest.mark.usefixtures("postgresql")  # the outage is made by the PostgreSQL server
 def test_a_failed_report_is_logged_once_and_serving_goes_on(served, caplog, settings):
     settings.DB_BREAKER_FAIL_MAX = 1  # the first failure opens the circuit: the second report is refused at once
     outcomes = []

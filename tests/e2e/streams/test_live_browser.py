@@ -6,7 +6,6 @@ row appears in the page within a second, primary beside shadow.
 """
 
 import os
-import shutil
 import time
 import urllib.request
 
@@ -16,14 +15,13 @@ from django.contrib.auth import get_user_model
 
 from mlops import services
 from mlops.demo import PRODUCT
+from tests.e2e.conftest import CHROMIUM
 from tests.e2e.streams.servers import daphne
-
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
+    pytest.mark.usefixtures("chromium"),  # fails without Chromium
 ]
 
 

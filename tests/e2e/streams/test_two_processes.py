@@ -1,7 +1,6 @@
 """Production topology: predictions served by `web` (gunicorn) reach a live subscriber of `stream` (daphne) through Redis."""
 
 import http.client
-import os
 import threading
 import time
 import urllib.request
@@ -20,7 +19,7 @@ from tests.inference.streams.conftest import parse_sse
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs Redis: the two processes meet through its channel layer"),
+    pytest.mark.usefixtures("shared_redis"),  # the two processes meet through its channel layer
 ]
 
 

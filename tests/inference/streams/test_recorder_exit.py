@@ -14,7 +14,7 @@ from audit.models import DualRunRecord
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(connection.vendor != "postgresql", reason="needs a database another process can reach"),
+    pytest.mark.usefixtures("postgresql"),  # needs a database another process can reach
 ]
 
 

@@ -3,7 +3,6 @@
 import time
 
 import pytest
-from django.db import connection
 
 from inference.streams.dual_models import DualModels, dual_models
 from mlops.background import config_generation
@@ -13,7 +12,7 @@ from tests.faults import database_down
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="the outage is made by the PostgreSQL server")
+@pytest.mark.usefixtures("postgresql")  # the outage is made by the PostgreSQL server
 def test_once_loaded_a_stream_never_waits_for_the_database(dual, settings):
     settings.DB_RETRY_ATTEMPTS = 1
     dual("logreg", "gbdt")

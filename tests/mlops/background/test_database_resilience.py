@@ -16,7 +16,7 @@ from tests.faults import database_down
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(connection.vendor != "postgresql", reason="the outage is made by the PostgreSQL server"),
+    pytest.mark.usefixtures("postgresql"),  # the outage is made by the PostgreSQL server
 ]
 
 

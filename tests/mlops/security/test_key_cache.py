@@ -8,7 +8,7 @@ import threading
 import time as real_time
 
 import pytest
-from django.db import connection, connections
+from django.db import connections
 
 from mlops.background import config_generation, reloading
 from mlops.security import authentication
@@ -18,7 +18,7 @@ from tests.faults import database_down
 from .conftest import create_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
-needs_postgresql = pytest.mark.skipif(connection.vendor != "postgresql", reason="the outage is made by the PostgreSQL server")
+needs_postgresql = pytest.mark.usefixtures("postgresql")  # the outage is made by the PostgreSQL server
 
 
 class Clock:
