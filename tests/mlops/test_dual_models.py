@@ -11,9 +11,9 @@ from mlops.choices import ModelStatus
 from mlops.demo import PRODUCT
 from mlops.models import DualModelConfig, ModelVersion
 from mlops.services.lifecycle import LifecycleError
+from tests.inference.conftest import local_store  # noqa: F401  a store under a short path
 from tests.inference.streams.conftest import (  # noqa: F401  the stream tests' models and state, which these configure
     close_pooled_connections,
-    local_store,
     model_files,
     register,
     stream_state,

@@ -7,8 +7,6 @@ writes DualRunRecords, through connections of other threads.
 """
 
 import asyncio
-import shutil
-import tempfile
 import threading
 from dataclasses import dataclass, field
 
@@ -23,7 +21,6 @@ from inference.runtime import runtime
 from inference.streams.dual_models import THREAD_PREFIX, dual_models
 from inference.streams.recorder import recorder
 from mlops import services
-from mlops.artifacts.stores import store_from_url
 from mlops.demo import PRODUCT, demo_feature_names
 from mlops.security.authentication import api_keys
 from tests.onnx_models import build_failing_model, build_slow_model
@@ -60,13 +57,6 @@ def stream_state(settings):
     dual_models.reset()
     recorder.memory.reset()
     api_keys.invalidate()
-
-
-@pytest.fixture
-def local_store():
-    folder = tempfile.mkdtemp(prefix="str")
-    yield store_from_url(f"file://{folder}")
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
