@@ -23,7 +23,8 @@ from tests.mlops.security.conftest import (  # noqa: F401  security_settings: au
 
 from .test_matrix import URLCONF, concrete_path
 
-pytestmark = pytest.mark.django_db
+# The serving runtime that the fuzzed inference endpoints start is reset after each test.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("inference_state")]
 
 FIELDS = [
     "product", "event_id", "features", "items", "reason", "percent", "basis_points", "canary_model_id", "canary_percent",
