@@ -23,8 +23,7 @@ from tests.mlops.security.conftest import (  # noqa: F401  security_settings: au
 
 from .test_matrix import URLCONF, concrete_path
 
-# The serving runtime that the fuzzed inference endpoints start is reset after each test.
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("inference_state")]
+pytestmark = pytest.mark.django_db
 
 FIELDS = [
     "product", "event_id", "features", "items", "reason", "percent", "basis_points", "canary_model_id", "canary_percent",
