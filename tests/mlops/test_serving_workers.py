@@ -206,6 +206,7 @@ def test_the_polled_stats_include_the_workers_beside_the_counters(client, viewer
 
 @pytest.mark.django_db
 def test_without_reports_the_page_says_no_worker_has_reported(client, viewer_user, canary):
+    ServingWorker.objects.all().delete()  # reports committed by a refresher an earlier test started
     cache.delete(f"rollout-stats:{PRODUCT}")
     client.force_login(viewer_user)
     html = client.get(reverse("admin:mlops_rollout", args=[PRODUCT])).content.decode()
