@@ -1,16 +1,23 @@
-"""Fixtures shared by every test package: demo ONNX files, a registered product, users."""
+"""Fixtures shared by every test package: demo ONNX files, a registered product in production,
+a canary beside it, users, an API client with a key, in-memory spans, the services a test needs."""
 
 import os
+import shutil
 import uuid
 from pathlib import Path
 
 import boto3
+import orjson
 import pytest
+from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test import Client
 from moto.server import ThreadedMotoServer
 
 from mlops import services
 from mlops.artifacts.stores import store_from_url
-from mlops.demo import PRODUCT, build_demo_models
+from mlops.demo import PRODUCT, build_demo_models, demo_feature_names
+from mlops.security import authentication
 from tests.servers import free_port  # tests import it from here too
 
 
@@ -23,6 +30,23 @@ def close_the_prediction_log_writer(django_db_setup, django_db_blocker):
 
     with django_db_blocker.unblock():
         writer.default_writer().close(10)
+
+
+@pytest.fixture
+def postgresql():
+    """For a test that needs the PostgreSQL server (another process reaches the test database, or the
+    test cuts its connections): it fails, rather than skips, when this run fell back to SQLite."""
+    if connection.vendor != "postgresql":
+        pytest.fail("needs PostgreSQL on 127.0.0.1:5432 (.ci/run starts it); this run uses SQLite")
+
+
+@pytest.fixture(scope="session")
+def shared_redis() -> str:
+    """For a test whose processes meet through Redis: its URL; fails when this run has no Redis."""
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        pytest.fail("needs Redis on 127.0.0.1:6379 (.ci/run starts it); this run uses in-memory layers")
+    return url
 
 
 @pytest.fixture
@@ -101,3 +125,95 @@ def s3_bucket(s3_server, settings):
     name = f"models-{uuid.uuid4().hex[:16]}"
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture
+def serving(inference_state, production_model):
+    """``fraud_score`` with the demo logistic regression in production, loaded in this process."""
+    from inference.runtime import runtime
+
+    runtime.refresh()
+    return production_model
+
+
+@pytest.fixture
+def features() -> dict:
+    """The first row of the demo data set, as the API receives it."""
+    from sklearn.datasets import load_breast_cancer
+
+    row = load_breast_cancer().data[0]
+    return {name: float(value) for name, value in zip(demo_feature_names(), row, strict=True)}
+
+
+@pytest.fixture
+def api(settings):
+    """A client with an internal_service key (every capability, not rate limited)."""
+    settings.RATELIMIT_ENABLE = False
+    _, key = services.api_key_create(client="ops-tests", role="internal_service")
+    authentication.api_keys.invalidate()
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {key}")
+    client.key = key
+    return client
+
+
+def infer(client, features: dict, event_id: str = "evt-1", product: str = PRODUCT):
+    body = orjson.dumps({"event_id": event_id, "product": product, "features": features})
+    return client.post("/v1/infer", body, content_type="application/json")
+
+
+@pytest.fixture
+def spans():
+    """Tracing on for one test, into memory: the exporter's finished spans."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from mlops.observability import tracing
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.configure(provider)
+    yield exporter
+    tracing.reset()
+
+
+@pytest.fixture
+def candidate(production_model, push_demo):
+    """A validated ``gbdt`` version of ``fraud_score``, next to the ``logreg`` production."""
+    model = push_demo("gbdt")
+    return services.model_version_validate(model_version_id=model.pk, user=None, reason="offline checks passed")
+
+
+@pytest.fixture
+def canary(candidate):
+    """``fraud_score`` with ``gbdt`` as canary at 10 %."""
+    return services.canary_set(product=candidate.product, canary_model_id=candidate.pk, canary_percent=10, user=None, reason="start")
+
+
+@pytest.fixture
+def ops_user(django_user_model):
+    user = django_user_model.objects.create_user("ops", password="ops-password-1", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="mlops", codename__in=["manage_rollout", "view_canaryconfig", "view_modelversion"]
+        )
+    )
+    return user
+
+
+@pytest.fixture
+def viewer_user(django_user_model):
+    user = django_user_model.objects.create_user("viewer", password="viewer-password-1", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="mlops", codename__in=["view_canaryconfig", "view_modelversion"])
+    )
+    return user
+
+
+@pytest.fixture
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail("promtool is missing: apt-get install prometheus (.ci/run installs it)")
+    return path

@@ -48,11 +48,11 @@ def free_port() -> int:
 
 
 def database_url() -> str:
-    """This test session's database as a ``DATABASE_URL``; skips the test unless it is PostgreSQL
+    """This test session's database as a ``DATABASE_URL``; fails the test unless it is PostgreSQL
     (SQLite test databases live in the test process's memory, out of a server's reach)."""
     database = settings.DATABASES["default"]
     if database["ENGINE"] != "django.db.backends.postgresql":
-        pytest.skip("the server process needs the PostgreSQL test database")
+        pytest.fail("the server process needs the PostgreSQL test database (.ci/run starts PostgreSQL)")
     return f"postgres://{database['USER']}@{database['HOST'] or HOST}:{database['PORT'] or 5432}/{database['NAME']}"
 
 

@@ -104,7 +104,7 @@ def test_sqlite_triggers_refuse_update_and_delete(tmp_path):
     assert (results["writer_store"], results["writer_rows"]) == ("OrmStore", 20)
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="drops a PostgreSQL trigger (rolled back with the test)")
+@pytest.mark.usefixtures("postgresql")  # drops a PostgreSQL trigger (rolled back with the test)
 def test_system_check_reports_missing_triggers(db):
     from audit.checks import check_immutability_triggers
 

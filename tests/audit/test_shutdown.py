@@ -12,7 +12,7 @@ from django.db import connection
 from audit.models import PredictionLog
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.skipif(connection.vendor != "postgresql", reason="needs a database another process can reach")
+pytestmark = pytest.mark.usefixtures("postgresql")  # needs a database another process can reach
 
 
 def start_child(version, count: int, tmp_path, **extra_env) -> subprocess.Popen:

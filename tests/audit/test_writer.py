@@ -18,7 +18,7 @@ from audit.redaction import HASH_PREFIX, Redactor
 from tests.audit.conftest import make_record
 from tests.faults import database_down
 
-pytestmark = pytest.mark.skipif(connection.vendor != "postgresql", reason="durability is measured against PostgreSQL")
+pytestmark = pytest.mark.usefixtures("postgresql")  # durability is measured against PostgreSQL
 
 
 def submit_concurrently(writer, records: list[dict], threads: int = 8) -> None:

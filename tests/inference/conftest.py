@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from inference.runtime import runtime
 from mlops import services
 from mlops.artifacts.stores import store_from_url
 from mlops.demo import PRODUCT, demo_feature_names
@@ -39,13 +38,6 @@ def events() -> list[dict]:
     data = load_breast_cancer().data
     names = demo_feature_names()
     return [{name: float(value) for name, value in zip(names, row, strict=True)} for row in data[:200]]
-
-
-@pytest.fixture
-def serving(production_model):
-    """``fraud_score`` with ``logreg`` in production, loaded into this process."""
-    runtime.refresh()
-    return production_model
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from django.conf import global_settings, settings
 
 ROOT = Path(settings.BASE_DIR)
@@ -51,9 +50,7 @@ def test_debug_off_without_allowed_hosts_refuses_to_start(tmp_path):
     assert "ALLOWED_HOSTS must be set" in result.stderr
 
 
-def test_postgres_uses_psycopg3_with_djangos_pool():
-    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
-        pytest.skip("PostgreSQL is not reachable here; CI always runs this")
+def test_postgres_uses_psycopg3_with_djangos_pool(postgresql):
     assert settings.DATABASES["default"]["CONN_MAX_AGE"] == 0
     assert settings.DATABASES["default"]["OPTIONS"]["pool"]["max_size"] >= 1
     import psycopg

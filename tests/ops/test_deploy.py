@@ -213,7 +213,7 @@ def test_djangos_deploy_checks_pass_with_the_production_settings_of_the_manifest
     )
     assert result.returncode == 0, result.stderr
     issues = [line for line in (result.stdout + result.stderr).splitlines() if re.match(r"^\S*: \(", line) or line.startswith("?: (")]
-    # The API schema's own warnings are the OpenAPI tests' business (tests/ops/test_openapi.py).
+    # The API schema's own warnings are the OpenAPI tests' business (tests/mlops/api/test_openapi.py).
     issues = [line for line in issues if "(drf_spectacular." not in line]
     assert not issues, "\n".join(issues)
 

@@ -1,0 +1,67 @@
+"""Security test helpers: keys, tokens and staff sessions per role, and a clean auth state per test."""
+
+import time
+
+import jwt
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.test import Client
+
+from mlops import services
+from mlops.security.authentication import api_keys, verified_tokens
+from mlops.security.ratelimits import breaker
+
+JWT_SECRET = "test-jwt-secret-that-is-long-enough-for-hs256-0123456789"
+JWT_ISSUER = "https://idp.example.test/"
+JWT_AUDIENCE = "mlops-api"
+
+
+@pytest.fixture(autouse=True)
+def security_settings(settings):
+    """Probe URLs, known JWT settings, rate limits off unless a test turns them on."""
+    settings.ROOT_URLCONF = "tests.probe_urls"
+    settings.RATELIMIT_ENABLE = False
+    settings.JWT_ALGORITHM = "HS256"
+    settings.JWT_SECRET = JWT_SECRET
+    settings.JWT_ISSUER = JWT_ISSUER
+    settings.JWT_AUDIENCE = JWT_AUDIENCE
+    settings.API_AUTH_DEV_BYPASS = False
+    api_keys.invalidate()
+    verified_tokens.clear()
+    breaker.open_until = 0.0
+    yield settings
+    api_keys.invalidate()
+    verified_tokens.clear()
+    breaker.open_until = 0.0
+
+
+def create_key(role: str, client: str = "client-a", **kwargs) -> str:
+    """A new API key (in the test's transaction; the in-process key cache is told to reload)."""
+    _, plaintext = services.api_key_create(client=client, role=role, **kwargs)
+    api_keys.invalidate()
+    return plaintext
+
+
+def make_jwt(roles=("inference_client",), *, sub="ext-client", exp_in=300, key=JWT_SECRET, algorithm="HS256", **claims) -> str:
+    now = int(time.time())
+    payload = {"sub": sub, "iss": JWT_ISSUER, "aud": JWT_AUDIENCE, "iat": now, "exp": now + exp_in}
+    if roles is not None:
+        payload["roles"] = roles if isinstance(roles, str) else list(roles)
+    payload.update(claims)
+    payload = {name: value for name, value in payload.items() if value is not None}
+    return jwt.encode(payload, key, algorithm=algorithm)
+
+
+def bearer(credential: str) -> dict:
+    return {"Authorization": f"Bearer {credential}"}
+
+
+def staff_client(role: str | None, username: str | None = None) -> Client:
+    """A client signed in as a staff member who belongs to the role's group."""
+    user = get_user_model().objects.create_user(username or f"staff-{role}", password="pw", is_staff=True)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    client = Client()
+    client.force_login(user)
+    return client
