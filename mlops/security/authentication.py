@@ -175,7 +175,7 @@ def clock() -> float:
 
 class _PyJWT(jwt.PyJWT):
     """PyJWT, its ``exp`` check reading `clock` like the remembered tokens do; every other check
-    and their order stay PyJWT's (tests/security/test_jwt.py fails if this stops applying)."""
+    and their order stay PyJWT's (tests/mlops/security/test_jwt.py fails if this stops applying)."""
 
     def _validate_exp(self, payload, now, leeway):
         super()._validate_exp(payload, clock(), leeway)

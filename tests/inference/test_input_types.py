@@ -24,7 +24,7 @@ from inference.streams.recorder import recorder
 from mlops import services as registry
 from mlops.demo import PRODUCT, demo_feature_names
 from mlops.security.authentication import api_keys
-from tests.streams.conftest import bearer, body, stream
+from tests.inference.streams.conftest import bearer, body, stream
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
