@@ -27,3 +27,8 @@ def database_down():
         finally:
             admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
             resilience.reset()  # the outage is over: its failures must not keep circuits open for later tests
+            # The connection pool retries failed connections with a doubling backoff (1, 2, 4, ... s), so
+            # after an outage it may wait many seconds before it connects again, longer than a later
+            # test's pool timeout. A new pool starts afresh; connections out of the old one (this test
+            # thread's own) close when they are returned to it.
+            connection.close_pool()
