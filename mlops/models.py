@@ -243,6 +243,23 @@ class DualModelConfig(ChangeStamp):
         return f"dual models of {self.product}"
 
 
+# --- Serving configuration generation (operational state, not audited) ---
+
+
+class ConfigGeneration(models.Model):
+    """The one row that counts serving configuration changes when no shared cache is configured
+    (`mlops.background.config_generation`): every process of the installation reads the same number."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    value = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="config_generation_single_row")]
+
+    def __str__(self) -> str:
+        return f"configuration generation {self.value}"
+
+
 # --- Serving workers (operational state, not audited) ---
 
 

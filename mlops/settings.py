@@ -122,6 +122,9 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# Where the serving configuration generation lives (`mlops.background.config_generation`): it must be
+# shared by every process of the installation, so without Redis it is a row in the database.
+CONFIG_GENERATION_STORE = env.str("CONFIG_GENERATION_STORE", default="cache" if REDIS_URL else "database")
 
 # --- Model store ----------------------------------------------------------------------------
 MODEL_STORE_URL = env.str("MODEL_STORE_URL", default=(VAR_DIR / "model-store").as_uri())

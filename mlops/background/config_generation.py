@@ -1,16 +1,25 @@
-"""A generation number in the shared cache that tells serving workers "configuration changed".
+"""A generation number that tells serving workers "configuration changed".
 
 Services bump it after a commit that changes what is served (production, canary, shadow,
-thresholds, API keys). Workers compare it with the generation they loaded, at most once a
-second, instead of querying the database on every request.
+thresholds, API keys). Workers compare it with the generation they loaded, off the request path
+(the serving refresher twice a second), instead of querying the registry on every request.
+
+It must be one number for every process of the installation, so it lives where they all look
+(``CONFIG_GENERATION_STORE``): the shared cache (Redis) when one is configured, else one row in
+the database (`mlops.models.ConfigGeneration`). A local-memory cache would be per process: a
+change made in one gunicorn worker, or in the admin beside a separate stream process, would then
+reach the others only on their periodic full reload.
 """
 
 import logging
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import F
 
 from mlops.background import clock
+from mlops.models import ConfigGeneration
 
 logger = logging.getLogger(__name__)
 
@@ -18,11 +27,32 @@ CACHE_KEY = "serving-config-generation"
 _observed: tuple[int, float] = (-1, float("-inf"))  # (the last value read, when: clock.monotonic())
 
 
+def _bump_cache() -> None:
+    if not cache.add(CACHE_KEY, 1, timeout=None):
+        cache.incr(CACHE_KEY)
+
+
+def _read_cache() -> int:
+    return int(cache.get(CACHE_KEY, 0))
+
+
+def _bump_database() -> None:
+    # One UPDATE: atomic however many processes bump at once; the row is made by the first bump.
+    if not ConfigGeneration.objects.filter(pk=1).update(value=F("value") + 1):
+        ConfigGeneration.objects.get_or_create(pk=1, defaults={"value": 1})
+
+
+def _read_database() -> int:
+    return ConfigGeneration.objects.filter(pk=1).values_list("value", flat=True).first() or 0
+
+
+_STORES = {"cache": (_bump_cache, _read_cache), "database": (_bump_database, _read_database)}
+
+
 def bump() -> None:
     try:
-        if not cache.add(CACHE_KEY, 1, timeout=None):
-            cache.incr(CACHE_KEY)
-    except Exception:  # the cache is an optimisation; workers also reload on their own timer
+        _STORES[settings.CONFIG_GENERATION_STORE][0]()
+    except Exception:  # workers also reload on their own timer
         logger.warning("could not bump the serving configuration generation", exc_info=True)
 
 
@@ -31,10 +61,10 @@ def bump_on_commit() -> None:
 
 
 def current() -> int:
-    """The generation in the shared cache, or -1 when the cache cannot be read."""
+    """The shared generation, or -1 when it cannot be read."""
     global _observed
     try:
-        value = int(cache.get(CACHE_KEY, 0))
+        value = int(_STORES[settings.CONFIG_GENERATION_STORE][1]())
     except Exception:
         logger.warning("could not read the serving configuration generation", exc_info=True)
         value = -1
@@ -45,8 +75,8 @@ def current() -> int:
 def recent(max_age: float) -> int:
     """The generation as this process last read it, if that was at most ``max_age`` seconds ago,
     else read now. The serving refresher reads it twice a second off the request path, so the
-    tables that request threads check (`mlops.background.reloading`) seldom touch the cache themselves: a
-    slow cache then delays no request."""
+    tables that request threads check (`mlops.background.reloading`) seldom read it themselves: a
+    slow store then delays no request."""
     value, read_at = _observed
     if clock.monotonic() - read_at <= max_age:
         return value
