@@ -4,12 +4,16 @@ snapshot), and recorded predictions (from the log writer while it holds them, el
 None of them changes anything, and none runs on the request path of ``POST /v1/infer``.
 """
 
+import time
 import uuid
+
+from django.conf import settings
 
 from audit import writer
 from audit.models import PredictionLog
 from audit.records import DEFAULTS, READ_BACK, plain
 from inference.decisions import CANARY, PRODUCTION, SHADOW
+from inference.ids import issued_at_ms
 from inference.runtime import runtime
 from mlops.models import ModelVersion
 
@@ -23,7 +27,7 @@ def prediction_get(*, prediction_id: uuid.UUID, client: str | None = None) -> di
     With ``client`` only that client's predictions are found (others' look absent, not forbidden,
     so ids of other clients' predictions are not confirmed to exist).
     """
-    record = writer.lookup(prediction_id) or prediction_log_get(prediction_id=prediction_id)
+    record = writer.lookup(prediction_id) or _logged(prediction_id)
     if record is None or (client is not None and record.get("client", "") != client):
         return None
     snapshot = runtime.peek()
@@ -82,6 +86,29 @@ def readiness() -> tuple[bool, dict]:
     if snapshot.ready:
         return True, {"status": "ready", "generation": snapshot.generation}
     return False, {"status": "loading", "missing": sorted(p for p in snapshot.expected if p not in snapshot.routes)}
+
+
+READ_BACK_POLL_SECONDS = 0.05
+
+
+def _logged(prediction_id: uuid.UUID) -> dict | None:
+    """The prediction from the database; for an id only moments old, wait for it to get there.
+
+    Another worker (or pod) may have answered it and still hold it in its log writer's batch
+    (``AUDIT_FLUSH_INTERVAL``). A time-ordered id says how old it is, so a read-back right after
+    the answer waits until ``INFERENCE_READ_BACK_WAIT_SECONDS`` after the id was made, and an older
+    or unknown id answers at once. Only ``GET /v1/infer/{id}`` waits, never a prediction.
+    """
+    record = prediction_log_get(prediction_id=prediction_id)
+    issued = issued_at_ms(prediction_id)
+    if record is not None or issued is None:
+        return record
+    # An id from the future (a clock ahead, or made up) waits no longer than one made now.
+    deadline = min(issued / 1000, time.time()) + settings.INFERENCE_READ_BACK_WAIT_SECONDS
+    while record is None and time.time() < deadline:
+        time.sleep(min(READ_BACK_POLL_SECONDS, max(0.0, deadline - time.time())))
+        record = prediction_log_get(prediction_id=prediction_id)
+    return record
 
 
 def prediction_log_get(*, prediction_id: uuid.UUID) -> dict | None:

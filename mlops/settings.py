@@ -224,6 +224,9 @@ SHADOW_MODELS = env.json("SHADOW_MODELS", default={})
 # In-process TTL LRU of (score, explanation) per model version and feature vector.
 INFERENCE_CACHE_MAX_ITEMS = env.int("INFERENCE_CACHE_MAX_ITEMS", default=5_000)
 INFERENCE_CACHE_TTL_SECONDS = env.float("INFERENCE_CACHE_TTL_SECONDS", default=300.0)
+# How long after a prediction id was made GET /v1/infer/{id} waits for it to reach the log, when
+# another worker answered it (its writer's batch: AUDIT_FLUSH_INTERVAL, plus the write).
+INFERENCE_READ_BACK_WAIT_SECONDS = env.float("INFERENCE_READ_BACK_WAIT_SECONDS", default=1.0)
 # Optional second tier in the shared (Redis) cache: one network round trip per miss, so off by default.
 INFERENCE_CACHE_SHARED = env.bool("INFERENCE_CACHE_SHARED", default=False)
 # A model run longer than this is cancelled (RunOptions.terminate); a canary then falls back to production.
