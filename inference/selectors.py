@@ -104,9 +104,10 @@ def _logged(prediction_id: uuid.UUID) -> dict | None:
     if record is not None or issued is None:
         return record
     # An id from the future (a clock ahead, or made up) waits no longer than one made now.
-    deadline = min(issued / 1000, time.time()) + settings.INFERENCE_READ_BACK_WAIT_SECONDS
-    while record is None and time.time() < deadline:
-        time.sleep(min(READ_BACK_POLL_SECONDS, max(0.0, deadline - time.time())))
+    wait = min(issued / 1000, time.time()) + settings.INFERENCE_READ_BACK_WAIT_SECONDS - time.time()
+    deadline = time.monotonic() + wait  # the wait itself on the monotonic clock: a clock step cannot stretch it
+    while record is None and time.monotonic() < deadline:
+        time.sleep(min(READ_BACK_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
         record = prediction_log_get(prediction_id=prediction_id)
     return record
 

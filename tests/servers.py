@@ -110,6 +110,16 @@ class Server:
                 self._fail(f"server not ready within {within:g} s")
             time.sleep(PROBE_INTERVAL)
 
+    def wait_until_every_worker_is_ready(self, in_a_row: int = 20, within: float = 60) -> None:
+        """With several workers, one answering /readyz says nothing of the others: wait until
+        ``in_a_row`` probes in a row (each on a new connection, which any worker may take) answer 200."""
+        deadline = time.monotonic() + within
+        streak = 0
+        while streak < in_a_row:
+            streak = streak + 1 if self._answers_200("/readyz") else 0
+            if time.monotonic() > deadline:
+                self._fail(f"not every worker was ready within {within:g} s")
+
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 10) -> int:
         """Send ``sig`` (gunicorn: SIGTERM shuts down gracefully, SIGINT quickly), wait up to
         ``timeout`` seconds for the process to exit, kill it if it has not; returns its exit code.

@@ -55,6 +55,7 @@ def test_a_canary_set_elsewhere_reaches_every_worker_within_two_seconds(tmp_path
     server_env = {**servers.PRODUCTION, **env, "RATELIMIT_ENABLE": "0", "WEB_WORKERS": "2", "WEB_THREADS": "1"}
     server = servers.start("gunicorn", env=server_env, log=tmp_path / "server.log")
     try:
+        server.wait_until_every_worker_is_ready()
         assert {role_of_one_answer(server.port, key, n) for n in range(20)} == {"production"}
         manage("shell", "-c", SET_CANARY)
         changed_at = time.monotonic()

@@ -31,6 +31,7 @@ def test_a_read_back_right_after_the_answer_finds_it_on_any_worker(production_mo
     features = dict.fromkeys(demo_feature_names(), 1.0)
     server = servers.start("gunicorn", env=env, log=tmp_path / "server.log")
     try:
+        server.wait_until_every_worker_is_ready()
         statuses, answered = [], []
         for n in range(PAIRS):
             status, answer = call(
