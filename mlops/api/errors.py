@@ -44,6 +44,20 @@ def error_body(code: str, message: str, fields: dict | None = None) -> dict:
     return {"error": error}
 
 
+def api_error(exc: exceptions.APIException) -> tuple[int, dict, dict[str, str]]:
+    """The status, body and headers that answer ``exc``: the one mapping of both HTTP lanes (DRF's
+    `exception_handler` and `inference.lane`), so that they cannot answer the same failure apart."""
+    if isinstance(exc, exceptions.ValidationError):
+        return status.HTTP_400_BAD_REQUEST, error_body("invalid_input", "The request has invalid fields.", _flatten(exc.detail)), {}
+    code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
+    headers = {}
+    if getattr(exc, "auth_header", None):  # set by DRF on 401s from the first authenticator
+        headers["WWW-Authenticate"] = exc.auth_header
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = str(int(exc.wait))
+    return exc.status_code, error_body(code, str(exc.detail)), headers
+
+
 def exception_handler(exc, context):
     """DRF exception handler: every failure becomes the platform's JSON error body."""
     if isinstance(exc, Http404):
@@ -52,17 +66,9 @@ def exception_handler(exc, context):
         exc = ratelimits.RateLimited(wait=60)
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
-    if isinstance(exc, exceptions.ValidationError):
-        fields = _flatten(exc.detail)
-        return Response(error_body("invalid_input", "The request has invalid fields.", fields), status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, exceptions.APIException):
-        code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
-        headers = {}
-        if getattr(exc, "auth_header", None):  # set by DRF on 401s from the first authenticator
-            headers["WWW-Authenticate"] = exc.auth_header
-        if getattr(exc, "wait", None):
-            headers["Retry-After"] = str(int(exc.wait))
-        return Response(error_body(code, str(exc.detail)), status=exc.status_code, headers=headers)
+        code, body, headers = api_error(exc)
+        return Response(body, status=code, headers=headers)
     logger.exception("unhandled error in %s", context.get("view").__class__.__name__ if context.get("view") else "API")
     return Response(error_body("internal_error", "The server failed to handle this request."), status=status.HTTP_500_INTERNAL_SERVER_ERROR)
 

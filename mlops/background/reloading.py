@@ -25,6 +25,11 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+class WouldWait(Exception):
+    """Raised instead of waiting, for a caller that must not block (an event loop): it asks again
+    from a thread that may wait."""
+
+
 class ReloadedTable(Generic[T]):
     def __init__(
         self,
@@ -53,6 +58,15 @@ class ReloadedTable(Generic[T]):
         if now >= self._next_check or self._value is None:
             self._check(now)
         return self._value
+
+    def loaded(self) -> bool:
+        """Whether a first load has succeeded (`current` no longer waits for one)."""
+        return self._value is not None
+
+    def reloading(self) -> bool:
+        """Whether a background reload is under way."""
+        reloader = self._reloader
+        return reloader is not None and reloader.is_alive()
 
     def after_reload(self, timeout: float) -> T | None:
         """The table once a reload under way has finished (at most ``timeout`` s): for a caller

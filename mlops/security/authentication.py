@@ -25,7 +25,7 @@ from django.contrib.auth.models import AnonymousUser
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 
-from mlops.background.reloading import ReloadedTable
+from mlops.background.reloading import ReloadedTable, WouldWait
 from mlops.choices import ApiCapability
 from mlops.models import ApiKey
 from mlops.observability.tracing import span
@@ -102,13 +102,20 @@ class ApiKeyCache:
             fallback_reload=self.FALLBACK_RELOAD,
         )
 
-    def lookup(self, prefix: str) -> _KeyEntry | None:
+    def lookup(self, prefix: str, *, wait: bool = True) -> _KeyEntry | None:
+        """The active key of ``prefix``, or None. With ``wait=False`` (a caller on an event loop, which
+        must not block) raises `WouldWait` instead of waiting: before the first load, and for an
+        unknown key while a reload that may bring it is under way."""
+        if not wait and not self._table.loaded():
+            raise WouldWait("api_keys")
         entries = self._table.current()
         if entries is None:
             raise CredentialsUnavailable()
         entry = entries.get(prefix)
-        if entry is None:
-            # An unknown key may be one created a moment ago that a reload under way brings.
+        if entry is None and self._table.reloading():
+            # An unknown key may be one created a moment ago that the reload under way brings.
+            if not wait:
+                raise WouldWait("api_keys")
             entry = (self._table.after_reload(self.MISS_WAIT) or {}).get(prefix)
         return entry
 
@@ -149,14 +156,14 @@ def _load_keys() -> dict[str, _KeyEntry]:
 api_keys = ApiKeyCache()
 
 
-def verify_api_key(key: str) -> Principal:
-    """The principal of a presented key, or AuthenticationFailed."""
+def verify_api_key(key: str, *, wait: bool = True) -> Principal:
+    """The principal of a presented key, or AuthenticationFailed (``wait``: `ApiKeyCache.lookup`)."""
     parts = split_key(key)
     with span("api_key_validation", key_prefix=parts[0] if parts else None):
         if parts is None:
             raise exceptions.AuthenticationFailed("Malformed API key.", code="invalid_api_key")
         prefix, secret = parts
-        entry = api_keys.lookup(prefix)
+        entry = api_keys.lookup(prefix, wait=wait)
         if entry is None or not hmac.compare_digest(entry.digest, secret_digest(secret)):
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.", code="invalid_api_key")
         if entry.expires_at is not None and clock() >= entry.expires_at:
@@ -298,29 +305,38 @@ def verify_jwt(token: str) -> Principal:
 # --- DRF authentication classes -------------------------------------------------------------
 
 
+def principal_from_headers(authorization: str | None, api_key: str | None, *, wait: bool = True) -> Principal | None:
+    """The caller named by ``Authorization: Bearer <API key or JWT>`` or ``X-API-Key: <API key>``
+    (None when neither is sent, or the Authorization scheme is not ours, e.g. Basic), or
+    AuthenticationFailed. Both HTTP lanes authenticate through here."""
+    if authorization:
+        scheme, _, credential = authorization.partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        credential = credential.strip()
+        if not credential:
+            raise exceptions.AuthenticationFailed("Empty bearer token.", code="invalid_token")
+        if credential.startswith(KEY_PREFIX):
+            return verify_api_key(credential, wait=wait)
+        return verify_jwt(credential)
+    if api_key is not None:
+        return verify_api_key(api_key.strip(), wait=wait)
+    return None
+
+
+AUTHENTICATE_HEADER = 'Bearer realm="api"'  # WWW-Authenticate of every 401
+
+
 class TokenAuthentication(BaseAuthentication):
     """``Authorization: Bearer <API key or JWT>`` or ``X-API-Key: <API key>``."""
 
     def authenticate(self, request):
         meta = request._request.META
-        header = meta.get("HTTP_AUTHORIZATION")
-        if header:
-            scheme, _, credential = header.partition(" ")
-            if scheme.lower() != "bearer":
-                return None  # e.g. Basic: not ours
-            credential = credential.strip()
-            if not credential:
-                raise exceptions.AuthenticationFailed("Empty bearer token.", code="invalid_token")
-            if credential.startswith(KEY_PREFIX):
-                return _ANONYMOUS, verify_api_key(credential)
-            return _ANONYMOUS, verify_jwt(credential)
-        key = meta.get("HTTP_X_API_KEY")
-        if key is not None:
-            return _ANONYMOUS, verify_api_key(key.strip())
-        return None
+        principal = principal_from_headers(meta.get("HTTP_AUTHORIZATION"), meta.get("HTTP_X_API_KEY"))
+        return None if principal is None else (_ANONYMOUS, principal)
 
     def authenticate_header(self, request):
-        return 'Bearer realm="api"'
+        return AUTHENTICATE_HEADER
 
 
 class StaffSessionAuthentication(SessionAuthentication):
@@ -352,7 +368,7 @@ class StaffSessionAuthentication(SessionAuthentication):
         return user, principal
 
 
-_DEV_PRINCIPAL = Principal(
+DEV_PRINCIPAL = Principal(
     kind="dev",
     ident="dev",
     owner="dev",
@@ -366,6 +382,10 @@ def dev_bypass_active() -> bool:
     return bool(settings.DEBUG and settings.API_AUTH_DEV_BYPASS)
 
 
+def log_dev_bypass(method: str, path: str) -> None:
+    logger.warning("API_AUTH_DEV_BYPASS: %s %s served without credentials", method, path)
+
+
 class DevBypassAuthentication(BaseAuthentication):
     """Development only: a request without credentials acts with every capability.
 
@@ -376,5 +396,5 @@ class DevBypassAuthentication(BaseAuthentication):
     def authenticate(self, request):
         if not dev_bypass_active():
             return None
-        logger.warning("API_AUTH_DEV_BYPASS: %s %s served without credentials", request.method, request.path)
-        return _ANONYMOUS, _DEV_PRINCIPAL
+        log_dev_bypass(request.method, request.path)
+        return _ANONYMOUS, DEV_PRINCIPAL
