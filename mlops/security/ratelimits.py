@@ -55,28 +55,39 @@ GROUP_RATE_SETTINGS: dict[str, tuple[str, ...]] = {
 }
 
 
-class RateLimited(exceptions.Throttled):
-    default_code = "rate_limited"
-
-    def __init__(self, wait: int):
-        super().__init__(wait=wait, detail=f"Rate limit exceeded; retry in {wait} s.", code="rate_limited")
-
-
 @dataclass(frozen=True, slots=True)
 class Usage:
     limit: int
     remaining: int
 
 
+class RateLimited(exceptions.Throttled):
+    default_code = "rate_limited"
+
+    def __init__(self, wait: int, usage: Usage | None = None):
+        super().__init__(wait=wait, detail=f"Rate limit exceeded; retry in {wait} s.", code="rate_limited")
+        self.usage = usage  # the headers go on the 429 as well
+
+
+def client_ip_header() -> str | None:
+    """The lower-case name of the trusted header that carries the client IP, or None."""
+    header = settings.CLIENT_IP_HEADER
+    return header.lower() if header else None
+
+
+def client_ip_of(remote_addr: str, forwarded: str | None) -> str:
+    """The client IP: the right-most entry of the trusted header's value when sent, else the peer."""
+    if forwarded:
+        return forwarded.rsplit(",", 1)[-1].strip()
+    return remote_addr or "unknown"
+
+
 def client_ip(request) -> str:
-    """The client IP: REMOTE_ADDR, or the right-most entry of the configured trusted header."""
+    """The client IP of a Django request (`client_ip_of`)."""
     meta = request.META
     header = settings.CLIENT_IP_HEADER
-    if header:
-        value = meta.get("HTTP_" + header.upper().replace("-", "_"), "")
-        if value:
-            return value.rsplit(",", 1)[-1].strip()
-    return meta.get("REMOTE_ADDR", "") or "unknown"
+    forwarded = meta.get("HTTP_" + header.upper().replace("-", "_"), "") if header else None
+    return client_ip_of(meta.get("REMOTE_ADDR", ""), forwarded)
 
 
 class _Breaker:
@@ -100,6 +111,15 @@ def group_rates(group: str) -> list[str]:
 
 
 def check(request, *, capability: str | None, principal) -> Usage | None:
+    """`check_caller` for a Django request; the usage of a refused one is kept for its headers."""
+    try:
+        return check_caller(capability=capability, principal=principal, ip=client_ip(request))
+    except RateLimited as exc:
+        request._ratelimit_usage = exc.usage
+        raise
+
+
+def check_caller(*, capability: str | None, principal, ip: str) -> Usage | None:
     """Count this request against its client's limits; raise RateLimited when over.
 
     Returns the usage for the response headers, or None when no limit applies.
@@ -114,14 +134,14 @@ def check(request, *, capability: str | None, principal) -> Usage | None:
     if not breaker.allows():
         FAIL_OPEN.inc()
         return None
-    ident = principal.ident if principal is not None else f"ip:{client_ip(request)}"
+    ident = principal.ident if principal is not None else f"ip:{ip}"
     rates = group_rates(group)
     if not rates:
         return None
     try:
         kind = principal.kind if principal is not None else "anonymous"
         with span("rate_limit_check", group=str(group), principal_kind=kind, windows=len(rates)):
-            usages = _count(request, f"api-{group}", ident, rates)
+            usages = _count(f"api-{group}", ident, rates)
     except Exception:
         usages = None
         logger.warning("rate-limit cache failed; serving without limits for a while", exc_info=True)
@@ -134,8 +154,7 @@ def check(request, *, capability: str | None, principal) -> Usage | None:
     wait = max((max(time_left, 1) for count, window_limit, time_left in usages if count > window_limit), default=0)
     result = Usage(limit=limit, remaining=remaining)
     if wait:
-        request._ratelimit_usage = result  # the headers go on the 429 as well
-        raise RateLimited(wait=wait)
+        raise RateLimited(wait=wait, usage=result)
     return result
 
 
@@ -154,14 +173,14 @@ return counts
 _scripts: dict[int, object] = {}
 
 
-def _count(request, group: str, ident: str, rates: list[str]) -> list[tuple[int, int, int]] | None:
+def _count(group: str, ident: str, rates: list[str]) -> list[tuple[int, int, int]] | None:
     """Count one request in each window: [(count, limit, seconds left in the window), ...]."""
     cache = caches[settings.RATELIMIT_USE_CACHE]
     client_of = getattr(getattr(cache, "client", None), "get_client", None)
     if client_of is None:  # not django-redis: django-ratelimit's own counting
         usages = []
         for rate in rates:
-            usage = get_usage(request, group=group, key=lambda _group, _request: ident, rate=rate, increment=True)
+            usage = get_usage(None, group=group, key=lambda _group, _request: ident, rate=rate, increment=True)
             if usage is None or usage["limit"] == 0:
                 return None
             usages.append((usage["count"], usage["limit"], usage["time_left"]))
@@ -182,6 +201,10 @@ def _count(request, group: str, ident: str, rates: list[str]) -> list[tuple[int,
     return [(int(count), limit, window - now) for count, (limit, window) in zip(counts, windows, strict=True)]
 
 
+def header_items(usage: Usage) -> list[tuple[str, str]]:
+    return [("X-RateLimit-Limit", str(usage.limit)), ("X-RateLimit-Remaining", str(usage.remaining))]
+
+
 def apply_headers(response, usage: Usage) -> None:
-    response["X-RateLimit-Limit"] = str(usage.limit)
-    response["X-RateLimit-Remaining"] = str(usage.remaining)
+    for name, value in header_items(usage):
+        response[name] = value
