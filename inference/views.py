@@ -19,7 +19,17 @@ from mlops.choices import ApiCapability
 
 
 class InferenceAPIView(BaseAPIView):
-    """Maps the serving path's errors onto the platform's error body (400 / 413 / 503, never 500)."""
+    """Maps the serving path's errors onto the platform's error body (400 / 413 / 503, never 500).
+
+    OPTIONS answers 405, as on the hot lane (`inference.lane`): no browser calls these across
+    origins, and DRF's metadata answer would only describe the views to anyone who asks.
+    """
+
+    metadata_class = None
+
+    @property
+    def allowed_methods(self):
+        return [method for method in super().allowed_methods if method != "OPTIONS"]
 
     def handle_exception(self, exc):
         return super().handle_exception(as_api_exception(exc))

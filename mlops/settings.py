@@ -246,6 +246,9 @@ INFERENCE_RELOAD_SECONDS = env.float("INFERENCE_RELOAD_SECONDS", default=30.0)
 INFERENCE_STARTUP_WAIT_SECONDS = env.float("INFERENCE_STARTUP_WAIT_SECONDS", default=10.0)
 # Shadow runs: worker threads and how many jobs may wait; beyond that a shadow run is skipped.
 INFERENCE_SHADOW_WORKERS = env.int("INFERENCE_SHADOW_WORKERS", default=1)
+# Threads per hot-lane worker (`inference.lane.app`) for what must not run on its event loop:
+# reading a recorded prediction (up to INFERENCE_READ_BACK_WAIT_SECONDS) and first-time waits.
+INFERENCE_LANE_THREADS = env.int("INFERENCE_LANE_THREADS", default=4)
 INFERENCE_SHADOW_QUEUE = env.int("INFERENCE_SHADOW_QUEUE", default=64)
 
 # --- Rollout ---

@@ -19,6 +19,13 @@ class Unset:
 UNSET = Unset()
 
 
+def denial_message(principal: Principal) -> str:
+    """Why ``principal`` is refused an operation its capabilities do not include."""
+    if not principal.capabilities:
+        return "Your credentials carry no role of this platform."
+    return "Your role does not allow this operation."
+
+
 class HasApiCapability(BasePermission):
     """The one permission check: the caller's capabilities include the view's ``api_permission``."""
 
@@ -34,6 +41,5 @@ class HasApiCapability(BasePermission):
         principal = request.auth
         if not isinstance(principal, Principal):
             return False  # DRF answers 401 when no authenticator succeeded
-        if not principal.capabilities:
-            self.message = "Your credentials carry no role of this platform."
+        self.message = denial_message(principal)
         return needed in principal.capabilities
