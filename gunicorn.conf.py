@@ -26,7 +26,7 @@ try:
 except ImportError:  # the serving app without its gunicorn settings
     _serving = None
     bind = os.environ.get("WEB_BIND", "127.0.0.1:8000")
-    workers = int(os.environ.get("WEB_WORKERS", "1"))
+    workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
 
 wsgi_app = os.environ.get("WEB_WSGI_APP", "mlops.wsgi:application")
 timeout = int(os.environ.get("WEB_TIMEOUT", "15"))

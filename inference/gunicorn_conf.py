@@ -10,7 +10,7 @@
 import os
 
 bind = os.environ.get("WEB_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("WEB_WORKERS", "1"))
+workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
 worker_class = os.environ.get("WEB_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("WEB_THREADS", "4"))
 keepalive = int(os.environ.get("WEB_KEEPALIVE", "5"))

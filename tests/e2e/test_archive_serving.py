@@ -48,7 +48,7 @@ def test_archived_canary_and_shadow_stop_serving_on_every_worker(production_mode
     services.canary_set(product="fraud_score", canary_model_id=canary.pk, canary_percent=50, user=None, reason="start")
     services.shadow_enable(product="fraud_score", shadow_model_id=shadow.pk, user=None, reason="compare")
     _, key = services.api_key_create(client="archive", role="internal_service")
-    env = {**servers.PRODUCTION, "RATELIMIT_ENABLE": "0", "WEB_WORKERS": "2", "WEB_THREADS": "2", "SERVING_WORKER_REPORT_SECONDS": "1"}
+    env = {**servers.PRODUCTION, "RATELIMIT_ENABLE": "0", "WEB_CONCURRENCY": "2", "WEB_THREADS": "2", "SERVING_WORKER_REPORT_SECONDS": "1"}
     server = servers.start("gunicorn", env=env, log=tmp_path / "server.log")
     try:
         wait_for_workers(count=2, canary="gbdt@1", shadow="logreg@2")

@@ -52,7 +52,7 @@ def test_a_canary_set_elsewhere_reaches_every_worker_within_two_seconds(tmp_path
     manage("migrate", "-v", "0")
     manage("bootstrap_demo")
     key = (tmp_path / "var" / "demo-credentials.txt").read_text().split("api key (demo, inference_client): ")[1].split()[0]
-    server_env = {**servers.PRODUCTION, **env, "RATELIMIT_ENABLE": "0", "WEB_WORKERS": "2", "WEB_THREADS": "1"}
+    server_env = {**servers.PRODUCTION, **env, "RATELIMIT_ENABLE": "0", "WEB_CONCURRENCY": "2", "WEB_THREADS": "1"}
     server = servers.start("gunicorn", env=server_env, log=tmp_path / "server.log")
     try:
         server.wait_until_every_worker_is_ready()

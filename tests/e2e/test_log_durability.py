@@ -31,7 +31,7 @@ def start_server(tmp_path: Path, server: str) -> servers.Server:
     env = {
         **servers.PRODUCTION,
         "RATELIMIT_ENABLE": "0",
-        "WEB_WORKERS": "2",
+        "WEB_CONCURRENCY": "2",
         "WEB_THREADS": "4",
         "AUDIT_FLUSH_INTERVAL": "30",  # records stay queued until the shutdown flush
         "AUDIT_BATCH_SIZE": "100000",

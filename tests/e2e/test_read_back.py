@@ -27,7 +27,7 @@ def call(port: int, key: str, method: str, path: str, body: dict | None = None) 
 
 def test_a_read_back_right_after_the_answer_finds_it_on_any_worker(production_model, tmp_path):
     _, key = services.api_key_create(client="read-back", role="internal_service")
-    env = {**servers.PRODUCTION, "RATELIMIT_ENABLE": "0", "WEB_WORKERS": "2", "WEB_THREADS": "1"}
+    env = {**servers.PRODUCTION, "RATELIMIT_ENABLE": "0", "WEB_CONCURRENCY": "2", "WEB_THREADS": "1"}
     features = dict.fromkeys(demo_feature_names(), 1.0)
     server = servers.start("gunicorn", env=env, log=tmp_path / "server.log")
     try:

@@ -15,7 +15,7 @@ def start_web(tmp_path: Path, port: int, redis_url: str, **extra_env: str) -> su
         "RATELIMIT_PREDICT": "1000000/m",
         "RATELIMIT_PREDICT_BURST": "100000/s",
         "INFERENCE_CACHE_SHARED": "1",  # the shared prediction-cache tier lives in Redis too
-        "WEB_WORKERS": "1",
+        "WEB_CONCURRENCY": "1",
         "WEB_THREADS": "4",
         "AUDIT_SPILL_DIR": str(tmp_path / "spill"),
         "LOG_LEVEL": "ERROR",
