@@ -75,7 +75,13 @@ def server_command(kind: str, port: int, args: Sequence[str]) -> list[str]:
         return [sys.executable, "-m", "gunicorn", "-c", config, "--bind", f"{HOST}:{port}", *args, "mlops.wsgi:application"]
     if kind == "daphne":
         return [sys.executable, "-m", "daphne", "-b", HOST, "-p", str(port), *args, "mlops.asgi:application"]
-    raise ValueError(f"unknown server {kind!r}: gunicorn or daphne")
+    if kind == "granian":  # the hot lane, as the Procfile's `infer` runs it (workers from WEB_CONCURRENCY)
+        return [sys.executable, "-m", "granian", "--interface", "rsgi", "--host", HOST, "--port", str(port), *GRANIAN_ARGS, *args, LANE_APP]
+    raise ValueError(f"unknown server {kind!r}: gunicorn, daphne or granian")
+
+
+GRANIAN_ARGS = ("--respawn-failed-workers", "--workers-kill-timeout", "30")
+LANE_APP = "inference.lane.app:app"
 
 
 class Server:
@@ -153,8 +159,11 @@ def launch(kind: str, *, env: dict[str, str | None], args: Sequence[str] = (), p
     port = port or free_port()
     # A file rather than a pipe: a pipe that nobody reads while the server runs fills up and blocks it.
     log_file = open(log, "wb") if log else tempfile.NamedTemporaryFile(prefix=f"{kind}-", suffix=".log")  # noqa: SIM115
+    environment = server_environment(env)
+    if kind == "granian":
+        args = ("--workers", environment.get("WEB_CONCURRENCY", "1"), *args)
     command = server_command(kind, port, args)
-    process = subprocess.Popen(command, cwd=ROOT, env=server_environment(env), stdout=log_file, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log_file, stderr=subprocess.STDOUT)
     return Server(process, port, log_file)
 
 

@@ -24,7 +24,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 # gunicorn with the repository's config flushes in worker_exit + atexit; daphne, the embedded
 # default / stream process, stops Twisted on SIGTERM and flushes in atexit.
-SERVERS = ["daphne", "gunicorn"]
+# granian is the hot lane (`inference.lane`): its workers flush in the application's __rsgi_del__.
+SERVERS = ["daphne", "gunicorn", "granian"]
 
 
 def start_server(tmp_path: Path, server: str) -> servers.Server:

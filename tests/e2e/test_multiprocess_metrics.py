@@ -26,7 +26,12 @@ def test_promtool_accepts_the_aggregated_page_of_a_multi_worker_server(productio
     metrics_dir.mkdir()
     port = free_port()
     server = start_web(
-        tmp_path, port, os.environ.get("REDIS_URL", ""), WEB_CONCURRENCY="2", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), RATELIMIT_ENABLE="0"
+        tmp_path,
+        port,
+        os.environ.get("REDIS_URL", ""),
+        WEB_CONCURRENCY="2",
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+        RATELIMIT_ENABLE="0",
     )
     try:
         row = load_breast_cancer().data[0]
