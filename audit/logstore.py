@@ -80,6 +80,11 @@ def copy_row(record: dict) -> tuple:
     return tuple(row)
 
 
+def encode_rows(records: Sequence[dict]) -> list[tuple]:
+    """A batch as COPY rows, in `COLUMNS` order; raises `RecordError` for a record that can never go in."""
+    return [copy_row(record) for record in records]
+
+
 class PostgresCopyStore:
     """COPY into ``audit_predictionlog`` over a connection of its own (see the module docstring)."""
 
@@ -114,7 +119,7 @@ class PostgresCopyStore:
         """Insert ``records``; returns how many rows are new. Raises psycopg errors unchanged."""
         import psycopg
 
-        rows = [copy_row(record) for record in records]
+        rows = encode_rows(records)
         conn = self._connection()
         if not idempotent:
             try:

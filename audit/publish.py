@@ -31,6 +31,18 @@ def live_record(record: dict) -> dict:
     return {key: plain(record.get(key)) for key in LIVE}
 
 
+def messages(records: list[dict]) -> list[tuple[str, dict]]:
+    """``(group, message)`` pairs carrying a written batch: per product, at most `CHUNK` records each."""
+    by_product: dict[str, list[dict]] = {}
+    for record in records:
+        by_product.setdefault(record["product"], []).append(live_record(record))
+    return [
+        (group_name(product), {"type": "predictions.batch", "records": items[start : start + CHUNK]})
+        for product, items in by_product.items()
+        for start in range(0, len(items), CHUNK)
+    ]
+
+
 class Publisher:
     POLL_SECONDS = 0.5  # how soon the thread notices that the process is exiting
     SEND_TIMEOUT = 2.0  # one group_send at most: an unreachable Redis must not hold up exit
@@ -104,10 +116,5 @@ class Publisher:
             self._layer = get_channel_layer()
         if self._layer is None:
             return
-        by_product: dict[str, list[dict]] = {}
-        for record in records:
-            by_product.setdefault(record["product"], []).append(live_record(record))
-        for product, items in by_product.items():
-            for start in range(0, len(items), CHUNK):
-                message = {"type": "predictions.batch", "records": items[start : start + CHUNK]}
-                await self._layer.group_send(group_name(product), message)
+        for group, message in messages(records):
+            await self._layer.group_send(group, message)
