@@ -11,7 +11,7 @@ Two strategies behind one ``insert(records)`` call:
 - `OrmStore` (any database, the SQLite default): ``bulk_create(ignore_conflicts=True)``.
 
 Measured on the 2-core dev machine (PostgreSQL on 127.0.0.1, 500-row batches of 30-feature
-rows, ``python tests/audit/bench_writer.py``; the machine was shared with other test runs, load
+rows, ``python bench/writer_throughput.py``; the machine was shared with other test runs, load
 average ~5, so the ranges are wide):
 
 ==================  ===============  ========================
