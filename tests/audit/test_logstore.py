@@ -55,7 +55,8 @@ def test_tricky_values_are_stored_as_given(transactional_db, production_version,
     assert row.explain_summary == record["explain_summary"]
     assert (row.client, row.score, row.latency_ms, row.created_at) == (record["client"], 0.1 + 0.2, 1e-9, record["created_at"])
     # Left out: the model's defaults; given as None: NULL.
-    assert (row.fallback_from_id, row.primary_prediction_id, row.score_diff, row.diff_class, row.decision_agrees) == (None, None, None, "", None)
+    shadow_fields = (row.fallback_from_id, row.primary_prediction_id, row.score_diff, row.diff_class, row.decision_agrees)
+    assert shadow_fields == (None, None, None, "", None)
 
 
 def test_numpy_values_from_a_model_are_stored_as_numbers(transactional_db, production_version, store):
