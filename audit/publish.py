@@ -10,6 +10,7 @@ them, behind a small bounded queue: a slow or absent Redis costs dropped live up
 
 import asyncio
 import logging
+import operator
 import queue
 import threading
 
@@ -26,9 +27,29 @@ def group_name(product: str) -> str:
     return f"predictions.{product}"
 
 
+_live_values = operator.itemgetter(*LIVE)
+_NO_LIVE_VALUES = dict.fromkeys(LIVE)  # what a record that leaves a live field out shows: None
+_PLAIN = frozenset({str, int, float, bool, type(None)})  # types `plain` returns unchanged
+
+
 def live_record(record: dict) -> dict:
     """The compact, msgpack-safe form of a record sent to the live pages."""
-    return {key: plain(record.get(key)) for key in LIVE}
+    # Once per written record: the field picking is one C call, and `plain` is called only for
+    # the values it would change (uuids, datetimes), not for all fifteen.
+    values = _live_values(_NO_LIVE_VALUES | record)
+    return {key: value if type(value) in _PLAIN else plain(value) for key, value in zip(LIVE, values, strict=True)}
+
+
+def messages(records: list[dict]) -> list[tuple[str, dict]]:
+    """``(group, message)`` pairs carrying a written batch: per product, at most `CHUNK` records each."""
+    by_product: dict[str, list[dict]] = {}
+    for record in records:
+        by_product.setdefault(record["product"], []).append(live_record(record))
+    return [
+        (group_name(product), {"type": "predictions.batch", "records": items[start : start + CHUNK]})
+        for product, items in by_product.items()
+        for start in range(0, len(items), CHUNK)
+    ]
 
 
 class Publisher:
@@ -104,10 +125,5 @@ class Publisher:
             self._layer = get_channel_layer()
         if self._layer is None:
             return
-        by_product: dict[str, list[dict]] = {}
-        for record in records:
-            by_product.setdefault(record["product"], []).append(live_record(record))
-        for product, items in by_product.items():
-            for start in range(0, len(items), CHUNK):
-                message = {"type": "predictions.batch", "records": items[start : start + CHUNK]}
-                await self._layer.group_send(group_name(product), message)
+        for group, message in messages(records):
+            await self._layer.group_send(group, message)

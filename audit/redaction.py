@@ -14,12 +14,15 @@ from audit.records import REQUIRED
 
 HASH_PREFIX = "hmac-sha256:"
 _CONTAINERS = (dict, list)
+# Values that are neither redacted inside nor containers (exact types: a subclass takes the long way).
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 class Redactor:
     def __init__(self, *, drop: Iterable[str] = (), hash_keys: Iterable[str] = (), hash_key: str | bytes = b""):
         self.drop = frozenset(drop)
         self.hash_keys = frozenset(hash_keys) - self.drop
+        self._keys = self.drop | self.hash_keys
         self._key = hash_key.encode() if isinstance(hash_key, str) else hash_key
 
     @property
@@ -30,21 +33,28 @@ class Redactor:
         return HASH_PREFIX + hmac.digest(self._key, str(value).encode(), "sha256").hex()  # the C fast path
 
     def _clean(self, value):
-        # Runs on the request thread (see writer.submit): only nested containers recurse.
+        # Runs once per record and field on the writer thread: the set operations and the type
+        # scan are C loops, so a flat feature dict costs a few µs whatever its size; only
+        # configured keys and nested containers cost Python steps.
         if isinstance(value, dict):
-            drop, hash_keys, containers = self.drop, self.hash_keys, _CONTAINERS
-            cleaned = {}
-            for key, item in value.items():
-                if key in drop:
-                    continue
-                if key in hash_keys and item is not None:
-                    cleaned[key] = self.hash_value(item)
-                elif isinstance(item, containers):
-                    cleaned[key] = self._clean(item)
-                else:
-                    cleaned[key] = item
+            keys = self._keys.intersection(value)
+            nested = not _SCALARS.issuperset(map(type, value.values()))
+            if not keys and not nested:
+                return value  # nothing to remove or hide: the caller's dict is never changed, so no copy
+            cleaned = dict(value)
+            for key in keys:
+                if key in self.drop:
+                    del cleaned[key]
+                elif cleaned[key] is not None:
+                    cleaned[key] = self.hash_value(cleaned[key])
+            if nested:
+                for key, item in cleaned.items():
+                    if isinstance(item, _CONTAINERS):
+                        cleaned[key] = self._clean(item)
             return cleaned
         if isinstance(value, list):
+            if _SCALARS.issuperset(map(type, value)):
+                return value
             return [self._clean(item) if isinstance(item, _CONTAINERS) else item for item in value]
         return value
 
