@@ -181,8 +181,9 @@ def measure(server: servers.Server, workload: Workload, concurrency: int, args, 
     if args.warmup:
         warm = load.drive(server.port, bodies_for(workload, WARMUP_BODIES, vectors, platform), concurrency, args.warmup, cpu, scratch)
         estimate, warm_requests = max(warm["rps"], 100.0), warm["requests"]
-    # Enough fresh bodies for the measured run with room to spare; `cycled` says if it was not.
-    target = bodies_for(workload, int(estimate * args.duration * 1.5) + 500, vectors, platform)
+    # Enough fresh bodies for the measured run with room to spare (the warm-up rate moves with the
+    # machine's noise); `cycled` says if it was not enough.
+    target = bodies_for(workload, int(max(estimate * 2.5, 2000) * args.duration) + 500, vectors, platform)
     before = server.cpu_seconds()
     result = load.drive(server.port, target, concurrency, args.duration, cpu, scratch)
     time.sleep(0.3)  # the log writer's and shadow's work for these requests is part of their cost
