@@ -153,13 +153,13 @@ def _checks(results) -> list[str]:
     if "kserve" in checks:
         kserve = checks["kserve"]
         listening = "something listens on its gRPC port" if kserve["grpc_listening"] else "nothing listens on its gRPC port (gRPC off)"
-        lines.append(f"- KServe: {listening}; {kserve['log_lines_during_load']} log lines written under load (request logging off)")
+        lines.append(f"- KServe: {listening}; {kserve['log_lines_during_load']} log lines written under load (see kserve.log with --keep)")
     for lane in ("drf", "lane"):
         metrics = checks.get(f"{lane}_metrics")
         if metrics:
             lines.append(
                 f"- {LABELS[lane]} /metrics: mlops_inference_requests_total = {metrics['counted']:.0f} for {metrics['completed']} "
-                "completed POST /v1/infer (wrk stops with requests in flight, so the count may be a few higher)"
+                f"POST /v1/infer completed by wrk, plus at most {metrics.get('in_flight_at_most', '?')} in flight when its runs stopped"
             )
     lines.append(f"- log lines written by each server during the load: {checks.get('log_lines_during_load', {})}")
     return lines

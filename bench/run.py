@@ -312,6 +312,7 @@ def main() -> None:
         }
         vectors = Vectors(platform.rows)
         sent = dict.fromkeys(LANES, 0)
+        in_flight = dict.fromkeys(LANES, 0)  # at most this many were cut off when each wrk run stopped
         for scenario, workloads in plan(args.servers, args.scenarios).items():
             configure(scenario)
             for concurrency in args.concurrency:
@@ -323,6 +324,7 @@ def main() -> None:
                         results["cells"].append(cell)
                         if workload.server in LANES and not workload.row.endswith(":healthz"):
                             sent[workload.server] += cell["requests"] + cell["warmup_requests"]
+                            in_flight[workload.server] += concurrency * (2 if args.warmup else 1)
                         print(report.progress_line(cell), flush=True)
         results["checks"] = {"log_lines_during_load": {name: server.log_lines() - log_lines[name] for name, server in running.items()}}
         if "kserve" in running:
@@ -332,6 +334,7 @@ def main() -> None:
                 results["checks"][f"{lane}_metrics"] = {
                     "counted": metrics_count(running[lane], platform.metrics_key),
                     "completed": sent[lane],
+                    "in_flight_at_most": in_flight[lane],
                 }
         print()
         print(report.render(results))
