@@ -1,7 +1,8 @@
 """Where one ``POST /v1/infer`` spends its time: cProfile of the full Django stack, in process.
 
-Same throw-away platform as ``bench/run.py`` (DEBUG off, PostgreSQL/Redis when reachable, log
-writer on, shadow active), but requests go through Django's test client (no socket, no
+Same throw-away platform as ``bench/run.py``'s headline (``testbed.py``: DEBUG off,
+PostgreSQL/Redis when reachable, log writer on, a rate-limited key, canary at 10%), with the
+shadow on every event as this profile always had it (``--no-shadow``: none), but requests go through Django's test client (no socket, no
 gunicorn), so the profile shows the application's own cost. Prints the share of the request
 spent in each layer, then the top functions.
 
@@ -20,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import bootstrap, drop_database, prepare_environment
+from testbed import bootstrap, drop_database, prepare_environment, set_shadow
 
 # Functions whose cumulative time is one layer of the request, outermost first (shares overlap).
 LAYERS = [
@@ -71,12 +72,14 @@ def main() -> None:
     args.sqlite = args.no_redis = False
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
-    args.threads, args.worker_class = 1, "sync"
+    args.threads, args.worker_class, args.env = 1, "sync", []
 
     scratch = Path(tempfile.mkdtemp(prefix="mlops-profile-"))
     env = prepare_environment(scratch, args)
     try:
-        key, _, features = bootstrap(env)
+        platform = bootstrap(env)
+        set_shadow(100)
+        key, features = platform.key, dict(zip(platform.feature_names, platform.rows[0], strict=True))
         from django.test import Client
 
         from inference.runtime import runtime

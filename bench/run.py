@@ -1,51 +1,54 @@
-"""Load benchmark of ``POST /v1/infer`` against the real ``web`` process (``make bench``).
+"""The platform beside its peers, in one run (``make bench``).
 
-What it does, in one run:
+1. Builds (once, cached in ``bench/.peers/``) the peers' virtualenv and starts the peers on the
+   production model's ONNX file: a bare FastAPI + uvicorn + onnxruntime server
+   (``peers/fastapi_server.py``) and KServe's Python model server, V1 protocol, one worker,
+   gRPC and request logging off (``peers/kserve_server.py``).
+2. Builds a throw-away platform (``testbed.py``: PostgreSQL, Redis, the demo, a canary at 10%,
+   the gbdt shadowing 10% of events, a rate-limited API key) and starts its lanes as in
+   production: the DRF lane (``gunicorn -c gunicorn.conf.py mlops.wsgi:application``, one
+   worker) and, once it exists, the hot lane (``granian --interface rsgi ... inference.lane.app:app``).
+3. Pins every server to CPU 0 and wrk (``load.py``) to CPU 1, then runs each (scenario,
+   concurrency) cell on every server in turn, ``--rounds`` times, so that the machine's noise
+   hits them all alike, and reports the median round of each cell (``report.py``): req/s,
+   p50/p99, server CPU µs per request (the process and its children, from /proc), errors,
+   the platform's ratios to each peer and the goals.
 
-1. Prepares a throw-away platform: a fresh PostgreSQL database and a Redis key prefix when
-   they are reachable on localhost (SQLite and the in-memory cache otherwise), a temporary
-   model store and cache, the demo models (``bootstrap_demo``: logistic regression in
-   production), the gradient-boosting model as shadow of every event, and an API key.
-2. Starts ``web`` as in production: gunicorn with the repository's ``gunicorn.conf.py``
-   (one worker, ``mlops.wsgi``), DEBUG off, a SECRET_KEY and ALLOWED_HOSTS set, the
-   prediction log writer on. The server is pinned to CPU 0 and this load generator to CPU 1
-   (when the machine has two cores), like "server on one core, wrk on the other".
-3. Measures a bare onnxruntime ``session.run`` of the same production model (same session
-   options, one row), in this process.
-4. Drives ``POST /v1/infer`` with an asyncio keep-alive HTTP/1.1 client at concurrency 1, 8
-   and 64, uncached (every request has its own feature vector) and cached (one vector), and
-   prints req/s and p50/p95/p99 next to the bare run and the ratio.
+Scenarios: ``headline`` (the configuration above, every request its own feature vector, and
+``/healthz`` on each lane as its floor), ``shadow100`` (the same with the shadow on every event)
+and ``cached`` (one feature vector repeated).
 
-Usage: ``.venv/bin/python bench/run.py [--duration 5] [--warmup 1] [--json results.json]``.
+Usage: ``.venv/bin/python bench/run.py [--servers fastapi,kserve,drf,lane] [--duration 5]
+[--rounds 3] [--json results.json]``; ``--help`` lists the rest.
 """
 
 import argparse
-import asyncio
 import json
 import os
 import secrets
 import shutil
-import signal
 import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
-GUNICORN = str(Path(PYTHON).with_name("gunicorn"))
+import load
+import report
+import servers
+import testbed
+from peers.build import peer_python
 
-
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+ROOT = testbed.ROOT
+PEERS = Path(__file__).resolve().parent / "peers"
+BIN = Path(sys.executable).parent  # gunicorn and granian live next to the platform's python
+PRODUCT, MODEL_NAME = "fraud_score", "fraud_score"
+SCENARIOS = ("headline", "cached", "shadow100")
+ALL_SERVERS = ("fastapi", "kserve", "drf", "lane")
+LANES = ("drf", "lane")
+WARMUP_BODIES = 3000  # distinct vectors cycled during warm-up (the measured run gets fresh ones)
 
 
 def _free_port() -> int:
@@ -54,116 +57,159 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def prepare_environment(scratch: Path, args) -> dict:
-    env = {
-        "DJANGO_SETTINGS_MODULE": "mlops.settings",
-        "DEBUG": "0",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SECURE_SSL_REDIRECT": "0",  # plain HTTP on loopback; TLS ends at the proxy in production
-        "MODEL_STORE_URL": (scratch / "store").as_uri(),
-        "MODEL_CACHE_DIR": str(scratch / "cache"),
-        "AUDIT_SPILL_DIR": str(scratch / "spill"),
-        "CACHE_KEY_PREFIX": f"bench-{os.getpid()}",
-        "CHANNEL_PREFIX": f"bench-{os.getpid()}",
-        "LOG_LEVEL": "WARNING",
-        "WEB_WORKERS": "1",
-        "WEB_THREADS": str(args.threads),
-        "WEB_WORKER_CLASS": args.worker_class,
-    }
-    env.update(item.split("=", 1) for item in getattr(args, "env", []))
-    if _reachable("127.0.0.1", 5432) and not args.sqlite:
-        name = f"mlops_bench_{os.getpid()}"
-        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"CREATE DATABASE {name}"], check=True, env={**os.environ})
-        env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{name}"
-    else:
-        env["DATABASE_URL"] = f"sqlite:///{scratch / 'db.sqlite3'}"
-    if _reachable("127.0.0.1", 6379) and not args.no_redis:
-        env["REDIS_URL"] = "redis://127.0.0.1:6379/14"
-    return env
+def lane_available() -> bool:
+    return (BIN / "granian").exists() and ((ROOT / "inference" / "lane").is_dir() or (ROOT / "inference" / "lane.py").exists())
 
 
-def drop_database(env: dict) -> None:
-    """Drop the benchmark's PostgreSQL database (SQLite goes with the scratch folder)."""
-    if not env["DATABASE_URL"].startswith("postgres"):
-        return
-    if "django" in sys.modules:
-        from django.db import connections
-
-        connections.close_all()
-    name = env["DATABASE_URL"].rsplit("/", 1)[1]
-    command = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"]
-    subprocess.run(command, check=False)
+# --- Starting the servers -----------------------------------------------------------------------
 
 
-def bootstrap(env: dict, shadow: bool = True) -> tuple[str, Path, dict]:
-    """Migrate, create the demo, shadow gbdt, make an API key. Returns (key, model path, features)."""
-    os.environ.update(env)
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    from mlops import services
-    from mlops.artifacts.stores import download_verified
-    from mlops.demo import PRODUCT, demo_feature_names
-    from mlops.models import ModelVersion
-
-    call_command("migrate", verbosity=0)
-    os.environ.setdefault("DEMO_ADMIN_PASSWORD", secrets.token_urlsafe(16))
-    call_command("bootstrap_demo", stdout=open(os.devnull, "w"))  # noqa: SIM115
-    gbdt = ModelVersion.objects.get(product=PRODUCT, name="gbdt", version="1")
-    if gbdt.status == "candidate":
-        services.model_version_validate(model_version_id=gbdt.pk, user=None, reason="bench")
-    if shadow:
-        services.shadow_enable(product=PRODUCT, shadow_model_id=gbdt.pk, sample_percent=100, user=None, reason="bench: shadow active")
-    key = ""
-    if hasattr(services, "api_key_create"):
-        _, key = services.api_key_create(client="bench", role="internal_service")  # not rate limited
-    production = ModelVersion.objects.get(product=PRODUCT, status="production")
-    from sklearn.datasets import load_breast_cancer
-
-    row = load_breast_cancer().data[0]
-    features = {name: float(value) for name, value in zip(demo_feature_names(), row, strict=True)}
-    from django.db import connections
-
-    connections.close_all()
-    return key, download_verified(production.artifact_uri, production.sha256), features
-
-
-def start_server(env: dict, port: int, scratch: Path, multiprocess_metrics: bool = True) -> subprocess.Popen:
-    config = ROOT / "gunicorn.conf.py"
-    command = [GUNICORN, "-c", str(config) if config.exists() else "python:inference.gunicorn_conf", "mlops.wsgi:application"]
-    server_env = {**os.environ, **env, "WEB_BIND": f"127.0.0.1:{port}", "PYTHONPATH": str(ROOT)}
-    if multiprocess_metrics:  # as with several workers; one worker could do without
-        multiproc = scratch / "prometheus"
-        multiproc.mkdir()
-        server_env["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)
-    cpus = sorted(os.sched_getaffinity(0))
-
-    def pin():
-        if len(cpus) >= 2:
-            os.sched_setaffinity(0, {cpus[0]})
-
-    log = open(scratch / "server.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(command, cwd=ROOT, env=server_env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=pin)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited: see {scratch / 'server.log'}\n" + (scratch / "server.log").read_text()[-3000:])
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
-                if response.status == 200:
-                    return process
-        except OSError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise SystemExit("the server did not become ready within 60 s")
+def start_servers(names: list[str], platform: testbed.Platform, env: dict, scratch: Path, cpu: int | None) -> dict[str, servers.Server]:
+    started: dict[str, servers.Server] = {}
+    python = str(peer_python()) if {"fastapi", "kserve"} & set(names) else None
+    platform_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+    try:
+        for name in names:
+            port = _free_port()
+            log = scratch / f"{name}.log"
+            if name == "fastapi":
+                command = [python, str(PEERS / "fastapi_server.py"), "--model-path", str(platform.model_path), "--port", str(port)]
+                started[name] = servers.start(
+                    name, command, port=port, ready_path="/healthz", env=os.environ.copy(), cwd=PEERS, log=log, cpu=cpu
+                )
+            elif name == "kserve":
+                grpc_port = _free_port()
+                command = [python, str(PEERS / "kserve_server.py"), "--model_path", str(platform.model_path)]
+                command += ["--model_name", MODEL_NAME, "--http_port", str(port), "--grpc_port", str(grpc_port), "--workers", "1"]
+                command += ["--enable_grpc", "false", "--enable_latency_logging", "false"]
+                command += ["--log_config_file", str(PEERS / "kserve_logging.json")]
+                ready = f"/v1/models/{MODEL_NAME}"
+                started[name] = servers.start(
+                    name, command, port=port, ready_path=ready, env=os.environ.copy(), cwd=PEERS, log=log, cpu=cpu
+                )
+                started[name].extra["grpc_port"] = grpc_port
+            elif name == "drf":
+                command = [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "mlops.wsgi:application"]
+                server_env = {
+                    **platform_env,
+                    "WEB_BIND": f"127.0.0.1:{port}",
+                    "PROMETHEUS_MULTIPROC_DIR": _fresh(scratch / "prometheus-drf"),
+                }
+                started[name] = servers.start(name, command, port=port, ready_path="/readyz", env=server_env, cwd=ROOT, log=log, cpu=cpu)
+            elif name == "lane":
+                command = [str(BIN / "granian"), "--interface", "rsgi", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+                command.append("inference.lane.app:app")
+                server_env = {**platform_env, "PROMETHEUS_MULTIPROC_DIR": _fresh(scratch / "prometheus-lane")}
+                started[name] = servers.start(name, command, port=port, ready_path="/readyz", env=server_env, cwd=ROOT, log=log, cpu=cpu)
+    except BaseException:
+        for server in started.values():
+            server.stop()
+        raise
+    return started
 
 
-def bare_onnxruntime(model_path: Path, features: dict, seconds: float) -> dict:
+def _fresh(folder: Path) -> str:
+    folder.mkdir()
+    return str(folder)
+
+
+# --- The requests -------------------------------------------------------------------------------
+
+
+class Vectors:
+    """Feature vectors, each distinct from every other of the run (in float32 too).
+
+    Vector ``n`` is row ``n % rows`` of the demo data set with one feature moved by a step that
+    grows with ``n // rows``, so that consecutive requests differ in every feature, as real ones do.
+    """
+
+    def __init__(self, rows: list[list[float]]):
+        self.rows, self.issued = rows, 0
+
+    def take(self, count: int) -> list[list[float]]:
+        out = []
+        for n in range(self.issued, self.issued + count):
+            row = list(self.rows[n % len(self.rows)])
+            turn = n // len(self.rows)
+            feature, step = turn % len(row), turn // len(row) + 1
+            row[feature] += step * 1e-3 * (abs(row[feature]) + 1)
+            out.append(row)
+        self.issued += count
+        return out
+
+
+@dataclass
+class Workload:
+    scenario: str
+    row: str  # the server, or "<lane>:healthz" for a lane's floor
+
+    @property
+    def server(self) -> str:
+        return self.row.split(":")[0]
+
+
+def make_target(workload: Workload, vectors: list[list[float]], platform: testbed.Platform) -> load.Target:
+    json_type = {"Content-Type": "application/json"}
+    if workload.row.endswith(":healthz"):
+        return load.Target("GET", "/healthz")
+    if workload.server == "kserve":
+        bodies = [b'{"instances": [[' + ", ".join(f"{v:.7g}" for v in row).encode() + b"]]}" for row in vectors]
+        return load.Target("POST", f"/v1/models/{MODEL_NAME}:predict", json_type, bodies)
+    names = platform.feature_names
+    salt = secrets.token_hex(3)
+    bodies = []
+    for i, row in enumerate(vectors):
+        features = ", ".join(f'"{name}": {value:.7g}' for name, value in zip(names, row, strict=True))
+        bodies.append(f'{{"event_id": "b{salt}-{i}", "product": "{PRODUCT}", "features": {{{features}}}}}'.encode())
+    if workload.server == "fastapi":
+        return load.Target("POST", "/infer", json_type, bodies)
+    return load.Target("POST", "/v1/infer", {**json_type, "Authorization": f"Bearer {platform.key}"}, bodies)
+
+
+def bodies_for(workload: Workload, count: int, vectors: Vectors, platform: testbed.Platform) -> load.Target:
+    if workload.scenario == "cached":  # one vector, its own event ids: every request after the first hits the cache
+        return make_target(workload, [platform.rows[0]] * min(count, 2000), platform)
+    return make_target(workload, vectors.take(count), platform)
+
+
+# --- One cell -----------------------------------------------------------------------------------
+
+
+def measure(server: servers.Server, workload: Workload, concurrency: int, args, vectors: Vectors, platform, cpu, scratch) -> dict:
+    estimate = 12_000.0  # req/s: more than any server here does on one core
+    warm_requests = 0
+    if args.warmup:
+        warm = load.drive(server.port, bodies_for(workload, WARMUP_BODIES, vectors, platform), concurrency, args.warmup, cpu, scratch)
+        estimate, warm_requests = max(warm["rps"], 100.0), warm["requests"]
+    # Enough fresh bodies for the measured run with room to spare (the warm-up rate moves with the
+    # machine's noise); `cycled` says if it was not enough.
+    target = bodies_for(workload, int(max(estimate * 2.5, 2000) * args.duration) + 500, vectors, platform)
+    before = server.cpu_seconds()
+    result = load.drive(server.port, target, concurrency, args.duration, cpu, scratch)
+    time.sleep(0.3)  # the log writer's and shadow's work for these requests is part of their cost
+    result["server_cpu_us"] = (server.cpu_seconds() - before) / max(1, result["requests"]) * 1e6
+    result["cycled"] = workload.scenario != "cached" and target.bodies is not None and result["requests"] > len(target.bodies)
+    result["warmup_requests"] = warm_requests
+    result["load_average"] = os.getloadavg()[0]
+    return result
+
+
+def plan(names: list[str], scenarios: list[str]) -> dict[str, list[Workload]]:
+    rows = {}
+    for scenario in scenarios:
+        rows[scenario] = [Workload(scenario, name) for name in names]
+        if scenario == "headline":  # the floor of each lane: the same server and stack doing no work
+            rows[scenario] += [Workload(scenario, f"{name}:healthz") for name in names if name in LANES]
+    return rows
+
+
+def configure(scenario: str) -> None:
+    testbed.set_shadow(100 if scenario == "shadow100" else 10)
+    time.sleep(3)  # every serving process sees a configuration change within 2 s
+
+
+def bare_onnxruntime(model_path: Path, row: list[float], seconds: float) -> dict:
+    """``session.run`` of the production model in this process: the work every server wraps."""
     import numpy as np
     import onnxruntime as ort
 
@@ -172,251 +218,136 @@ def bare_onnxruntime(model_path: Path, features: dict, seconds: float) -> dict:
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     session = ort.InferenceSession(model_path.read_bytes(), sess_options=options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    row = np.array([list(features.values())], dtype=np.float32)
+    feed = {session.get_inputs()[0].name: np.array([row], dtype=np.float32)}
     for _ in range(1000):
-        session.run(["probabilities"], {name: row})
+        session.run(["probabilities"], feed)
     samples = []
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         started = time.perf_counter()
-        session.run(["probabilities"], {name: row})
+        session.run(["probabilities"], feed)
         samples.append(time.perf_counter() - started)
-    return _summary(samples, sum(samples))
+    samples.sort()
+    return {"p50": samples[len(samples) // 2] * 1000, "p99": samples[int(len(samples) * 0.99)] * 1000}
 
 
-def _summary(samples: list[float], elapsed: float) -> dict:
-    samples = sorted(samples)
-
-    def pct(p):
-        return samples[min(len(samples) - 1, int(p / 100 * len(samples)))] * 1000
-
-    return {
-        "requests": len(samples),
-        "rps": len(samples) / elapsed if elapsed else 0.0,
-        "p50": pct(50),
-        "p95": pct(95),
-        "p99": pct(99),
-        "mean": statistics.fmean(samples) * 1000,
-    }
-
-
-class Client:
-    """One keep-alive HTTP/1.1 connection; reconnects when the server closes it."""
-
-    def __init__(self, port: int):
-        self.port = port
-        self.reader = self.writer = None
-
-    async def request(self, payload: bytes) -> tuple[int, bytes]:
-        for attempt in range(2):
-            if self.writer is None:
-                self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-            try:
-                self.writer.write(payload)
-                head = await self.reader.readuntil(b"\r\n\r\n")
-                break
-            except (ConnectionError, asyncio.IncompleteReadError):
-                self.close()
-                if attempt:
-                    raise
-        status = int(head[9:12])
-        length, close = 0, False
-        for line in head.split(b"\r\n")[1:]:
-            lower = line.lower()
-            if lower.startswith(b"content-length:"):
-                length = int(line[15:])
-            elif lower.startswith(b"connection:") and b"close" in lower:
-                close = True
-        body = await self.reader.readexactly(length) if length else b""
-        if close:
-            self.close()
-        return status, body
-
-    def close(self):
-        if self.writer is not None:
-            self.writer.close()
-        self.reader = self.writer = None
-
-
-def server_cpu_seconds(server: subprocess.Popen) -> float:
-    """User + system CPU of the gunicorn master and its workers so far (Linux /proc)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    pids = [server.pid]
-    try:
-        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
-        pids += [int(pid) for pid in children]
-    except OSError:
-        pass
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
-
-
-def metrics_line(port: int, key: str, sent: int) -> str:
-    """Cross-check /metrics (multiprocess mode) against the requests this run sent."""
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {key}"} if key else {})
+def metrics_count(server: servers.Server, key: str) -> float:
+    """``mlops_inference_requests_total`` of a lane's /metrics (multiprocess mode)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{server.port}/metrics", headers={"Authorization": f"Bearer {key}"})
     with urllib.request.urlopen(request, timeout=5) as response:
         text = response.read().decode()
-    counted = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("mlops_inference_requests_total{"))
-    return f"/metrics: mlops_inference_requests_total = {counted:.0f} for {sent} POST /v1/infer sent"
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("mlops_inference_requests_total{"))
 
 
-def build_health_requests(key: str) -> list[bytes]:
-    return [b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n"]
+def kserve_checks(server: servers.Server, lines_at_start: int) -> dict:
+    """gRPC off: nothing listens on the gRPC port it was given. Request logs off: no new log lines."""
+    try:
+        with socket.create_connection(("127.0.0.1", server.extra["grpc_port"]), timeout=0.5):
+            grpc_listening = True
+    except OSError:
+        grpc_listening = False
+    return {"grpc_listening": grpc_listening, "log_lines_during_load": server.log_lines() - lines_at_start}
 
 
-def build_requests(features: dict, key: str, count: int, cached: bool) -> list[bytes]:
-    names = list(features)
-    headers = "Content-Type: application/json\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n"
-    if key:
-        headers += f"Authorization: Bearer {key}\r\n"
-    requests = []
-    for i in range(count):
-        values = dict(features)
-        if not cached:  # a distinct vector per request: every request misses the cache
-            values[names[i % len(names)]] *= 1 + (i // len(names) + 1) * 1e-4  # distinct in float32 too
-        body = json.dumps({"event_id": f"bench-{i}-{secrets.token_hex(4)}", "product": "fraud_score", "features": values}).encode()
-        requests.append(f"POST /v1/infer HTTP/1.1\r\n{headers}Content-Length: {len(body)}\r\n\r\n".encode() + body)
-    return requests
-
-
-async def drive(port: int, requests: list[bytes], concurrency: int, duration: float, warmup: float) -> dict:
-    samples: list[float] = []
-    errors = {"count": 0, "statuses": {}}
-    position = 0
-    measuring = False
-    counts = {"warmup": 0}
-    stop_at = time.perf_counter() + warmup + duration
-
-    async def worker():
-        nonlocal position
-        client = Client(port)
-        while time.perf_counter() < stop_at:
-            payload = requests[position % len(requests)]
-            position += 1
-            started = time.perf_counter()
-            status, _ = await client.request(payload)
-            elapsed = time.perf_counter() - started
-            if status != 200:
-                errors["count"] += 1
-                errors["statuses"][status] = errors["statuses"].get(status, 0) + 1
-            if measuring:
-                samples.append(elapsed)
-            else:
-                counts["warmup"] += 1
-        client.close()
-
-    async def clock():
-        nonlocal measuring
-        await asyncio.sleep(warmup)
-        measuring = True
-
-    started = time.perf_counter()
-    await asyncio.gather(clock(), *(worker() for _ in range(concurrency)))
-    summary = _summary(samples, time.perf_counter() - started - warmup)
-    summary["warmup_requests"] = counts["warmup"]
-    summary["errors"] = errors["count"]
-    summary["statuses"] = errors["statuses"]
-    return summary
-
-
-def main() -> None:
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
-    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each run")
+    parser.add_argument("--servers", default="auto", help="comma-separated of fastapi,kserve,drf,lane; auto = all, lane once it exists")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated of " + ",".join(SCENARIOS))
     parser.add_argument("--concurrency", default="1,8,64")
-    parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class (gthread keeps connections alive)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every cell, servers interleaved; the median is reported")
+    parser.add_argument("--duration", type=int, default=5, help="measured seconds per cell and round")
+    parser.add_argument("--warmup", type=int, default=1, help="unmeasured seconds before each (0: none)")
+    parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class of the DRF lane")
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker (gthread)")
     parser.add_argument("--sqlite", action="store_true", help="use SQLite even when PostgreSQL is reachable")
     parser.add_argument("--no-redis", action="store_true")
-    parser.add_argument("--no-shadow", action="store_true", help="no shadow model (to see what the shadow costs)")
-    parser.add_argument("--single-process-metrics", action="store_true", help="no PROMETHEUS_MULTIPROC_DIR")
-    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="extra environment of the server")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch folder (server log)")
-    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="extra environment of the platform's servers")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder (server logs)")
+    parser.add_argument("--json", help="also write every round of every cell to this file")
     args = parser.parse_args()
+    if args.servers == "auto":
+        args.servers = [name for name in ALL_SERVERS if name != "lane" or lane_available()]
+        if "lane" not in args.servers:
+            print("hot lane not found (inference/lane and granian next to python): running without it", flush=True)
+    else:
+        args.servers = [name.strip() for name in args.servers.split(",") if name.strip()]
+        unknown = set(args.servers) - set(ALL_SERVERS)
+        if unknown:
+            parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
+        if "lane" in args.servers and not lane_available():
+            parser.error("the hot lane is not there yet: inference/lane and granian next to python are needed")
+    args.scenarios = [name.strip() for name in args.scenarios.split(",") if name.strip()]
+    if set(args.scenarios) - set(SCENARIOS):
+        parser.error(f"scenarios are {', '.join(SCENARIOS)}")
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    return args
 
+
+def main() -> None:
+    args = parse_args()
+    load.wrk_program()  # fail before building anything when wrk is missing
+    cpus = sorted(os.sched_getaffinity(0))
+    server_cpu, load_cpu = (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
     scratch = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
-    env = prepare_environment(scratch, args)
-    server = None
+    env = testbed.prepare_environment(scratch, args)
+    running: dict[str, servers.Server] = {}
     try:
-        key, model_path, features = bootstrap(env, shadow=not args.no_shadow)
-        port = _free_port()
-        server = start_server(env, port, scratch, multiprocess_metrics=not args.single_process_metrics)
-        cpus = sorted(os.sched_getaffinity(0))
-        if len(cpus) >= 2:
-            os.sched_setaffinity(0, {cpus[1]})
-        bare = bare_onnxruntime(model_path, features, seconds=2.0)
-        results = {"bare": bare, "runs": []}
-        total = int(max(1, args.duration + args.warmup) * 4000)
-        uncached = build_requests(features, key, total, cached=False)
-        cached = build_requests(features, key, 2_000, cached=True)
-        levels = [int(c) for c in args.concurrency.split(",")]
-        health = build_health_requests(key)  # the floor: same server, middleware and base view, no work
-        plan = [("uncached", uncached, levels), ("cached", cached, levels), ("healthz", health, [c for c in levels if c <= 8])]
-        for mode, requests, concurrencies in plan:
-            for concurrency in concurrencies:
-                cpu = server_cpu_seconds(server)
-                run = asyncio.run(drive(port, requests, concurrency, args.duration, args.warmup))
-                time.sleep(0.5)  # let the log writer and shadow runs of this run finish: they are its cost
-                served = run["requests"] + run["warmup_requests"]
-                run["server_cpu_us"] = (server_cpu_seconds(server) - cpu) / max(1, served) * 1e6
-                run.update(mode=mode, concurrency=concurrency)
-                results["runs"].append(run)
-                print(
-                    f"{mode:9s} c={concurrency:<3d} {run['rps']:8.0f} req/s  p50 {run['p50']:.2f} ms  p95 {run['p95']:.2f} ms  "
-                    f"p99 {run['p99']:.2f} ms  CPU {run['server_cpu_us']:.0f} µs/req  errors {run['errors']} {run['statuses'] or ''}",
-                    flush=True,
-                )
-        print_table(results, env, args)
+        platform = testbed.bootstrap(env)
+        running = start_servers(args.servers, platform, env, scratch, server_cpu)
+        if load_cpu is not None:
+            os.sched_setaffinity(0, {load_cpu})  # this harness waits on wrk's core, not the servers'
+        log_lines = {name: server.log_lines() for name, server in running.items()}
+        results = {
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "servers": args.servers,
+            "settings": {k: v for k, v in vars(args).items() if k not in ("env",)},
+            "environment": {
+                "database": "PostgreSQL" if env["DATABASE_URL"].startswith("postgres") else "SQLite",
+                "cache": "Redis" if env.get("REDIS_URL") else "locmem",
+                "cpus": {"servers": server_cpu, "load": load_cpu},
+            },
+            "load_average": [os.getloadavg()[0]],
+            "bare": bare_onnxruntime(platform.model_path, platform.rows[0], seconds=2.0),
+            "cells": [],
+        }
+        vectors = Vectors(platform.rows)
+        sent = dict.fromkeys(LANES, 0)
+        in_flight = dict.fromkeys(LANES, 0)  # at most this many were cut off when each wrk run stopped
+        for scenario, workloads in plan(args.servers, args.scenarios).items():
+            configure(scenario)
+            for concurrency in args.concurrency:
+                for round_ in range(args.rounds):
+                    shift = round_ % len(workloads)  # rotate the order too: no server always runs first
+                    for workload in workloads[shift:] + workloads[:shift]:
+                        cell = measure(running[workload.server], workload, concurrency, args, vectors, platform, load_cpu, scratch)
+                        cell.update(scenario=scenario, row=workload.row, concurrency=concurrency, round=round_)
+                        results["cells"].append(cell)
+                        if workload.server in LANES and not workload.row.endswith(":healthz"):
+                            sent[workload.server] += cell["requests"] + cell["warmup_requests"]
+                            in_flight[workload.server] += concurrency * (2 if args.warmup else 1)
+                        print(report.progress_line(cell), flush=True)
+        results["checks"] = {"log_lines_during_load": {name: server.log_lines() - log_lines[name] for name, server in running.items()}}
+        if "kserve" in running:
+            results["checks"]["kserve"] = kserve_checks(running["kserve"], log_lines["kserve"])
+        for lane in LANES:
+            if lane in running:
+                results["checks"][f"{lane}_metrics"] = {
+                    "counted": metrics_count(running[lane], platform.metrics_key),
+                    "completed": sent[lane],
+                    "in_flight_at_most": in_flight[lane],
+                }
         print()
-        print(metrics_line(port, key, sum(run["requests"] + run["warmup_requests"] for run in results["runs"] if run["mode"] != "healthz")))
+        print(report.render(results))
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2))
     finally:
-        if server is not None:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                server.kill()
-        if env["DATABASE_URL"].startswith("postgres"):
-            from django.db import connections
-
-            connections.close_all()
-            name = env["DATABASE_URL"].rsplit("/", 1)[1]
-            subprocess.run(
-                ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=False
-            )
+        for server in running.values():
+            server.stop()
+        testbed.drop_database(env)
         if args.keep:
             print(f"scratch folder kept: {scratch}")
         else:
             shutil.rmtree(scratch, ignore_errors=True)
-
-
-def print_table(results: dict, env: dict, args) -> None:
-    bare = results["bare"]
-    database = "PostgreSQL" if env["DATABASE_URL"].startswith("postgres") else "SQLite"
-    cache = "Redis" if env.get("REDIS_URL") else "locmem"
-    print()
-    server = f"gunicorn {args.worker_class}, 1 worker, {args.threads} threads"
-    shadow = "no shadow" if args.no_shadow else "shadow gbdt on every event"
-    print(f"web: {server}; {database}, {cache}; log writer on; {shadow}")
-    print(f"bare onnxruntime session.run (logreg, 1 row): p50 {bare['p50'] * 1000:.1f} µs, p99 {bare['p99'] * 1000:.1f} µs")
-    print()
-    print("| path | concurrency | req/s | p50 ms | p95 ms | p99 ms | p50 / bare p50 | server CPU µs/req | errors |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for run in results["runs"]:
-        print(
-            f"| {run['mode']} | {run['concurrency']} | {run['rps']:.0f} | {run['p50']:.2f} | {run['p95']:.2f} | {run['p99']:.2f} "
-            f"| {run['p50'] / bare['p50']:.0f}x | {run['server_cpu_us']:.0f} | {run['errors']} |"
-        )
 
 
 if __name__ == "__main__":
