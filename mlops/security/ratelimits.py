@@ -19,9 +19,9 @@
 - **Deciding**: on the request thread, from this process's memory only: a request is admitted
   when, in every window of its group, (the count the store reported at the last sync + what
   this process admitted since) < limit. No cache call, no lock held across I/O: one
-  uncontended lock around a few dictionary operations (about a microsecond, against 0.1 ms
-  for the Lua round trip per request that this replaced, 1.1 ms through django-redis's add +
-  incr).
+  uncontended lock around a few dictionary operations. ``bench/auth_cost.py`` on a loaded
+  2-core machine: 16 µs wall (12 µs CPU) per check of the two predict windows, against 172 µs
+  for the Lua round trip per request that this replaced.
 - **Reconciling** (with the django-redis cache ``RATELIMIT_USE_CACHE``): one background thread
   per process (started with the first limited request; a forked worker starts its own and
   drops the parent's counts, which the parent reports itself) every
@@ -81,7 +81,10 @@ logger = logging.getLogger(__name__)
 FAIL_OPEN = Counter(
     "mlops_ratelimit_fail_open_total", "Requests served on this process's own rate-limit counts because the shared store failed"
 )
-SYNCS = Counter("mlops_ratelimit_syncs_total", "Rate-limit counts reconciled with the shared store (one round trip each)")
+SYNCS = Counter(
+    "mlops_ratelimit_syncs_total",
+    "Reconciliations of this process's rate-limit counts with the shared store (one round trip unless every open window is full)",
+)
 
 # setting names per group; the first is the group's main window (reported in the headers)
 GROUP_RATE_SETTINGS: dict[str, tuple[str, ...]] = {
@@ -135,7 +138,7 @@ def group_rates(group: str) -> list[str]:
 class _Window:
     """One client's count in one fixed window, as this process knows it."""
 
-    __slots__ = ("group", "rate", "ident", "ends", "limit", "period", "seen", "sending", "pending", "key")
+    __slots__ = ("ends", "group", "ident", "key", "limit", "pending", "period", "rate", "seen", "sending")
 
     def __init__(self, group: str, rate: str, ident: str, ends: int, limit: int, period: int):
         self.group, self.rate, self.ident, self.ends, self.limit, self.period = group, rate, ident, ends, limit, period
@@ -257,7 +260,8 @@ class _Limiter:
             batch = [window for window in self._windows.values() if window.pending or window.used() < window.limit]
             for window in batch:
                 window.sending, window.pending = window.pending, 0
-        if not batch:
+        if not batch:  # every open window is full: reconciled without asking
+            SYNCS.inc()
             return settings.RATELIMIT_SYNC_INTERVAL
         args = []
         for window in batch:
