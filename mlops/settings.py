@@ -333,14 +333,20 @@ API_PATH_PREFIXES = ("/v1/",)
 
 # Rate limits (django-ratelimit rate syntax, "N/period"; an empty value disables that window).
 # "30/min with a burst of 5" = two fixed windows that must both allow a request: 30 per minute
-# and at most 5 in any one second. Counters live in the shared cache (Redis with REDIS_URL).
+# and at most 5 in any one second. Each process decides from its own counts and reconciles them
+# with the shared cache (Redis with REDIS_URL) in the background; how far several processes can
+# overshoot a limit is worked out in mlops.security.ratelimits.
 RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
 RATELIMIT_PREDICT = env.str("RATELIMIT_PREDICT", default="30/m")
 RATELIMIT_PREDICT_BURST = env.str("RATELIMIT_PREDICT_BURST", default="5/s")
 RATELIMIT_AUDIT = env.str("RATELIMIT_AUDIT", default="120/m")
 RATELIMIT_ADMIN = env.str("RATELIMIT_ADMIN", default="20/m")
-# Cache down: serve without limits (counted in mlops_ratelimit_fail_open_total), and do not ask
-# the cache again for this many seconds.
+# Seconds between two reconciliations (one Redis round trip each, per process): the lag of one
+# process's view of the others' requests, hence the overshoot, grows with it.
+RATELIMIT_SYNC_INTERVAL = env.float("RATELIMIT_SYNC_INTERVAL", default=0.1)
+RATELIMIT_SYNC_IN_BACKGROUND = True  # tests turn the thread off and reconcile by hand
+# Cache down: each process serves on its own counts (counted in mlops_ratelimit_fail_open_total)
+# and tries the cache again after this many seconds.
 RATELIMIT_FAIL_OPEN = True
 RATELIMIT_FAIL_OPEN_PAUSE = env.float("RATELIMIT_FAIL_OPEN_PAUSE", default=5.0)
 RATELIMIT_USE_CACHE = "default"  # the cache alias the counters live in (django-ratelimit reads it too)

@@ -3,6 +3,8 @@ a canary beside it, users, an API client with a key, in-memory spans, the servic
 
 import os
 import shutil
+import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -47,6 +49,28 @@ def shared_redis() -> str:
     if not url:
         pytest.fail("needs Redis on 127.0.0.1:6379 (.ci/run starts it); this run uses in-memory layers")
     return url
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A throw-away redis-server of this test alone (kill it, stop it, count its commands):
+    (process, URL)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is missing (.ci/run installs it)")
+    port = free_port()
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True).stdout.strip() != "PONG":
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            pytest.fail("redis-server did not start")
+        time.sleep(0.05)
+    yield process, f"redis://127.0.0.1:{port}/0"
+    if process.poll() is None:
+        process.kill()
+    process.wait(timeout=10)
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ The spans, where they are opened, and the attributes an operator filters by (all
 ``shadow_inference``     inference/shadow.py (shadow pool)             product, model_id, model_name, model_version, rows
 ``diff_classification``  inference/shadow.py (per shadowed answer)     product, model_id, diff_class, score_diff
 ``outcome_ingestion``    audit/services.py                             source, count
-``rate_limit_check``     mlops/security/ratelimits.py (shared count)   group, principal_kind, windows
+``rate_limit_check``     mlops/security/ratelimits.py (in process)     group, principal_kind, windows
 ``api_key_validation``   mlops/security/authentication.py              key_prefix (never the secret)
 =======================  ===========================================  ==================================================
 

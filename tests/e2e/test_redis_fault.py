@@ -10,7 +10,6 @@ in-process tier and the rate limits fail *open* (served, counted in
 
 import http.client
 import json
-import shutil
 import signal
 import subprocess
 import threading
@@ -25,26 +24,6 @@ from tests.e2e.web_server import start_web
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is missing (.ci/run installs it)")
-    port = free_port()
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True).stdout.strip() != "PONG":
-        if time.monotonic() > deadline or process.poll() is not None:
-            process.kill()
-            pytest.fail("redis-server did not start")
-        time.sleep(0.05)
-    yield process, f"redis://127.0.0.1:{port}/0"
-    if process.poll() is None:
-        process.kill()
-    process.wait(timeout=10)
 
 
 def drive(port: int, key: str, rows: list[dict], stop: threading.Event, results: list, worker: int) -> None:

@@ -1,5 +1,6 @@
 """Against real server processes: key expiry, revocation reaching every worker within 2 s, and
-rate-limit counts shared by two `web` processes through Redis.
+rate-limit counts shared by two `web` processes through Redis (each decides on its own view and
+reconciles it in the background: the test waits for those syncs, reported on /metrics).
 
 Two gunicorn processes (one worker each) run the real settings with DEBUG off against this
 test's database; keys are created in committed transactions so the servers see them.
@@ -91,11 +92,38 @@ def test_an_expired_key_is_refused(servers):
     assert (status, json.loads(body)["error"]["code"]) == (401, "api_key_expired")
 
 
+def syncs(base: str) -> float:
+    """How many times the server's worker has reconciled its rate-limit counts with Redis."""
+    with urllib.request.urlopen(base + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    for line in text.splitlines():
+        if line.startswith("mlops_ratelimit_syncs_total "):
+            return float(line.split()[1])
+    pytest.fail(f"no mlops_ratelimit_syncs_total on {base}/metrics: {[line for line in text.splitlines() if 'ratelimit' in line]}")
+
+
+def settle(servers: list[str], timeout: float = 10) -> None:
+    """Wait until every server has pushed what it admitted and read back what the others pushed:
+    two full syncs of each, one server after the other, twice over (a sync under way when the
+    wait begins may have missed the latest request)."""
+    for _ in range(2):
+        for base in servers:
+            target = syncs(base) + 2
+            deadline = time.monotonic() + timeout
+            while syncs(base) < target:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"{base} did not reconcile its rate-limit counts within {timeout} s")
+                time.sleep(0.05)
+
+
 def test_two_servers_share_one_rate_limit_count(servers):
     _, key = services.api_key_create(client="limited", role="inference_client")
     for base in servers:
         wait_for(base, key, 200, timeout=5)  # these two count as well
-    answers = [fetch(servers[n % 2], PROBE, key) for n in range(RATE)]
+    answers = []
+    for n in range(RATE):
+        settle(servers)  # each server decides on its own view: let it see the other's requests first
+        answers.append(fetch(servers[n % 2], PROBE, key))
     statuses = [status for status, _, _ in answers]
     assert statuses == [200] * (RATE - 2) + [429] * 2
     remaining = [int(headers["X-RateLimit-Remaining"]) for _, headers, _ in answers]

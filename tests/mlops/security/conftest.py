@@ -10,7 +10,7 @@ from django.test import Client
 
 from mlops import services
 from mlops.security.authentication import api_keys, verified_tokens
-from mlops.security.ratelimits import breaker
+from mlops.security.ratelimits import limiter
 
 JWT_SECRET = "test-jwt-secret-that-is-long-enough-for-hs256-0123456789"
 JWT_ISSUER = "https://idp.example.test/"
@@ -19,9 +19,11 @@ JWT_AUDIENCE = "mlops-api"
 
 @pytest.fixture(autouse=True)
 def security_settings(settings):
-    """Probe URLs, known JWT settings, rate limits off unless a test turns them on."""
+    """Probe URLs, known JWT settings, rate limits off unless a test turns them on (and then
+    reconciled with the store only when the test says so: ``limiter.sync()``)."""
     settings.ROOT_URLCONF = "tests.probe_urls"
     settings.RATELIMIT_ENABLE = False
+    settings.RATELIMIT_SYNC_IN_BACKGROUND = False
     settings.JWT_ALGORITHM = "HS256"
     settings.JWT_SECRET = JWT_SECRET
     settings.JWT_ISSUER = JWT_ISSUER
@@ -29,11 +31,11 @@ def security_settings(settings):
     settings.API_AUTH_DEV_BYPASS = False
     api_keys.invalidate()
     verified_tokens.clear()
-    breaker.open_until = 0.0
+    limiter.reset()
     yield settings
     api_keys.invalidate()
     verified_tokens.clear()
-    breaker.open_until = 0.0
+    limiter.reset()
 
 
 def create_key(role: str, client: str = "client-a", **kwargs) -> str:
