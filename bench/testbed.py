@@ -41,7 +41,7 @@ def prepare_environment(scratch: Path, args) -> dict:
         "CACHE_KEY_PREFIX": f"bench-{os.getpid()}",
         "CHANNEL_PREFIX": f"bench-{os.getpid()}",
         "LOG_LEVEL": "WARNING",
-        "WEB_WORKERS": "1",
+        "WEB_CONCURRENCY": "1",
         "WEB_THREADS": str(args.threads),
         "WEB_WORKER_CLASS": args.worker_class,
         **RATE_LIMITS,
