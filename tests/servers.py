@@ -41,6 +41,7 @@ PRODUCTION = {
     "SECURE_SSL_REDIRECT": "0",
 }
 
+
 def procfile() -> dict[str, str]:
     """The root Procfile as {process type: command}, read as honcho and foreman read it
     ("<process type>: <command>" lines): the production command of each process type."""

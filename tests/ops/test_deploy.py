@@ -57,6 +57,12 @@ def test_the_servers_listen_on_port_and_the_guard_listens_on_nothing(name):
     assert ("$PORT" in PROCFILE[name]) == (name in SERVERS), PROCFILE[name]
 
 
+@pytest.mark.parametrize("document", ["README.md", "docs/production.md"])
+def test_the_readme_and_the_production_guide_show_the_procfiles_commands(document):
+    text = (ROOT / document).read_text()
+    assert [name for name, command in PROCFILE.items() if f"`{command}`" not in text] == []
+
+
 def _documents() -> list[tuple[str, dict]]:
     found = []
     for path in sorted(K8S.glob("*.yaml")):
