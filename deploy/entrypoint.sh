@@ -1,5 +1,5 @@
 #!/bin/sh
-# Container entry point of every process type (web, stream, guard, jobs).
+# Container entry point of every process type (web, stream, infer, guard, jobs).
 # prometheus_client's multiprocess folder must be empty when a server starts: a restarted
 # container would otherwise add its predecessor's dead workers to /metrics.
 set -eu

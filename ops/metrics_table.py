@@ -27,6 +27,7 @@ MODULES = {
     "mlops.security.ratelimits": "rate limits",
     "mlops.background.resilience": "dependencies (database, S3)",
     "inference.streams.metrics": "streams (stream process)",
+    "inference.lane.endpoints": "hot lane (infer process)",
 }
 PREFIXES = ("mlops_", "audit_")
 

@@ -12,6 +12,7 @@ several servers side by side and then ``wait_until_ready`` on each.
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -39,6 +40,13 @@ PRODUCTION = {
     "ALLOWED_HOSTS": HOST,
     "SECURE_SSL_REDIRECT": "0",
 }
+
+
+def procfile() -> dict[str, str]:
+    """The root Procfile as {process type: command}, read as honcho and foreman read it
+    ("<process type>: <command>" lines): the production command of each process type."""
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    return {match[1]: match[2].strip() for match in (re.match(r"^([A-Za-z0-9_-]+):\s*(.+)$", line) for line in lines) if match}
 
 
 def free_port() -> int:

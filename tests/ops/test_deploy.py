@@ -1,10 +1,15 @@
-"""Deployment files, checked as far as this machine allows (no Docker engine, no cluster):
-Kubernetes manifests against the bundled Kubernetes schemas (offline), the compose file's and
-Dockerfile's structure, the entry point's behaviour, and Django's deploy checks with the
-production settings the manifests set."""
+"""Deployment files, checked as far as this machine allows (no Docker engine, no cluster): the
+Procfile, and compose, Kubernetes and the image running its commands; Kubernetes manifests against
+the bundled Kubernetes schemas (offline), the compose file's and Dockerfile's structure, where the
+routers send each path, the entry point's behaviour, and Django's deploy checks with the production
+settings the manifests set. The e2e test here starts each server from its Procfile line."""
 
+import contextlib
+import json
 import os
 import re
+import shlex
+import signal
 import stat
 import subprocess
 import sys
@@ -14,10 +19,48 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests import servers
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 KUBERNETES_VERSION = "1.30.0"  # the oldest version we support; the schemas ship with kubernetes-validate
+ENTRYPOINT = "/app/deploy/entrypoint.sh"
+PROCFILE = servers.procfile()
+SERVERS = ("web", "stream", "infer")  # the process types that listen on $PORT
+VENV_BIN = Path(sys.executable).parent  # not resolved: the virtualenv's bin, where its programs are
+
+
+def _container_command(procfile_line: str) -> list[str]:
+    """How compose, Kubernetes and the image run a Procfile line (after the entry point): the shell
+    expands $PORT, and `exec` leaves the server, not the shell, to receive SIGTERM."""
+    return ["sh", "-c", f"exec {procfile_line}"]
+
+
+# --- Procfile -------------------------------------------------------------------------------
+
+
+def test_the_procfile_names_every_production_process_type():
+    assert set(PROCFILE) == {"web", "stream", "infer", "guard"}
+
+
+@pytest.mark.parametrize("name", sorted(PROCFILE))
+def test_each_procfile_command_runs_a_program_on_path(name):
+    command = PROCFILE[name]
+    program = shlex.split(command)[0]
+    assert "/" not in program and ".venv" not in command, command  # honcho, foreman, Heroku: PATH decides
+    assert os.access(VENV_BIN / program, os.X_OK), f"{program} is not installed in {VENV_BIN}"
+
+
+@pytest.mark.parametrize("name", sorted(PROCFILE))
+def test_the_servers_listen_on_port_and_the_guard_listens_on_nothing(name):
+    assert ("$PORT" in PROCFILE[name]) == (name in SERVERS), PROCFILE[name]
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/production.md"])
+def test_the_readme_and_the_production_guide_show_the_procfiles_commands(document):
+    text = (ROOT / document).read_text()
+    assert [name for name, command in PROCFILE.items() if f"`{command}`" not in text] == []
 
 
 def _documents() -> list[tuple[str, dict]]:
@@ -50,16 +93,34 @@ def _container(deployment: dict, name: str) -> dict:
     return next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == name)
 
 
-def test_web_and_stream_deployments_probe_readiness_and_liveness():
+def _env(container: dict) -> dict[str, str | None]:
+    return {item["name"]: item.get("value") for item in container["env"]}
+
+
+@pytest.mark.parametrize("name", sorted(PROCFILE))
+def test_kubernetes_runs_each_process_type_with_its_procfile_command(name):
+    container = _container(_by_kind("Deployment")[f"mlops-{name}"], name)
+    # `command` replaces the image's ENTRYPOINT, so the entry point is named first.
+    assert container["command"] == [ENTRYPOINT, *_container_command(PROCFILE[name])]
+
+
+@pytest.mark.parametrize("name", SERVERS)
+def test_each_kubernetes_server_listens_on_the_port_its_probes_use(name):
+    container = _container(_by_kind("Deployment")[f"mlops-{name}"], name)
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports["http"] == int(_env(container)["PORT"])
+    assert {container[probe]["httpGet"]["port"] for probe in ("readinessProbe", "livenessProbe")} == {"http"}
+
+
+def test_web_infer_and_stream_deployments_probe_readiness_and_liveness():
     deployments = _by_kind("Deployment")
-    web = _container(deployments["mlops-web"], "web")
-    assert web["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert web["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert "gunicorn" in web["command"]
+    for name in ("web", "infer"):  # both load the models: ready once every production model is warmed
+        container = _container(deployments[f"mlops-{name}"], name)
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", name
     stream = _container(deployments["mlops-stream"], "stream")
     assert stream["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert stream["readinessProbe"]["httpGet"]["path"] in ("/readyz", "/healthz")
-    assert "daphne" in stream["command"] and "--application-close-timeout=10" in stream["command"]
 
 
 def test_pods_run_as_non_root_with_a_read_only_root_filesystem():
@@ -75,29 +136,37 @@ def test_pods_run_as_non_root_with_a_read_only_root_filesystem():
             assert "limits" in container["resources"] and "requests" in container["resources"], container["name"]
 
 
-def test_the_web_pod_outlives_gunicorns_graceful_timeout():
-    web = _by_kind("Deployment")["mlops-web"]["spec"]["template"]["spec"]
-    env = {item["name"]: item.get("value") for item in _container({"spec": {"template": {"spec": web}}}, "web")["env"]}
-    graceful = int(env["WEB_GRACEFUL_TIMEOUT"])
-    pre_stop = int(_container({"spec": {"template": {"spec": web}}}, "web")["lifecycle"]["preStop"]["exec"]["command"][-1])
-    assert web["terminationGracePeriodSeconds"] > graceful + pre_stop
+def _granian_kill_timeout() -> int:
+    """How long granian lets a worker drain after SIGTERM before it kills it (the Procfile's flag)."""
+    return int(re.search(r"--workers-kill-timeout (\d+)", PROCFILE["infer"]).group(1))
 
 
-def test_hpa_scales_web_and_stream_from_2_to_12_on_cpu():
+@pytest.mark.parametrize("name", ["web", "infer"])
+def test_the_pods_answering_predictions_outlive_their_servers_drain(name):
+    """SIGKILL must never come before the server has drained and flushed the prediction log."""
+    deployment = _by_kind("Deployment")[f"mlops-{name}"]
+    container = _container(deployment, name)
+    drain = int(_env(container)["WEB_GRACEFUL_TIMEOUT"]) if name == "web" else _granian_kill_timeout()
+    pre_stop = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > drain + pre_stop
+
+
+def test_hpa_scales_every_server_from_2_to_12_on_cpu():
     hpas = _by_kind("HorizontalPodAutoscaler")
-    for name in ("mlops-web", "mlops-stream"):
+    assert set(hpas) == {f"mlops-{name}" for name in SERVERS}
+    for name in hpas:
         spec = hpas[name]["spec"]
         assert spec["scaleTargetRef"]["name"] == name
         assert (spec["minReplicas"], spec["maxReplicas"]) == (2, 12)
         assert [metric["resource"]["name"] for metric in spec["metrics"]] == ["cpu"]
 
 
-def test_disruption_budgets_cover_web_and_stream():
+def test_disruption_budgets_cover_every_server():
     deployments = _by_kind("Deployment")
     for name, budget in _by_kind("PodDisruptionBudget").items():
         labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
         assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    assert set(_by_kind("PodDisruptionBudget")) == {"mlops-web", "mlops-stream"}
+    assert set(_by_kind("PodDisruptionBudget")) == {f"mlops-{name}" for name in SERVERS}
 
 
 def test_settings_come_from_the_configmap_and_the_secret():
@@ -105,7 +174,7 @@ def test_settings_come_from_the_configmap_and_the_secret():
     secret = _by_kind("Secret")["mlops-secrets"]["stringData"]
     assert config["DEBUG"] == "0" and "SECRET_KEY" not in config and "DATABASE_URL" not in config
     assert {"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "AWS_SECRET_ACCESS_KEY"} <= set(secret)
-    for name in ("mlops-web", "mlops-stream", "mlops-guard"):
+    for name in (f"mlops-{name}" for name in PROCFILE):
         pod = _by_kind("Deployment")[name]["spec"]["template"]["spec"]
         sources = [next(iter(source.values()))["name"] for source in pod["containers"][0]["envFrom"]]
         assert sources == ["mlops-config", "mlops-secrets"]
@@ -118,10 +187,51 @@ def test_a_cronjob_syncs_the_models_one_at_a_time():
     assert container["command"][-1] == "sync_models"
 
 
-def test_the_ingress_routes_stream_to_stream_and_the_rest_to_web():
+# --- where the routers send each path ------------------------------------------------------
+
+# Paths that are not the hot lane's, and the process type that answers each.
+NOT_THE_LANE = {
+    "/stream/v1/infer": "stream",
+    "/stream/live/fraud_score/": "stream",
+    "/v1/models": "web",
+    "/v1/outcomes": "web",
+    "/v1/canary/fraud_score": "web",
+    "/admin/": "web",
+    "/api/docs/": "web",
+    "/healthz": "web",
+    "/": "web",
+}
+
+
+def _hot_lane_paths() -> list[str]:
+    """A path of every endpoint the hot lane serves to clients (not its own probes)."""
+    from inference.lane import endpoints
+
+    served = [path for path, endpoint in endpoints.ROUTES.items() if endpoint.capability is not None]
+    return [*served, endpoints.PREDICTION_PREFIX + "01928f4e-7c1a-7b3e-9a51-3c2d8e6f0a17"]
+
+
+def _expected_routes() -> dict[str, str]:
+    return {**dict.fromkeys(_hot_lane_paths(), "infer"), **NOT_THE_LANE}
+
+
+def _ingress_service(path: str) -> str:
+    """The Service the Ingress sends ``path`` to, by the Ingress rules: an Exact path matches itself,
+    a Prefix path whole leading segments; the longest match wins, Exact before Prefix."""
     [ingress] = _by_kind("Ingress").values()
-    paths = {path["path"]: path["backend"]["service"]["name"] for path in ingress["spec"]["rules"][0]["http"]["paths"]}
-    assert paths == {"/stream/": "mlops-stream", "/": "mlops-web"}
+    segments = [part for part in path.split("/") if part]
+    matches = []
+    for rule in ingress["spec"]["rules"][0]["http"]["paths"]:
+        prefix = [part for part in rule["path"].split("/") if part]
+        exact = rule["pathType"] == "Exact"
+        if (rule["path"] == path) if exact else (segments[: len(prefix)] == prefix):
+            matches.append((len(rule["path"].rstrip("/")), exact, rule["backend"]["service"]["name"]))
+    return max(matches)[2]
+
+
+@pytest.mark.parametrize("path", sorted(_expected_routes()))
+def test_the_ingress_sends_each_path_to_the_process_type_that_serves_it(path):
+    assert _ingress_service(path) == f"mlops-{_expected_routes()[path]}"
 
 
 # --- compose, router, Dockerfile -------------------------------------------------------------
@@ -131,11 +241,15 @@ def _compose() -> dict:
     return yaml.safe_load((DEPLOY / "compose.yaml").read_text())
 
 
+def _as_compose_runs(value: str) -> str:
+    """``value`` as compose passes it on: compose itself substitutes $VAR and ${VAR...} with the host's
+    variables (shown here as <host VAR>, so that a comparison names them) and turns $$ into $."""
+    return re.sub(r"\$(\$|\{[^}]*\}|\w+)", lambda match: "$" if match[1] == "$" else f"<host {match[1]}>", value)
+
+
 def test_compose_has_every_service_of_the_platform():
     services = _compose()["services"]
-    assert {"postgres", "redis", "minio", "web", "stream", "router"} <= set(services)
-    assert "gunicorn" in services["web"]["command"]
-    assert services["stream"]["command"][0] == "daphne" and "--application-close-timeout" in services["stream"]["command"]
+    assert {"postgres", "redis", "minio", "router", *PROCFILE} <= set(services)
     env = services["web"]["environment"]
     assert env["DEBUG"] == "0" and env["MODEL_STORE_URL"].startswith("s3://") and env["AWS_ENDPOINT_URL"] == "http://minio:9000"
     assert env["DATABASE_URL"].startswith("postgres://") and env["REDIS_URL"].startswith("redis://")
@@ -152,17 +266,87 @@ def test_compose_references_only_services_and_volumes_it_defines():
     assert "8080:80" in compose["services"]["router"]["ports"]
 
 
-def test_compose_stops_web_only_after_gunicorns_graceful_timeout():
-    web = _compose()["services"]["web"]
-    assert int(web["stop_grace_period"].rstrip("s")) > int(web["environment"]["WEB_GRACEFUL_TIMEOUT"])
+@pytest.mark.parametrize("name", sorted(PROCFILE))
+def test_compose_runs_each_process_type_with_its_procfile_command(name):
+    service = _compose()["services"][name]
+    assert "entrypoint" not in service  # the image's entry point runs first, then the command
+    assert [_as_compose_runs(arg) for arg in service["command"]] == _container_command(PROCFILE[name])
 
 
-def test_the_router_sends_stream_to_stream_unbuffered_and_the_rest_to_web():
-    caddyfile = (DEPLOY / "Caddyfile").read_text()
-    stream_block = re.search(r"handle /stream/\* \{(.*?)\n\t\}", caddyfile, re.DOTALL).group(1)
-    assert "reverse_proxy stream:8001" in stream_block and "flush_interval -1" in stream_block
-    assert re.search(r"handle \{\s*reverse_proxy web:8000\s*\}", caddyfile)
-    assert "respond /metrics 404" in caddyfile
+@pytest.mark.parametrize("name", SERVERS)
+def test_compose_checks_each_server_on_the_port_it_listens_on(name):
+    service = _compose()["services"][name]
+    port = service["environment"]["PORT"]
+    assert service["expose"] == [port]
+    assert f"//localhost:{port}/" in service["healthcheck"]["test"][-1]
+
+
+def test_compose_checks_that_the_hot_lane_is_ready_not_only_up():
+    assert "/readyz" in _compose()["services"]["infer"]["healthcheck"]["test"][-1]
+
+
+def test_compose_stops_web_and_infer_only_after_their_servers_drain():
+    services = _compose()["services"]
+    for name, drain in (("web", int(services["web"]["environment"]["WEB_GRACEFUL_TIMEOUT"])), ("infer", _granian_kill_timeout())):
+        assert int(services[name]["stop_grace_period"].rstrip("s")) > drain, name
+
+
+def _caddy_routes() -> tuple[list[tuple[list[str], str, str]], str]:
+    """deploy/Caddyfile's handle blocks as ([path patterns], upstream, block) and the catch-all's upstream;
+    a block's upstream is its reverse_proxy's host (or "files" for a file server)."""
+    lines = (DEPLOY / "Caddyfile").read_text().splitlines()
+    matchers = dict(re.findall(r"^\s*(@\S+) path (.+)$", "\n".join(lines), re.MULTILINE))
+    routes, catch_all, depth, current = [], None, 0, None
+    for line in lines:
+        text = line.strip()
+        if depth == 1 and (start := re.match(r"^handle(?:_path)?(?: (\S+))? \{$", text)):
+            matcher = start.group(1)
+            current = {"patterns": (matchers.get(matcher) or matcher or "").split(), "body": []}
+        elif current is not None:
+            current["body"].append(text)
+        depth += text.count("{") - text.count("}")
+        if current is not None and depth == 1:
+            body = "\n".join(current["body"])
+            upstream = proxy.group(1).split(":")[0] if (proxy := re.search(r"reverse_proxy (\S+)", body)) else "files"
+            if current["patterns"]:
+                routes.append((current["patterns"], upstream, body))
+            else:
+                catch_all = upstream
+            current = None
+    return routes, catch_all
+
+
+def _caddy_matches(pattern: str, path: str) -> bool:
+    """Caddy's path matcher: a trailing * matches any rest, otherwise the whole path (case-insensitive)."""
+    pattern, path = pattern.lower(), path.lower()
+    return path.startswith(pattern[:-1]) if pattern.endswith("*") else path == pattern
+
+
+def _router_upstream(path: str) -> str:
+    routes, catch_all = _caddy_routes()
+    matching = [upstream for patterns, upstream, _ in routes if any(_caddy_matches(p, path) for p in patterns)]
+    # Caddy orders overlapping handle blocks by its own rules; disjoint blocks make the order moot.
+    assert len(matching) <= 1, f"{path} matches several handle blocks: {matching}"
+    return matching[0] if matching else catch_all
+
+
+@pytest.mark.parametrize("path", sorted({*_expected_routes(), "/static/admin/css/base.css"}))
+def test_the_router_sends_each_path_to_the_process_type_that_serves_it(path):
+    expected = "files" if path.startswith("/static/") else _expected_routes()[path]
+    assert _router_upstream(path) == expected
+
+
+@pytest.mark.parametrize("name", SERVERS)
+def test_the_router_reaches_each_server_on_the_port_it_listens_on(name):
+    port = _compose()["services"][name]["environment"]["PORT"]
+    assert f"reverse_proxy {name}:{port}" in (DEPLOY / "Caddyfile").read_text()
+
+
+def test_the_router_passes_server_sent_events_on_unbuffered_and_hides_metrics():
+    routes, _ = _caddy_routes()
+    [stream_block] = [body for _, upstream, body in routes if upstream == "stream"]
+    assert "flush_interval -1" in stream_block
+    assert "respond /metrics 404" in (DEPLOY / "Caddyfile").read_text()
 
 
 def test_the_dockerfile_builds_a_non_root_production_image():
@@ -176,6 +360,15 @@ def test_the_dockerfile_builds_a_non_root_production_image():
         for path in source.split():
             assert (ROOT / path).exists(), f"COPY source {path} does not exist"
     assert (ROOT / "gunicorn.conf.py").exists()
+
+
+def test_the_image_runs_web_through_the_entry_point_by_default_and_exposes_every_servers_port():
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert json.loads(re.search(r"^ENTRYPOINT (.+)$", dockerfile, re.MULTILINE).group(1)) == [ENTRYPOINT]
+    assert json.loads(re.search(r"^CMD (.+)$", dockerfile, re.MULTILINE).group(1)) == _container_command(PROCFILE["web"])
+    exposed = re.search(r"^EXPOSE (.+)$", dockerfile, re.MULTILINE).group(1).split()
+    assert set(exposed) == {_compose()["services"][name]["environment"]["PORT"] for name in SERVERS}
+    assert re.search(r"\sPORT=(\S+)", dockerfile).group(1) == _compose()["services"]["web"]["environment"]["PORT"]
 
 
 def test_the_entrypoint_empties_the_metrics_folder_and_runs_the_command(tmp_path):
@@ -236,3 +429,30 @@ def test_the_images_collectstatic_step_runs_with_its_build_time_settings(tmp_pat
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "static" / "drf_spectacular_sidecar" / "swagger-ui-dist" / "swagger-ui-bundle.js").is_file()
     assert (tmp_path / "static" / "admin" / "css" / "base.css").is_file()
+
+
+# --- the Procfile's servers, really started -------------------------------------------------
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("name", SERVERS)
+def test_each_server_starts_from_its_procfile_line_and_stops_on_sigterm(name, tmp_path):
+    """As a container runs it: the Procfile line through `sh -c "exec ..."`, $PORT and PATH from the
+    environment; SIGTERM to that process (what `docker stop` and the kubelet send) ends the server cleanly."""
+    port = servers.free_port()
+    env = servers.server_environment(
+        {**servers.PRODUCTION, "PORT": str(port), "WEB_CONCURRENCY": "1", "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
+    )
+    log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - Server.stop closes it
+    command = _container_command(PROCFILE[name])
+    # A session of its own, so that whatever the command leaves behind can be ended with it.
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = servers.Server(process, port, log)
+    try:
+        server.wait_until_ready("/healthz")
+    finally:
+        exit_code = server.stop()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert exit_code == 0, f"{name} exited with {exit_code} on SIGTERM:\n{server.output()}"
