@@ -83,13 +83,10 @@ def server_command(kind: str, port: int, args: Sequence[str]) -> list[str]:
         return [sys.executable, "-m", "gunicorn", "-c", config, "--bind", f"{HOST}:{port}", *args, "mlops.wsgi:application"]
     if kind == "daphne":
         return [sys.executable, "-m", "daphne", "-b", HOST, "-p", str(port), *args, "mlops.asgi:application"]
-    if kind == "granian":  # the hot lane, as the Procfile's `infer` runs it (workers from WEB_CONCURRENCY)
-        return [sys.executable, "-m", "granian", "--interface", "rsgi", "--host", HOST, "--port", str(port), *GRANIAN_ARGS, *args, LANE_APP]
+    if kind == "granian":  # the hot lane: the Procfile's `infer` line ($PORT, WEB_CONCURRENCY), on loopback
+        line = procfile()["infer"].replace("0.0.0.0", HOST)
+        return ["sh", "-c", f'exec {line} "$@"', "infer", *args]
     raise ValueError(f"unknown server {kind!r}: gunicorn, daphne or granian")
-
-
-GRANIAN_ARGS = ("--respawn-failed-workers", "--workers-kill-timeout", "30")
-LANE_APP = "inference.lane.app:app"
 
 
 class Server:
@@ -168,8 +165,9 @@ def launch(kind: str, *, env: dict[str, str | None], args: Sequence[str] = (), p
     # A file rather than a pipe: a pipe that nobody reads while the server runs fills up and blocks it.
     log_file = open(log, "wb") if log else tempfile.NamedTemporaryFile(prefix=f"{kind}-", suffix=".log")  # noqa: SIM115
     environment = server_environment(env)
-    if kind == "granian":
-        args = ("--workers", environment.get("WEB_CONCURRENCY", "1"), *args)
+    # As a Procfile runner starts a process type: its port in PORT, this venv's programs on PATH.
+    environment["PORT"] = str(port)
+    environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}"
     command = server_command(kind, port, args)
     process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log_file, stderr=subprocess.STDOUT)
     return Server(process, port, log_file)
