@@ -11,6 +11,7 @@ real settings on a free loopback port against this test session's PostgreSQL dat
 several servers side by side and then ``wait_until_ready`` on each.
 """
 
+import contextlib
 import os
 import re
 import signal
@@ -134,13 +135,17 @@ class Server:
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 10) -> int:
         """Send ``sig`` (gunicorn: SIGTERM shuts down gracefully, SIGINT quickly), wait up to
         ``timeout`` seconds for the process to exit, kill it if it has not; returns its exit code.
-        Stopping a stopped server does nothing."""
+        Stopping a stopped server does nothing. The server's workers go with it: each server runs in
+        a process group of its own, which a kill takes whole (a killed master would leave its
+        workers running, holding the test database)."""
         self.process.send_signal(sig)  # nothing once the process has exited
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # whatever outlived the master
         self._log_file.close()
         return self.process.returncode
 
@@ -169,7 +174,7 @@ def launch(kind: str, *, env: dict[str, str | None], args: Sequence[str] = (), p
     environment["PORT"] = str(port)
     environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}"
     command = server_command(kind, port, args)
-    process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log_file, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     return Server(process, port, log_file)
 
 
