@@ -18,15 +18,10 @@ backlog = 2048
 
 
 def post_worker_init(worker):
-    import sys
-
     from inference.runtime import runtime
+    from mlops.background import interpreter
 
-    if os.environ.get("WEB_SWITCH_INTERVAL"):
-        # How long a thread may hold the GIL while another waits (Python's default: 5 ms). A
-        # request thread coming back from onnxruntime (which releases the GIL) waits for the
-        # log writer or shadow thread up to this long; see bench/README.md before changing it.
-        sys.setswitchinterval(float(os.environ["WEB_SWITCH_INTERVAL"]))
+    interpreter.tune_for_serving()  # garbage collection and the GIL switch interval
     runtime.ensure_started()
 
 

@@ -246,6 +246,10 @@ INFERENCE_RELOAD_SECONDS = env.float("INFERENCE_RELOAD_SECONDS", default=30.0)
 INFERENCE_STARTUP_WAIT_SECONDS = env.float("INFERENCE_STARTUP_WAIT_SECONDS", default=10.0)
 # Shadow runs: worker threads and how many jobs may wait; beyond that a shadow run is skipped.
 INFERENCE_SHADOW_WORKERS = env.int("INFERENCE_SHADOW_WORKERS", default=1)
+# Interpreter settings of each server worker (`mlops.background.interpreter`): the collector's
+# thresholds ("generation 0, 1, 2"; empty: CPython's) and the GIL switch interval (seconds; unset: 5 ms).
+SERVER_GC_THRESHOLDS = tuple(env.list("SERVER_GC_THRESHOLDS", cast=int, default=[50_000, 20, 100]))
+SERVER_SWITCH_INTERVAL = env.float("WEB_SWITCH_INTERVAL", default=None)
 # Threads per hot-lane worker (`inference.lane.app`) for what must not run on its event loop:
 # reading a recorded prediction (up to INFERENCE_READ_BACK_WAIT_SECONDS) and first-time waits.
 INFERENCE_LANE_THREADS = env.int("INFERENCE_LANE_THREADS", default=4)

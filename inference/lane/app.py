@@ -37,6 +37,7 @@ from inference.lane import endpoints  # noqa: E402
 from inference.lane.http import Request  # noqa: E402
 from inference.runtime import runtime  # noqa: E402
 from mlops import hooks  # noqa: E402
+from mlops.background import interpreter  # noqa: E402
 from mlops.background.reloading import WouldWait  # noqa: E402
 from mlops.security.authentication import api_keys  # noqa: E402
 
@@ -53,6 +54,7 @@ class Lane:
         self._threads = ThreadPoolExecutor(max_workers=settings.INFERENCE_LANE_THREADS, thread_name_prefix="lane")
         writer.use_server_signal_handling()  # granian's worker owns SIGTERM and SIGINT
         runtime.ensure_started()
+        interpreter.tune_for_serving()  # garbage collection and the GIL switch interval
         self._threads.submit(self._load_credentials)
         hooks.serving_started.send(sender=__name__)
 
