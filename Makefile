@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run web stream test lint format bench
+.PHONY: install run web stream infer test lint format bench
 
 # The virtualenv is rebuilt only when the requirements change.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -23,12 +23,17 @@ run: install
 	@echo "Platform on http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/)"
 	$(BIN)/daphne -b $(HOST) -p $(PORT) mlops.asgi:application
 
-# Production process types (see docs): `web` (WSGI: admin + API) and `stream` (ASGI: SSE).
+# Production process types (the Procfile; docs/production.md): `web` (WSGI: admin + API), `stream`
+# (ASGI: SSE) and `infer` (the hot lane), on this machine's loopback.
 web: install
 	$(BIN)/gunicorn -c gunicorn.conf.py mlops.wsgi:application
 
 stream: install
 	$(BIN)/daphne -b $(HOST) -p $(PORT) mlops.asgi:application
+
+# The hot lane (POST /v1/infer, /v1/infer/batch, GET /v1/infer/{id}): the Procfile's `infer`.
+infer: install
+	$(BIN)/granian --interface rsgi --host $(HOST) --port $(PORT) --workers $${WEB_CONCURRENCY:-1} inference.lane.app:app
 
 test: install lint
 	$(BIN)/python manage.py makemigrations --check --dry-run
