@@ -28,7 +28,7 @@ ReadBody = Callable[[int], bytes]
 
 def infer(read_body: ReadBody, *, content_length: str | None, request_id: str, caller: Principal | None) -> dict:
     """``POST /v1/infer``: one prediction."""
-    data = _json(read_body, content_length, settings.INFERENCE_MAX_BODY_BYTES)
+    data = request_json(read_body, content_length, settings.INFERENCE_MAX_BODY_BYTES)
     item = validation.infer_request(data)
     prediction = services.predict(
         event_id=item.event_id,
@@ -42,7 +42,7 @@ def infer(read_body: ReadBody, *, content_length: str | None, request_id: str, c
 
 def infer_batch(read_body: ReadBody, *, content_length: str | None, request_id: str, caller: Principal | None) -> dict:
     """``POST /v1/infer/batch``: ``{"items": [<infer request>, ...]}`` -> ``{"items": [<prediction>, ...]}``."""
-    data = _json(read_body, content_length, settings.INFERENCE_BATCH_MAX_BODY_BYTES)
+    data = request_json(read_body, content_length, settings.INFERENCE_BATCH_MAX_BODY_BYTES)
     items, problems = validation.infer_batch_request(data, settings.INFERENCE_BATCH_MAX_ITEMS)
     predictions = services.predict_batch(
         items=items, problems=problems, request_id=request_id[:REQUEST_ID_MAX_LENGTH], client=_owner(caller)
@@ -65,7 +65,8 @@ def recorded_prediction(prediction_id: str, *, caller: Principal | None) -> dict
     return record
 
 
-def _json(read_body: ReadBody, content_length: str | None, limit: int):
+def request_json(read_body: ReadBody, content_length: str | None, limit: int):
+    """The request's JSON body, refused (413) from its announced length before it is read."""
     validation.check_body_size(content_length, limit)
     return validation.parse_json(read_body(limit), limit)
 

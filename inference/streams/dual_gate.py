@@ -16,7 +16,7 @@ from django.core.handlers.asgi import ASGIRequest
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from inference import validation
+from inference import api, validation
 from inference.services import ServiceUnavailable
 from inference.streams.dual_models import DualRoute, dual_models
 from inference.streams.recorder import recorder
@@ -56,7 +56,8 @@ class DualInferGate(InferenceAPIView):
     api_permission = ApiCapability.PREDICT
 
     def post(self, request):
-        data = self.read_json(request, settings.INFERENCE_MAX_BODY_BYTES)
+        body = self.body(request)
+        data = api.request_json(body["read_body"], body["content_length"], settings.INFERENCE_MAX_BODY_BYTES)
         run_id = None
         if isinstance(data, dict) and "run_id" in data:
             data = dict(data)
