@@ -241,3 +241,33 @@ def promtool() -> str:
     if path is None:
         pytest.fail("promtool is missing: apt-get install prometheus (.ci/run installs it)")
     return path
+
+
+# Credentials every test of authentication knows (tests/mlops/security/conftest.py: make_jwt, create_key).
+JWT_SECRET = "test-jwt-secret-that-is-long-enough-for-hs256-0123456789"
+JWT_ISSUER = "https://idp.example.test/"
+JWT_AUDIENCE = "mlops-api"
+
+
+@pytest.fixture
+def credential_settings(settings):
+    """Known JWT settings, no development bypass, rate limits off unless a test turns them on (then
+    reconciled with the store only when the test says so: ``limiter.sync()``), and the process's
+    key table, verified tokens and rate-limit counts forgotten before and after."""
+    from mlops.security.authentication import api_keys, verified_tokens
+    from mlops.security.ratelimits import limiter
+
+    settings.RATELIMIT_ENABLE = False
+    settings.RATELIMIT_SYNC_IN_BACKGROUND = False
+    settings.JWT_ALGORITHM = "HS256"
+    settings.JWT_SECRET = JWT_SECRET
+    settings.JWT_ISSUER = JWT_ISSUER
+    settings.JWT_AUDIENCE = JWT_AUDIENCE
+    settings.API_AUTH_DEV_BYPASS = False
+    api_keys.invalidate()
+    verified_tokens.clear()
+    limiter.reset()
+    yield settings
+    api_keys.invalidate()
+    verified_tokens.clear()
+    limiter.reset()

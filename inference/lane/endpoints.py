@@ -30,7 +30,7 @@ from inference import api, selectors
 from inference.errors import as_api_exception
 from inference.lane.http import Answer, Request, json_answer, security_headers
 from inference.runtime import runtime
-from mlops.api.content import PayloadTooLarge, max_body_bytes
+from mlops.api.content import check_announced_length
 from mlops.api.errors import api_error, error_body
 from mlops.api.permissions import denial_message
 from mlops.background.reloading import WouldWait
@@ -138,7 +138,7 @@ def handle(request: Request, *, may_wait: bool) -> Answer:
         raise WouldWait(endpoint.name)
     usage = None
     try:
-        _check_announced_size(request)
+        check_announced_length(request.header("content-length"))
         caller = _authenticate(request, may_wait)
         if endpoint.capability is not None:
             usage = ratelimits.check_caller(capability=endpoint.capability, principal=caller, ip=_client_ip(request))
@@ -178,17 +178,6 @@ def _error(exc: Exception) -> Answer:
         return json_answer(status, body, list(headers.items()))
     logger.exception("unhandled error in the hot lane")
     return json_answer(500, error_body("internal_error", "The server failed to handle this request."))
-
-
-def _check_announced_size(request: Request) -> None:
-    length = request.header("content-length")
-    if length:
-        try:
-            too_large = int(length) > max_body_bytes()
-        except ValueError:
-            raise exceptions.ParseError("invalid Content-Length header") from None
-        if too_large:
-            raise PayloadTooLarge()
 
 
 def _authenticate(request: Request, may_wait: bool) -> Principal | None:

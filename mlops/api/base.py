@@ -5,10 +5,9 @@ Fixing parsers, renderers, authentication and permissions here means a new endpo
 and that authentication changes in one place. Errors take the shape in `mlops.api.errors`.
 """
 
-from rest_framework import exceptions
 from rest_framework.views import APIView
 
-from mlops.api.content import FixedJSONNegotiation, OrjsonParser, OrjsonRenderer, PayloadTooLarge, max_body_bytes
+from mlops.api.content import FixedJSONNegotiation, OrjsonParser, OrjsonRenderer, check_announced_length
 from mlops.api.permissions import UNSET, HasApiCapability, Unset
 from mlops.security import ratelimits
 from mlops.security.authentication import DevBypassAuthentication, Principal, StaffSessionAuthentication, TokenAuthentication
@@ -37,14 +36,7 @@ class BaseAPIView(APIView):
     permission_classes = [HasApiCapability]
 
     def initial(self, request, *args, **kwargs):
-        length = request.META.get("CONTENT_LENGTH")
-        if length:
-            try:
-                too_large = int(length) > max_body_bytes()
-            except ValueError:
-                raise exceptions.ParseError("invalid Content-Length header") from None
-            if too_large:
-                raise PayloadTooLarge()
+        check_announced_length(request.META.get("CONTENT_LENGTH"))
         super().initial(request, *args, **kwargs)
 
     def check_permissions(self, request):

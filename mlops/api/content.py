@@ -22,6 +22,18 @@ def max_body_bytes() -> int:
     return settings.API_MAX_BODY_BYTES
 
 
+def check_announced_length(length: str | None) -> None:
+    """Refuse a body announced larger than API_MAX_BODY_BYTES (413) or an unreadable
+    Content-Length (400) before anything is read; both HTTP lanes call this first."""
+    if length:
+        try:
+            too_large = int(length) > max_body_bytes()
+        except ValueError:
+            raise exceptions.ParseError("invalid Content-Length header") from None
+        if too_large:
+            raise PayloadTooLarge()
+
+
 class OrjsonParser(BaseParser):
     media_type = "application/json"
 

@@ -13,7 +13,6 @@ import pytest
 
 from inference import cache
 from mlops.demo import PRODUCT
-from mlops.security.authentication import api_keys, verified_tokens
 from tests.mlops.security.conftest import bearer, create_key, make_jwt
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -22,19 +21,8 @@ VOLATILE = {"prediction_id", "latency_ms", "created_at"}
 
 
 @pytest.fixture(autouse=True)
-def contract_settings(settings):
-    from tests.mlops.security.conftest import JWT_AUDIENCE, JWT_ISSUER, JWT_SECRET
-
-    settings.RATELIMIT_ENABLE = False
-    settings.JWT_ALGORITHM = "HS256"
-    settings.JWT_SECRET = JWT_SECRET
-    settings.JWT_ISSUER = JWT_ISSUER
-    settings.JWT_AUDIENCE = JWT_AUDIENCE
-    settings.API_AUTH_DEV_BYPASS = False
-    api_keys.invalidate()
-    verified_tokens.clear()
-    yield
-    api_keys.invalidate()
+def contract_settings(credential_settings):
+    """Known credentials for both lanes (the rate-limit test turns the limits on)."""
 
 
 @pytest.fixture

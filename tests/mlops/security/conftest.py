@@ -9,33 +9,16 @@ from django.contrib.auth.models import Group
 from django.test import Client
 
 from mlops import services
-from mlops.security.authentication import api_keys, verified_tokens
-from mlops.security.ratelimits import limiter
-
-JWT_SECRET = "test-jwt-secret-that-is-long-enough-for-hs256-0123456789"
-JWT_ISSUER = "https://idp.example.test/"
-JWT_AUDIENCE = "mlops-api"
+from mlops.security.authentication import api_keys
+from tests.conftest import JWT_AUDIENCE, JWT_ISSUER, JWT_SECRET
 
 
 @pytest.fixture(autouse=True)
-def security_settings(settings):
-    """Probe URLs, known JWT settings, rate limits off unless a test turns them on (and then
-    reconciled with the store only when the test says so: ``limiter.sync()``)."""
-    settings.ROOT_URLCONF = "tests.probe_urls"
-    settings.RATELIMIT_ENABLE = False
-    settings.RATELIMIT_SYNC_IN_BACKGROUND = False
-    settings.JWT_ALGORITHM = "HS256"
-    settings.JWT_SECRET = JWT_SECRET
-    settings.JWT_ISSUER = JWT_ISSUER
-    settings.JWT_AUDIENCE = JWT_AUDIENCE
-    settings.API_AUTH_DEV_BYPASS = False
-    api_keys.invalidate()
-    verified_tokens.clear()
-    limiter.reset()
-    yield settings
-    api_keys.invalidate()
-    verified_tokens.clear()
-    limiter.reset()
+def security_settings(credential_settings):
+    """Probe URLs, and `credential_settings` (known JWT settings, rate limits off unless a test
+    turns them on and then reconciled with the store only when it says so: ``limiter.sync()``)."""
+    credential_settings.ROOT_URLCONF = "tests.probe_urls"
+    return credential_settings
 
 
 def create_key(role: str, client: str = "client-a", **kwargs) -> str:
