@@ -88,7 +88,7 @@ class Lane:
     @staticmethod
     def _load_credentials() -> None:
         try:
-            api_keys.lookup("", wait=True)
+            api_keys.warm()
         except Exception:  # the first request tries again, and answers 503 if it cannot
             logger.warning("could not load the API keys at start", exc_info=True)
         finally:

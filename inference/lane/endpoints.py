@@ -61,7 +61,7 @@ class Endpoint:
     methods: frozenset[str]  # what it answers; others get 405
     allow: str  # the Allow header, as DRF's view of the same endpoint sends it
     capability: str | None  # None: public (health probes)
-    body_limit: int | Callable[[], int]  # bytes of body it reads at most (0: none)
+    body_limit_setting: str | None  # the setting that bounds its body (None: it reads none)
     answer: Callable[[Request, Principal | None, str], tuple[int, object]]
     blocking: bool = False  # waits or reads the database: never on the event loop
     predicts: bool = False  # answers from the loaded models (which the first request may wait for)
@@ -94,13 +94,11 @@ def _ready(request: Request, caller: Principal | None, _arg: str):
 
 POST = frozenset({"POST"})
 GET = frozenset({"GET", "HEAD"})
-INFER = Endpoint("infer", POST, "POST", ApiCapability.PREDICT, lambda: settings.INFERENCE_MAX_BODY_BYTES, _infer, predicts=True)
-INFER_BATCH = Endpoint(
-    "infer_batch", POST, "POST", ApiCapability.PREDICT, lambda: settings.INFERENCE_BATCH_MAX_BODY_BYTES, _infer_batch, predicts=True
-)
-RECORDED = Endpoint("prediction_detail", GET, "GET, HEAD", ApiCapability.READ_PREDICTIONS, 0, _recorded, blocking=True)
-HEALTH = Endpoint("healthz", GET, "GET, HEAD", None, 0, _health)
-READY = Endpoint("readyz", GET, "GET, HEAD", None, 0, _ready)
+INFER = Endpoint("infer", POST, "POST", ApiCapability.PREDICT, "INFERENCE_MAX_BODY_BYTES", _infer, predicts=True)
+INFER_BATCH = Endpoint("infer_batch", POST, "POST", ApiCapability.PREDICT, "INFERENCE_BATCH_MAX_BODY_BYTES", _infer_batch, predicts=True)
+RECORDED = Endpoint("prediction_detail", GET, "GET, HEAD", ApiCapability.READ_PREDICTIONS, None, _recorded, blocking=True)
+HEALTH = Endpoint("healthz", GET, "GET, HEAD", None, None, _health)
+READY = Endpoint("readyz", GET, "GET, HEAD", None, None, _ready)
 METRICS_PATH = "/metrics"
 PREDICTION_PREFIX = "/v1/infer/"
 ROUTES = {"/v1/infer": INFER, "/v1/infer/batch": INFER_BATCH, "/healthz": HEALTH, "/readyz": READY}
@@ -118,10 +116,9 @@ def route(path: str) -> tuple[Endpoint | None, str]:
 
 def body_limit(endpoint: Endpoint | None) -> int:
     """How many bytes of body the application reads for ``endpoint`` (at most this + 1)."""
-    if endpoint is None:
+    if endpoint is None or endpoint.body_limit_setting is None:
         return 0
-    limit = endpoint.body_limit
-    return limit() if callable(limit) else limit
+    return getattr(settings, endpoint.body_limit_setting)
 
 
 def handle(request: Request, *, may_wait: bool) -> Answer:

@@ -32,11 +32,8 @@ class Request:
         """HTTPS to us, or to the proxy that says so (Django's SECURE_PROXY_SSL_HEADER)."""
         if self.scheme == "https":
             return True
-        proxy = settings.SECURE_PROXY_SSL_HEADER
-        if not proxy:
-            return False
-        name, value = proxy
-        return self.headers.get(name.removeprefix("HTTP_").replace("_", "-").lower()) == value
+        proxy = _proxy_ssl_header()
+        return proxy is not None and self.headers.get(proxy[0]) == proxy[1]
 
 
 @dataclass(slots=True)
@@ -49,6 +46,16 @@ class Answer:
 def json_answer(status: int, data, headers: list[tuple[str, str]] | None = None) -> Answer:
     """As the DRF lane renders (`mlops.api.content.OrjsonRenderer`)."""
     return Answer(status, orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY), [("Content-Type", JSON), *(headers or ())])
+
+
+@lru_cache(maxsize=1)
+def _proxy_ssl_header() -> tuple[str, str] | None:
+    """SECURE_PROXY_SSL_HEADER as (lower-case header name, value), or None."""
+    proxy = settings.SECURE_PROXY_SSL_HEADER
+    if not proxy:
+        return None
+    name, value = proxy
+    return name.removeprefix("HTTP_").replace("_", "-").lower(), value
 
 
 @lru_cache(maxsize=1)
@@ -85,5 +92,6 @@ def security_headers(request: Request) -> list[tuple[str, str]]:
 
 def reset() -> None:
     """Forget the headers read from settings (tests that change them)."""
+    _proxy_ssl_header.cache_clear()
     _always.cache_clear()
     _hsts.cache_clear()

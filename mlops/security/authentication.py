@@ -119,6 +119,10 @@ class ApiKeyCache:
             entry = (self._table.after_reload(self.MISS_WAIT) or {}).get(prefix)
         return entry
 
+    def warm(self) -> None:
+        """Load the table now if it never has (a server worker at start, on a thread that may wait)."""
+        self._table.current()
+
     def refresh(self) -> None:
         """Reload now, on the calling thread, if the generation moved (background callers)."""
         self._table.refresh()
