@@ -106,7 +106,10 @@ class RateLimited(exceptions.Throttled):
     default_code = "rate_limited"
 
     def __init__(self, wait: int, usage: Usage | None = None):
-        super().__init__(wait=wait, detail=f"Rate limit exceeded; retry in {wait} s.", code="rate_limited")
+        # Not Throttled's own __init__: it appends "Expected available in 1 second(s)." to a detail
+        # that already says when to retry.
+        exceptions.APIException.__init__(self, detail=f"Rate limit exceeded; retry in {wait} s.", code="rate_limited")
+        self.wait = wait
         self.usage = usage
 
 
