@@ -122,10 +122,17 @@ def _tree_baseline(nodes, width: int) -> np.ndarray:
 def summarize(names: Sequence[str], row: np.ndarray, contributions: np.ndarray) -> list[dict]:
     """The top features of one row by absolute contribution, largest first (zeros left out).
 
-    Plain Python over ``tolist()``: for a few dozen features it is several times faster than
-    numpy's argpartition/argsort on such small arrays.
+    ``importance`` is the feature's share of the row's whole absolute contribution (0 to 1, over
+    every feature, so the top five sum to at most 1): comparable across rows and models, where a
+    contribution is in the model's own score units. Plain Python over ``tolist()``: for a few dozen
+    features it is several times faster than numpy's argpartition/argsort on such small arrays.
     """
     values = contributions.tolist()
     top = heapq.nlargest(TOP_N, range(len(values)), key=lambda i: abs(values[i]))
+    total = sum(map(abs, values)) or 1.0
     inputs = row.tolist()
-    return [{"feature": names[i], "value": inputs[i], "contribution": round(values[i], 6)} for i in top if values[i] != 0]
+    return [
+        {"feature": names[i], "importance": round(abs(values[i]) / total, 4), "value": inputs[i], "contribution": round(values[i], 6)}
+        for i in top
+        if values[i] != 0
+    ]

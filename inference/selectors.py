@@ -15,6 +15,7 @@ from audit.records import DEFAULTS, READ_BACK, plain
 from inference.decisions import CANARY, PRODUCTION, SHADOW
 from inference.ids import issued_at_ms
 from inference.runtime import runtime
+from mlops.artifacts.onnx_schema import describe_inputs
 from mlops.models import ModelVersion
 
 # The inference API's names for the record fields it does not call by their column name.
@@ -45,10 +46,10 @@ def prediction_get(*, prediction_id: uuid.UUID, client: str | None = None) -> di
 
 
 def serving_models() -> dict:
-    """What this process serves: loaded models with role, and refused versions with the reason."""
+    """What this process serves: loaded models with role and input schema, and refused versions with the reason."""
     snapshot = runtime.peek()
     if snapshot is None:
-        return {"ready": False, "generation": None, "models": [], "refused": []}
+        return {"ready": False, "generation": None, "models": [], "total": 0, "refused": []}
     models = []
     for product, route in sorted(snapshot.routes.items()):
         for model, role, share in (
@@ -67,6 +68,7 @@ def serving_models() -> dict:
                 "threshold": model.threshold,
                 "explain_method": model.explainer.method,
                 "loaded_at": model.loaded_at.isoformat(),
+                "input_schema": describe_inputs(model.spec.input_schema),
             }
             if share is not None:
                 entry["basis_points"] = share
@@ -75,7 +77,7 @@ def serving_models() -> dict:
         {"model_id": key, "product": value.product, "model": value.label, "reason": value.reason, "at": value.at.isoformat()}
         for key, value in sorted(snapshot.refused.items())
     ]
-    return {"ready": snapshot.ready, "generation": snapshot.generation, "models": models, "refused": refused}
+    return {"ready": snapshot.ready, "generation": snapshot.generation, "models": models, "total": len(models), "refused": refused}
 
 
 def readiness() -> tuple[bool, dict]:

@@ -6,11 +6,11 @@ the serving snapshot); these serializers describe the same shapes for the docume
 are never run on the hot path.
 """
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from mlops.choices import Decision, ModelRole
+from mlops.registry_views import InputSchemaOutput
 
 
 @extend_schema_field({"type": "object", "additionalProperties": {"type": "number"}, "example": {"mean_radius": 17.99}})
@@ -27,6 +27,7 @@ class InferRequestSerializer(serializers.Serializer):
 
 class ExplanationSerializer(serializers.Serializer):
     feature = serializers.CharField()
+    importance = serializers.FloatField(help_text="The feature's share of the row's whole absolute contribution, 0 to 1.")
     value = serializers.FloatField()
     contribution = serializers.FloatField(help_text="Positive pushes the score towards block.")
 
@@ -65,4 +66,30 @@ class StatusSerializer(serializers.Serializer):
     status = serializers.CharField()
 
 
-MODELS_RESPONSE = OpenApiTypes.OBJECT
+class ServingModelSerializer(serializers.Serializer):
+    model_id = serializers.UUIDField()
+    product = serializers.CharField()
+    name = serializers.CharField()
+    version = serializers.CharField()
+    role = serializers.ChoiceField(choices=ModelRole.choices)
+    threshold = serializers.FloatField()
+    explain_method = serializers.CharField()
+    loaded_at = serializers.DateTimeField()
+    input_schema = InputSchemaOutput(help_text="The features POST /v1/infer takes for this model.")
+    basis_points = serializers.IntegerField(required=False, help_text="Canary and shadow: their share of the traffic (1/100 %).")
+
+
+class RefusedModelSerializer(serializers.Serializer):
+    model_id = serializers.UUIDField()
+    product = serializers.CharField()
+    model = serializers.CharField()
+    reason = serializers.CharField()
+    at = serializers.DateTimeField()
+
+
+class ServingModelsSerializer(serializers.Serializer):
+    ready = serializers.BooleanField()
+    generation = serializers.IntegerField(allow_null=True)
+    models = ServingModelSerializer(many=True)
+    total = serializers.IntegerField(help_text="How many models this process serves.")
+    refused = RefusedModelSerializer(many=True, help_text="Versions the registry names that this process refused to load, and why.")

@@ -16,6 +16,7 @@ from inference.errors import as_api_exception
 from mlops.api.base import BaseAPIView, principal_of
 from mlops.api.openapi import error_responses
 from mlops.choices import ApiCapability
+from mlops.registry_views import ModelRegistration
 
 
 class InferenceAPIView(BaseAPIView):
@@ -76,12 +77,13 @@ class PredictionDetailView(InferenceAPIView):
         return Response(api.recorded_prediction(prediction_id, caller=principal_of(request)))
 
 
-class ModelsView(InferenceAPIView):
-    """``GET /v1/models``: the models this process serves, and the versions it refused."""
+class ModelsView(ModelRegistration, InferenceAPIView):
+    """``GET /v1/models``: the models this process serves, and the versions it refused.
+    ``POST /v1/models``: a new version registered (`mlops.registry_views.ModelRegistration`)."""
 
-    api_permission = ApiCapability.READ_MODELS
+    api_permission = {"GET": ApiCapability.READ_MODELS, "POST": ApiCapability.MANAGE_MODELS}
 
-    @extend_schema(responses=schema.MODELS_RESPONSE)
+    @extend_schema(operation_id="models_list", responses=schema.ServingModelsSerializer)
     def get(self, request):
         return Response(selectors.serving_models())
 

@@ -81,6 +81,10 @@ class RolloutOverview:
         )
 
 
+def model_version_get(*, model_version_id) -> ModelVersion | None:
+    return ModelVersion.objects.select_related("changed_by").filter(pk=model_version_id).first()
+
+
 def product_exists(*, product: str) -> bool:
     return ModelVersion.objects.filter(product=product).exists()
 

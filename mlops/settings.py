@@ -332,6 +332,8 @@ API_AUTH_DEV_BYPASS = env.bool("API_AUTH_DEV_BYPASS", default=False)
 API_DOCS_PUBLIC = env.bool("API_DOCS_PUBLIC", default=False)
 # Request bodies above this are refused (413) before they are read or parsed.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)
+# ...except an ONNX file registered over the API (POST /v1/models), refused above this size.
+MODEL_UPLOAD_MAX_BYTES = env.int("MODEL_UPLOAD_MAX_BYTES", default=256 * 1024 * 1024)
 # Paths under which Django's own 404/500 pages answer in the API's JSON error format.
 API_PATH_PREFIXES = ("/v1/",)
 

@@ -1,8 +1,9 @@
-"""Routes of the rollout API (included from ``mlops.urls``)."""
+"""Routes of the rollout and registry APIs (included from ``mlops.urls``; ``/v1/models`` itself is
+routed with the serving path, `inference.urls`)."""
 
 from django.urls import path
 
-from mlops import views
+from mlops import registry_views, views
 
 urlpatterns = [
     path("v1/canary", views.CanarySetView.as_view(), name="canary-set"),
@@ -15,4 +16,7 @@ urlpatterns = [
     path("v1/shadow/<slug:product>/disable", views.ShadowDisableView.as_view(), name="shadow-disable"),
     path("v1/shadow/<slug:product>/override", views.ShadowOverrideView.as_view(), name="shadow-override"),
     path("v1/rollbacks", views.RollbackListView.as_view(), name="rollbacks"),
+    path("v1/models/<uuid:model_version_id>", registry_views.ModelVersionDetailView.as_view(), name="model-detail"),
+    path("v1/models/<uuid:model_version_id>/promote", registry_views.ModelVersionPromoteView.as_view(), name="model-promote"),
+    path("v1/models/<slug:product>/rollback", registry_views.ProductRollbackView.as_view(), name="model-rollback"),
 ]

@@ -2,27 +2,20 @@
 
 Views parse input with an explicit serializer, call one service or selector and shape the
 answer with an output serializer. A bad field answers 400 naming it, an unknown product 404,
-a change the current state does not allow (``LifecycleError``) 409.
+a change the current state does not allow (``LifecycleError``) 409. Who and why are recorded as
+`mlops.api.changes` says (the reason is optional over the API).
 """
 
-from django.contrib.auth.models import AbstractBaseUser
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import exceptions, serializers, status
+from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from mlops import selectors, services
 from mlops.api.base import BaseAPIView
+from mlops.api.changes import change, parse
 from mlops.choices import ApiCapability
 from mlops.models import ModelVersion, RollbackReason
-from mlops.services import LifecycleError
-
-
-class Conflict(exceptions.APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "illegal_state"
-    default_detail = "The current state does not allow this change."
-
 
 # --- Serializers ------------------------------------------------------------------------------
 
@@ -30,7 +23,10 @@ PERCENT = {"max_digits": 5, "decimal_places": 2, "min_value": 0, "max_value": 10
 
 
 class ReasonInput(serializers.Serializer):
-    reason = serializers.CharField(max_length=500, trim_whitespace=True)
+    reason = serializers.CharField(
+        max_length=500, trim_whitespace=True, required=False, allow_blank=True, default="",
+        help_text="Recorded in the history with who called; when absent, the history says that none was given.",
+    )  # fmt: skip
 
 
 class ModelVersionIdField(serializers.UUIDField):
@@ -69,13 +65,21 @@ class ModelVersionRef(serializers.Serializer):
 
 class CanaryOutput(serializers.Serializer):
     product = serializers.CharField()
+    production_model_id = serializers.UUIDField(source="production.pk", allow_null=True, default=None)
+    canary_model_id = serializers.UUIDField(source="canary_model.pk", allow_null=True, default=None)
     production_model = ModelVersionRef(source="production", allow_null=True)
     canary_model = ModelVersionRef(allow_null=True)
     canary_percent = serializers.FloatField()
     canary_basis_points = serializers.IntegerField()
     active = serializers.BooleanField(source="canary_active")
     stale = serializers.BooleanField(source="stale_config", help_text="The canary row names a production version that was replaced.")
-    started_at = serializers.DateTimeField(source="config.started_at", allow_null=True, default=None)
+    started_at = serializers.DateTimeField(
+        source="config.started_at",
+        allow_null=True,
+        default=None,
+        help_text="When this canary took its first traffic (a restart after a stop resets it).",
+    )
+    updated_at = serializers.DateTimeField(source="config.updated_at", allow_null=True, default=None, help_text="The row's last change.")
     changed_at = serializers.DateTimeField(source="config.changed_at", allow_null=True, default=None)
     changed_by = serializers.CharField(source="config.changed_by.get_username", allow_null=True, default=None)
     change_reason = serializers.CharField(source="config.change_reason", default="")
@@ -116,34 +120,9 @@ class RollbackEventOutput(serializers.Serializer):
 # --- Helpers ----------------------------------------------------------------------------------
 
 
-def _parse(serializer_class, data):
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
 def _require_product(product: str) -> None:
     if not selectors.product_exists(product=product):
         raise Http404(f"unknown product {product!r}")
-
-
-def _actor(request) -> tuple[AbstractBaseUser | None, str]:
-    """The Django user to stamp (signed-in staff), and a prefix naming a key or token caller in the reason."""
-    user = getattr(request, "user", None)
-    if isinstance(user, AbstractBaseUser) and user.is_authenticated:
-        return user, ""
-    principal = getattr(request, "auth", None)
-    name = getattr(principal, "name", None)
-    return None, f"[{getattr(principal, 'kind', 'api')}:{name}] " if name else ""
-
-
-def _change(request, service, **kwargs):
-    user, prefix = _actor(request)
-    reason = kwargs.pop("reason")
-    try:
-        return service(user=user, reason=f"{prefix}{reason}", **kwargs)
-    except LifecycleError as exc:
-        raise Conflict(str(exc)) from None
 
 
 def _canary_answer(product: str, code=status.HTTP_200_OK) -> Response:
@@ -164,9 +143,9 @@ class CanarySetView(BaseAPIView):
 
     @extend_schema(request=CanarySetInput, responses={201: CanaryOutput})
     def post(self, request):
-        data = _parse(CanarySetInput, request.data)
+        data = parse(CanarySetInput, request.data)
         _require_product(data["product"])
-        _change(
+        change(
             request,
             services.canary_set,
             product=data["product"],
@@ -195,9 +174,9 @@ class _CanaryChangeView(BaseAPIView):
 
     @extend_schema(request=ReasonInput, responses=CanaryOutput)
     def post(self, request, product: str):
-        data = _parse(ReasonInput, request.data)
+        data = parse(ReasonInput, request.data)
         _require_product(product)
-        _change(request, type(self).service, product=product, reason=data["reason"])
+        change(request, type(self).service, product=product, reason=data["reason"])
         return _canary_answer(product)
 
 
@@ -240,9 +219,9 @@ class ShadowEnableView(BaseAPIView):
 
     @extend_schema(request=ShadowEnableInput, responses=ShadowOutput)
     def post(self, request, product: str):
-        data = _parse(ShadowEnableInput, request.data)
+        data = parse(ShadowEnableInput, request.data)
         _require_product(product)
-        _change(
+        change(
             request,
             services.shadow_enable,
             product=product,
@@ -260,9 +239,9 @@ class ShadowDisableView(BaseAPIView):
 
     @extend_schema(request=ReasonInput, responses=ShadowOutput)
     def post(self, request, product: str):
-        data = _parse(ReasonInput, request.data)
+        data = parse(ReasonInput, request.data)
         _require_product(product)
-        _change(request, services.shadow_disable, product=product, reason=data["reason"])
+        change(request, services.shadow_disable, product=product, reason=data["reason"])
         return _shadow_answer(product)
 
 
@@ -281,9 +260,9 @@ class ShadowOverrideView(BaseAPIView):
     )
     def delete(self, request, product: str):
         body = request.data if isinstance(request.data, dict) and request.data else {}
-        data = _parse(ReasonInput, body or {"reason": request.query_params.get("reason", "")})
+        data = parse(ReasonInput, body or {"reason": request.query_params.get("reason", "")})
         _require_product(product)
-        _change(request, services.shadow_clear, product=product, reason=data["reason"])
+        change(request, services.shadow_clear, product=product, reason=data["reason"])
         return _shadow_answer(product)
 
 
@@ -300,7 +279,7 @@ class RollbackListView(BaseAPIView):
         responses=inline_serializer("RollbackList", {"results": RollbackEventOutput(many=True)}),
     )
     def get(self, request):
-        query = _parse(RollbacksQuery, request.query_params)
+        query = parse(RollbacksQuery, request.query_params)
         if query.get("product"):
             _require_product(query["product"])
         events = selectors.rollback_events(product=query.get("product"))[: query["limit"]]

@@ -104,7 +104,7 @@ class ModelVersionAdmin(SimpleHistoryAdmin):
         first_per_product = ModelVersion.objects.filter(pk__in=[queryset.filter(product=p).first().pk for p in products])
         return _with_reason(
             request, first_per_product, title="Roll back", action="rollback",
-            apply=lambda mv, user, reason: services.model_version_rollback(product=mv.product, user=user, reason=reason),
+            apply=lambda mv, user, reason: services.production_rollback(product=mv.product, user=user, reason=reason).production_model,
         )  # fmt: skip
 
     @admin.action(description="Archive selected versions", permissions=["lifecycle"])

@@ -5,10 +5,11 @@ Fixing parsers, renderers, authentication and permissions here means a new endpo
 and that authentication changes in one place. Errors take the shape in `mlops.api.errors`.
 """
 
+from django.conf import settings
 from rest_framework.views import APIView
 
 from mlops.api.content import FixedJSONNegotiation, OrjsonParser, OrjsonRenderer, check_announced_length
-from mlops.api.permissions import UNSET, HasApiCapability, Unset
+from mlops.api.permissions import UNSET, HasApiCapability, Unset, capability_needed
 from mlops.security import ratelimits
 from mlops.security.authentication import DevBypassAuthentication, Principal, StaffSessionAuthentication, TokenAuthentication
 
@@ -17,7 +18,8 @@ class BaseAPIView(APIView):
     """Base of every API endpoint: fixed JSON, and the platform's authentication and permissions.
 
     Each endpoint names the capability it needs in ``api_permission`` (see
-    ``mlops.choices.ApiCapability``); roles grant capabilities (``mlops.security.roles``). ``None``
+    ``mlops.choices.ApiCapability``), or a ``{"GET": ..., "POST": ...}`` mapping when the methods of one
+    path need different ones (``capability_needed``); roles grant capabilities (``mlops.security.roles``). ``None``
     marks the few endpoints that are public (health probes); an endpoint that declares
     nothing answers nobody. The caller is ``request.auth``, a
     ``mlops.security.authentication.Principal`` (``principal_of(request)``).
@@ -27,7 +29,8 @@ class BaseAPIView(APIView):
     capability (403).
     """
 
-    api_permission: str | Unset | None = UNSET
+    api_permission: str | dict[str, str] | Unset | None = UNSET
+    max_body_setting = "API_MAX_BODY_BYTES"  # the setting that bounds this endpoint's request bodies
 
     parser_classes = [OrjsonParser]
     renderer_classes = [OrjsonRenderer]
@@ -36,13 +39,13 @@ class BaseAPIView(APIView):
     permission_classes = [HasApiCapability]
 
     def initial(self, request, *args, **kwargs):
-        check_announced_length(request.META.get("CONTENT_LENGTH"))
+        check_announced_length(request.META.get("CONTENT_LENGTH"), getattr(settings, self.max_body_setting))
         super().initial(request, *args, **kwargs)
 
     def check_permissions(self, request):
         # Rate limit between authentication (done by now) and the capability check, so that
         # callers without credentials are limited by IP too.
-        permission = self.api_permission
+        permission = capability_needed(self, request.method)
         request._ratelimit_usage = ratelimits.check(
             request, capability=None if permission is UNSET else permission, principal=principal_of(request)
         )

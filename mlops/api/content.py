@@ -10,6 +10,7 @@ from rest_framework import exceptions, status
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer
+from rest_framework.utils.mediatypes import media_type_matches
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -22,12 +23,12 @@ def max_body_bytes() -> int:
     return settings.API_MAX_BODY_BYTES
 
 
-def check_announced_length(length: str | None) -> None:
-    """Refuse a body announced larger than API_MAX_BODY_BYTES (413) or an unreadable
-    Content-Length (400) before anything is read; both HTTP lanes call this first."""
+def check_announced_length(length: str | None, limit: int | None = None) -> None:
+    """Refuse a body announced larger than ``limit`` (default API_MAX_BODY_BYTES; 413) or an
+    unreadable Content-Length (400) before anything is read; both HTTP lanes call this first."""
     if length:
         try:
-            too_large = int(length) > max_body_bytes()
+            too_large = int(length) > (max_body_bytes() if limit is None else limit)
         except ValueError:
             raise exceptions.ParseError("invalid Content-Length header") from None
         if too_large:
@@ -69,3 +70,11 @@ class FixedJSONNegotiation(BaseContentNegotiation):
 
     def select_renderer(self, request, renderers, format_suffix=None):
         return renderers[0], renderers[0].media_type
+
+
+class UploadNegotiation(FixedJSONNegotiation):
+    """JSON out; in, the parser of the request's Content-Type, for the few endpoints that take a
+    file (multipart). None matching answers 415, naming the type that was sent."""
+
+    def select_parser(self, request, parsers):
+        return next((parser for parser in parsers if media_type_matches(parser.media_type, request.content_type)), None)

@@ -23,7 +23,7 @@ from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 from rest_framework.permissions import BasePermission
 
-from mlops.api.permissions import UNSET
+from mlops.api.permissions import UNSET, capability_needed
 from mlops.security.authentication import StaffSessionAuthentication, TokenAuthentication
 from mlops.security.keyformat import KEY_PREFIX
 
@@ -73,7 +73,7 @@ class AutoSchema(SpectacularAutoSchema):
         responses = super()._get_response_bodies(direction)
         if direction != "response":
             return responses
-        permission = getattr(self.view, "api_permission", UNSET)
+        permission = capability_needed(self.view, self.method)
         codes = []
         if self.method in ("POST", "PUT", "PATCH"):
             codes += [400, 413]
@@ -87,13 +87,13 @@ class AutoSchema(SpectacularAutoSchema):
         return dict(sorted(responses.items()))
 
     def get_auth(self):
-        if getattr(self.view, "api_permission", UNSET) is None:
+        if capability_needed(self.view, self.method) is None:
             return [{}]  # public endpoint (health probes): no credential needed
         return super().get_auth()
 
     def get_operation(self, *args, **kwargs):
         operation = super().get_operation(*args, **kwargs)
-        permission = getattr(self.view, "api_permission", UNSET)
+        permission = capability_needed(self.view, self.method)
         if operation is not None and permission is not None and permission is not UNSET:
             # Here rather than in get_description: @extend_schema(description=...) replaces that method.
             note = f"Requires the capability `{permission}`."

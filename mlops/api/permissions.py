@@ -1,6 +1,7 @@
 """The one permission check of the API: the caller's capabilities against the view's need."""
 
 import logging
+from collections.abc import Mapping
 
 from rest_framework.permissions import BasePermission
 
@@ -19,6 +20,18 @@ class Unset:
 UNSET = Unset()
 
 
+def capability_needed(view, method: str) -> "str | Unset | None":
+    """What ``method`` on ``view`` (a view or its class) needs: its ``api_permission``, or that
+    method's entry when ``api_permission`` maps methods to capabilities (one path, two needs:
+    ``GET /v1/models`` reads, ``POST /v1/models`` registers). HEAD needs what GET needs; a method the
+    mapping leaves out needs UNSET, so it answers nobody."""
+    needed = getattr(view, "api_permission", UNSET)
+    if isinstance(needed, Mapping):
+        method = method.upper()
+        return needed.get(method, needed.get("GET", UNSET) if method == "HEAD" else UNSET)
+    return needed
+
+
 def denial_message(principal: Principal) -> str:
     """Why ``principal`` is refused an operation its capabilities do not include."""
     if not principal.capabilities:
@@ -32,7 +45,7 @@ class HasApiCapability(BasePermission):
     message = "Your role does not allow this operation."
 
     def has_permission(self, request, view) -> bool:
-        needed = getattr(view, "api_permission", UNSET)
+        needed = capability_needed(view, request.method)
         if needed is None:
             return True
         if needed is UNSET:

@@ -59,11 +59,39 @@ def _input_schema(inputs, metadata: dict) -> dict:
         if len(names) != width:
             raise SchemaError(f"feature_names lists {len(names)} names for an input of width {width}")
         dtype = _type_name(tensor)
-        return {"layout": "tensor", "input_name": tensor.name, "features": [{"name": n, "type": dtype} for n in names]}
+        return {
+            "layout": "tensor",
+            "input_name": tensor.name,
+            "input_shape": _dims(tensor),
+            "features": [{"name": n, "type": dtype} for n in names],
+        }
     for value in inputs:
         if _dims(value)[-1:] not in ([1], [None]) or len(_dims(value)) > 2:
             raise SchemaError(f"input {value.name!r} has shape {_dims(value)}; expected [batch, 1] per feature")
-    return {"layout": "columns", "features": [{"name": value.name, "type": _type_name(value)} for value in inputs]}
+    return {
+        "layout": "columns",
+        "features": [{"name": value.name, "type": _type_name(value), "shape": _dims(value)} for value in inputs],
+    }
+
+
+def describe_inputs(input_schema: dict) -> dict:
+    """A stored input schema as the API shows it: each feature's name and type, and each input tensor
+    of the graph with its shape (``None`` for a dimension of any size, such as the batch).
+
+    Schemas registered before shapes were recorded get the shape every servable graph has: one
+    ``[batch, n]`` tensor, or one ``[batch, 1]`` tensor per feature.
+    """
+    features = input_schema.get("features", [])
+    if input_schema.get("layout") == "tensor":
+        dtype = features[0]["type"] if features else "float"
+        tensors = [{"name": input_schema["input_name"], "type": dtype, "shape": input_schema.get("input_shape", [None, len(features)])}]
+    else:
+        tensors = [{"name": f["name"], "type": f["type"], "shape": f.get("shape", [None, 1])} for f in features]
+    return {
+        "layout": input_schema.get("layout", "columns"),
+        "features": [{"name": f["name"], "type": f["type"]} for f in features],
+        "tensors": tensors,
+    }
 
 
 def _output_schema(outputs) -> dict:

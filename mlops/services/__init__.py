@@ -1,8 +1,9 @@
 """Registry services: every write to the registry goes through one of these functions.
 
-- `lifecycle`: model versions (register, validate, promote, roll back, archive, sync, push).
+- `lifecycle`: model versions (register, validate, promote, roll back, sync, push, upload).
 - `archive`: archiving a version, which stops its canary and shadow roles (refused while a dual-model stream uses it).
-- `rollout`: each product's canary (set, step, stop, promote, roll back, the guard's automatic rollback) and shadow override.
+- `rollout`: each product's canary (set, step, stop, promote, roll back, the guard's automatic rollback), production's
+  rollback with the canary row in step, and the shadow override.
 - `api_keys` and `roles`: API keys (create, revoke) and the role groups (`mlops.security.roles`).
 - `dual_models`: the fast and full model of a product's dual-model stream.
 - `demo`: the demo platform (`manage.py bootstrap_demo`).
@@ -16,6 +17,7 @@ from mlops.services.lifecycle import (
     LifecycleError,
     SyncResult,
     model_push,
+    model_upload,
     model_version_promote,
     model_version_register,
     model_version_rollback,
@@ -30,6 +32,7 @@ from mlops.services.rollout import (
     canary_step,
     canary_stop,
     percent_to_basis_points,
+    production_rollback,
     rollout_rollback,
     shadow_clear,
     shadow_disable,
@@ -53,6 +56,7 @@ __all__ = [
     "dual_model_demo_ensure",
     "dual_model_set",
     "model_push",
+    "model_upload",
     "model_version_archive",
     "model_version_promote",
     "model_version_register",
@@ -60,6 +64,7 @@ __all__ = [
     "model_version_validate",
     "models_sync",
     "percent_to_basis_points",
+    "production_rollback",
     "roles_sync",
     "rollout_rollback",
     "serving_worker_report",

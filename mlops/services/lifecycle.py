@@ -1,4 +1,4 @@
-"""Lifecycle of model versions: register, validate, promote, roll back, sync, push (archiving: `mlops.services.archive`).
+"""Lifecycle of model versions: register, validate, promote, roll back, sync, push, upload (archiving: `mlops.services.archive`).
 
 Every transition is a conditional update (``filter(pk=..., status__in=allowed).update(...)``)
 so that two staff members acting at once cannot both succeed, followed by a history row with
@@ -7,11 +7,13 @@ person can act on.
 """
 
 import re
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
 
@@ -21,8 +23,8 @@ from mlops.background import config_generation
 from mlops.choices import ModelStatus
 from mlops.models import ModelVersion
 
-_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_PRODUCT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # a model's name and version
+PRODUCT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 User = AbstractBaseUser | None
 
@@ -62,10 +64,10 @@ def _transition(model_version_id, *, allowed: tuple[str, ...], to: str, user: Us
 
 
 def _validate_names(*, product: str, name: str, version: str) -> None:
-    if not _PRODUCT_PATTERN.match(product):
+    if not PRODUCT_PATTERN.match(product):
         raise LifecycleError(f"product {product!r} must be lower-case letters, digits, '-' or '_'")
     for label, value in (("name", name), ("version", version)):
-        if not _NAME_PATTERN.match(value):
+        if not NAME_PATTERN.match(value):
             raise LifecycleError(f"{label} {value!r} must be letters, digits, '.', '-' or '_' (at most 100)")
 
 
@@ -225,14 +227,14 @@ def models_sync(*, store: ModelStore, user: User = None, progress: Progress | No
             yield SyncResult(artifact, "present", f"{label}: already registered ({known.status}), artifact verified", known)
             continue
         try:
-            model_version = _register_file(local, artifact=artifact, sha256=sha256, user=user)
+            model_version = _register_file(local, artifact=artifact, sha256=sha256, user=user, reason=f"synced from {artifact.uri}")
         except (SchemaError, LifecycleError) as exc:
             yield SyncResult(artifact, "refused", f"{label}: {exc}")
             continue
         yield SyncResult(artifact, "registered", f"{label}: registered as candidate", model_version)
 
 
-def _register_file(local: Path, *, artifact: Artifact, sha256: str, user: User) -> ModelVersion:
+def _register_file(local: Path, *, artifact: Artifact, sha256: str, user: User, reason: str) -> ModelVersion:
     input_schema, output_schema = read_schema(local)
     threshold = artifact.metadata.get("threshold", 0.5)
     if not isinstance(threshold, int | float):
@@ -249,7 +251,7 @@ def _register_file(local: Path, *, artifact: Artifact, sha256: str, user: User) 
         threshold=float(threshold),
         description=str(artifact.metadata.get("description", "")),
         user=user,
-        reason=f"synced from {artifact.uri}",
+        reason=reason,
     )
 
 
@@ -263,6 +265,7 @@ def model_push(
     threshold: float = 0.5,
     description: str = "",
     user: User = None,
+    reason: str = "pushed",
 ) -> ModelVersion:
     """Upload a local ONNX file to the store and register it as a candidate.
 
@@ -281,4 +284,21 @@ def model_push(
     uri = store.put(source, product, name, version, metadata)
     local = download_verified(uri, sha256)
     artifact = Artifact(product, name, version, uri=uri, size=source.stat().st_size, metadata=metadata)
-    return _register_file(local, artifact=artifact, sha256=sha256, user=user)
+    return _register_file(local, artifact=artifact, sha256=sha256, user=user, reason=f"{reason} ({uri})")
+
+
+def model_upload(*, upload: File, store: ModelStore, user: User, reason: str, **fields) -> ModelVersion:
+    """Register an ONNX file sent over HTTP (a training pipeline's, say) as `model_push` registers a
+    local one; ``fields`` are `model_push`'s product, name, version, threshold and description.
+
+    Django keeps a large upload in a temporary file and a small one in memory; the small one is
+    written out, since the schema reader, the checksum and the store all read a path.
+    """
+    on_disk = getattr(upload, "temporary_file_path", None)
+    if on_disk is not None:
+        return model_push(source=Path(on_disk()), store=store, user=user, reason=reason, **fields)
+    with tempfile.NamedTemporaryFile(suffix=".onnx") as spooled:
+        for chunk in upload.chunks():
+            spooled.write(chunk)
+        spooled.flush()
+        return model_push(source=Path(spooled.name), store=store, user=user, reason=reason, **fields)

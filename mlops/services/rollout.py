@@ -135,7 +135,7 @@ def _check_production_unchanged(config: CanaryConfig) -> None:
 
 @transaction.atomic
 def canary_set(*, product: str, canary_model_id, canary_percent, production_model_id=None, user: User, reason: str) -> CanaryConfig:
-    """Start (or restart) a canary: ``canary_percent`` of the product's traffic goes to the canary.
+    """Start (or restart) a canary, or move it: ``canary_percent`` of the product's traffic goes to the canary.
 
     The production side is the product's production version; ``production_model_id``, when
     given, must name it (a guard against acting on a stale page). The canary must be a
@@ -173,10 +173,14 @@ def canary_set(*, product: str, canary_model_id, canary_percent, production_mode
     now = timezone.now()
     if config is None:
         config = CanaryConfig(product=product)
+    # The same canary moved to another share keeps its start (the guard judges it on all its
+    # traffic); a new canary, one that was stopped or one beside another production starts now.
+    moved = config.canary_model_id == canary.pk and config.production_model_id == production.pk and config.canary_basis_points
+    if not moved or config.started_at is None:
+        config.started_at = now
     config.production_model = production
     config.canary_model = canary
     config.canary_basis_points = basis_points
-    config.started_at = now
     config.changed_by = user
     config.changed_at = now
     config.change_reason = reason
@@ -279,13 +283,12 @@ def _reset_config(config: CanaryConfig, *, production: ModelVersion, user: User,
 @transaction.atomic
 def rollout_rollback(*, product: str, user: User, reason: str) -> RollbackEvent:
     """A person rolls the product back: an active canary is stopped; without one, production goes
-    back to its previous version (the lifecycle's rollback) and the canary row follows it.
+    back to its previous version (`production_rollback`).
 
     Either way a `RollbackEvent` with reason ``manual`` records it beside the guard's.
     """
     reason = _require_reason(reason)
     config = CanaryConfig.objects.select_for_update().filter(product=product).first()
-    now = timezone.now()
     if config is not None and config.canary_model_id and config.canary_basis_points > 0:
         share = config.canary_basis_points
         canary_stop(product=product, user=user, reason=f"rolled back: {reason}")
@@ -297,8 +300,22 @@ def rollout_rollback(*, product: str, user: User, reason: str) -> RollbackEvent:
             canary_basis_points=share,
             message=f"canary stopped by hand: {reason}",
             created_by=user,
-            created_at=now,
+            created_at=timezone.now(),
         )
+    return production_rollback(product=product, user=user, reason=reason)
+
+
+@transaction.atomic
+def production_rollback(*, product: str, user: User, reason: str) -> RollbackEvent:
+    """Production goes back to its previous version (the lifecycle's rollback), the canary row
+    follows it, and a `RollbackEvent` with reason ``manual`` records it.
+
+    A canary keeps its share, now beside the restored production; a canary that *is* the restored
+    version is cleared (it is production again).
+    """
+    reason = _require_reason(reason)
+    config = CanaryConfig.objects.select_for_update().filter(product=product).first()
+    now = timezone.now()
     current = _production_of(product)
     restored = model_version_rollback(
         product=product, user=user, reason=_short(reason, room=HISTORY_REASON_MAX - len("restored by rollback: "))

@@ -110,8 +110,13 @@ def test_models_health_and_readiness(api, production_model):
     assert api("get", "/readyz").status_code == 503
     runtime.refresh()
     assert api("get", "/readyz").status_code == 200
-    models = orjson.loads(api("get", "/v1/models").content)["models"]
+    listed = orjson.loads(api("get", "/v1/models").content)
+    models = listed["models"]
     assert [(m["name"], m["role"]) for m in models] == [("logreg", "production")] and models[0]["loaded_at"]
+    assert listed["total"] == 1
+    features = models[0]["input_schema"]["features"]  # what a client must send, without provoking a 400
+    assert len(features) == 30 and features[0] == {"name": "mean_radius", "type": "float"}
+    assert models[0]["input_schema"]["tensors"][0]["shape"] == [None, 30]
 
 
 def test_metrics_are_exposed(api, serving, events):

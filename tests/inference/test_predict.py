@@ -59,6 +59,8 @@ def test_explanation_summary_is_at_most_five_features_by_magnitude(serving, vali
     magnitudes = [abs(entry["contribution"]) for entry in summary]
     assert magnitudes == sorted(magnitudes, reverse=True)
     assert {entry["feature"] for entry in summary} <= set(events[0])
+    importances = [entry["importance"] for entry in summary]  # seed 001's field: a share of the whole
+    assert importances == sorted(importances, reverse=True) and 0 < sum(importances) <= 1.0001
 
 
 def test_a_repeated_request_is_a_logged_cache_hit(serving, events):

@@ -10,6 +10,7 @@ import pytest
 from django.test import Client
 
 from mlops.api.base import UNSET, iter_api_endpoints
+from mlops.api.permissions import capability_needed
 from mlops.security.roles import ROLE_CAPABILITIES, Role
 from tests.mlops.security.conftest import (  # noqa: F401  security_settings: autouse, the probe URLs and a clean auth state
     bearer,
@@ -43,9 +44,9 @@ def endpoints():
     return found
 
 
-def expected(view_class, capabilities: frozenset | None) -> str:
+def expected(view_class, method: str, capabilities: frozenset | None) -> str:
     """'401', '403' or 'ok' (anything but 401/403)."""
-    needed = view_class.api_permission
+    needed = capability_needed(view_class, method)
     if needed is None:
         return "ok"
     if capabilities is None:
@@ -90,12 +91,13 @@ def test_each_endpoint_answers_each_caller_as_the_role_table_says(kind, role):
     capabilities = None if kind == "anonymous" else ROLE_CAPABILITIES[role]
     wrong = []
     for _route, path, view_class, methods in endpoints():
-        want = expected(view_class, capabilities)
         for method in methods:
+            want = expected(view_class, method, capabilities)
             response = call(client, method, path, headers)
             got = str(response.status_code)
             if (want == "ok" and got in ("401", "403")) or (want != "ok" and got != want):
-                wrong.append(f"{method.upper()} {path} ({view_class.__name__}, needs {view_class.api_permission}): want {want}, got {got}")
+                needed = capability_needed(view_class, method)
+                wrong.append(f"{method.upper()} {path} ({view_class.__name__}, needs {needed}): want {want}, got {got}")
             if got in ("401", "403"):
                 body = response.json()
                 assert set(body) == {"error"} and {"code", "message"} <= set(body["error"]), body
