@@ -12,7 +12,6 @@ import boto3
 import orjson
 import pytest
 from django.contrib.auth.models import Permission
-from django.db import connection
 from django.test import Client
 from moto.server import ThreadedMotoServer
 
@@ -20,7 +19,16 @@ from mlops import services
 from mlops.artifacts.stores import store_from_url
 from mlops.demo import PRODUCT, build_demo_models, demo_feature_names
 from mlops.security import authentication
+from tests import prerequisites
+from tests.prerequisites import needs, needs_postgresql
 from tests.servers import free_port  # tests import it from here too
+
+
+def pytest_configure(config):
+    # The hooks that count the skips for a missing server or tool and print them in one line.
+    # Registered as the module already imported (by tests/settings.py first), rather than named in
+    # pytest_plugins: pytest would warn that it comes too late to rewrite its asserts.
+    config.pluginmanager.register(prerequisites, "prerequisites")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -37,17 +45,16 @@ def close_the_prediction_log_writer(django_db_setup, django_db_blocker):
 @pytest.fixture
 def postgresql():
     """For a test that needs the PostgreSQL server (another process reaches the test database, or the
-    test cuts its connections): it fails, rather than skips, when this run fell back to SQLite."""
-    if connection.vendor != "postgresql":
-        pytest.fail("needs PostgreSQL on 127.0.0.1:5432 (.ci/run starts it); this run uses SQLite")
+    test cuts its connections): skipped when this run fell back to SQLite (failed under REQUIRE_SERVICES=1)."""
+    needs_postgresql()
 
 
 @pytest.fixture(scope="session")
 def shared_redis() -> str:
-    """For a test whose processes meet through Redis: its URL; fails when this run has no Redis."""
+    """For a test whose processes meet through Redis: its URL; skipped when this run has no Redis."""
     url = os.environ.get("REDIS_URL")
     if not url:
-        pytest.fail("needs Redis on 127.0.0.1:6379 (.ci/run starts it); this run uses in-memory layers")
+        needs("Redis", how="start it on 127.0.0.1:6379 (.ci/run starts it); this run uses in-memory layers")
     return url
 
 
@@ -57,7 +64,7 @@ def redis_server(tmp_path):
     (process, URL)."""
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.fail("redis-server is missing (.ci/run installs it)")
+        needs("redis-server", how="apt-get install redis-server (.ci/run installs it)")
     port = free_port()
     command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -239,7 +246,7 @@ def viewer_user(django_user_model):
 def promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
-        pytest.fail("promtool is missing: apt-get install prometheus (.ci/run installs it)")
+        needs("promtool", how="apt-get install prometheus (.ci/run installs it)")
     return path
 
 

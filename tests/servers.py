@@ -28,6 +28,8 @@ from typing import IO, NoReturn
 import pytest
 from django.conf import settings
 
+from tests.prerequisites import needs_postgresql
+
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 PROBE_TIMEOUT = 2  # seconds a readiness request may take; a slower answer is simply asked again
@@ -57,11 +59,10 @@ def free_port() -> int:
 
 
 def database_url() -> str:
-    """This test session's database as a ``DATABASE_URL``; fails the test unless it is PostgreSQL
+    """This test session's database as a ``DATABASE_URL``; skips the test unless it is PostgreSQL
     (SQLite test databases live in the test process's memory, out of a server's reach)."""
+    needs_postgresql()
     database = settings.DATABASES["default"]
-    if database["ENGINE"] != "django.db.backends.postgresql":
-        pytest.fail("the server process needs the PostgreSQL test database (.ci/run starts PostgreSQL)")
     return f"postgres://{database['USER']}@{database['HOST'] or HOST}:{database['PORT'] or 5432}/{database['NAME']}"
 
 

@@ -8,6 +8,8 @@ import os
 import socket
 import tempfile
 
+from tests.prerequisites import services_required
+
 
 def _reachable(host: str, port: int) -> bool:
     try:
@@ -17,7 +19,7 @@ def _reachable(host: str, port: int) -> bool:
         return False
 
 
-_require = os.environ.get("REQUIRE_SERVICES") == "1"
+_require = services_required()
 if "DATABASE_URL" not in os.environ:
     if _reachable("127.0.0.1", 5432):
         os.environ["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/mlops"

@@ -21,7 +21,7 @@ from tests.e2e.streams.servers import daphne
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("chromium"),  # fails without Chromium
+    pytest.mark.usefixtures("chromium"),  # skipped without Chromium (failed under REQUIRE_SERVICES=1)
 ]
 
 
