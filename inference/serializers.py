@@ -6,6 +6,7 @@ the serving snapshot); these serializers describe the same shapes for the docume
 are never run on the hot path.
 """
 
+from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -54,7 +55,7 @@ class RecordedPredictionSerializer(PredictionSerializer):
 
 
 class BatchRequestSerializer(serializers.Serializer):
-    items = InferRequestSerializer(many=True)
+    items = InferRequestSerializer(many=True, allow_empty=False, max_length=settings.INFERENCE_BATCH_MAX_ITEMS)
 
 
 class BatchResponseSerializer(serializers.Serializer):
