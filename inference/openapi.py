@@ -20,9 +20,17 @@ from mlops.api.openapi import NOT_BLANK
 
 REQUEST_COMPONENT = "InferRequestRequest"  # drf-spectacular's name for InferRequestSerializer's request shape
 
-_FLOAT32_MAX = float(np.finfo(np.float32).max)  # a larger number is no finite float32: refused
+# A float32 input takes every number that rounds to a finite float32: below FLT_MAX plus half its
+# last unit (2**128 - 2**103, which itself rounds to infinity), not only up to FLT_MAX.
+_FLOAT32_LIMIT = 2.0**128 - 2.0**103
 _VALUES = {
-    "float": {"type": "number", "minimum": -_FLOAT32_MAX, "maximum": _FLOAT32_MAX},
+    "float": {
+        "type": "number",
+        "minimum": -_FLOAT32_LIMIT,
+        "exclusiveMinimum": True,
+        "maximum": _FLOAT32_LIMIT,
+        "exclusiveMaximum": True,
+    },
     "double": {"type": "number", "minimum": -sys.float_info.max, "maximum": sys.float_info.max},
     "int64": {"type": "integer", "minimum": int(np.iinfo(np.int64).min), "maximum": int(np.iinfo(np.int64).max)},
     "int32": {"type": "integer", "minimum": int(np.iinfo(np.int32).min), "maximum": int(np.iinfo(np.int32).max)},

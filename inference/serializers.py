@@ -55,7 +55,8 @@ class RecordedPredictionSerializer(PredictionSerializer):
 
 
 class BatchRequestSerializer(serializers.Serializer):
-    items = InferRequestSerializer(many=True, allow_empty=False, max_length=settings.INFERENCE_BATCH_MAX_ITEMS)
+    # A ListField, as drf-spectacular documents its lengths (minItems, maxItems) and not a ListSerializer's.
+    items = serializers.ListField(child=InferRequestSerializer(), min_length=1, max_length=settings.INFERENCE_BATCH_MAX_ITEMS)
 
 
 class BatchResponseSerializer(serializers.Serializer):
