@@ -4,15 +4,37 @@ from datetime import timedelta
 
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from audit import records
-from audit.models import PredictionLog
-from audit.selectors import parse_duration
+from audit.models import DiffClass, PredictionLog
+from audit.selectors import MAX_WINDOW, parse_duration
+from mlops.api.openapi import PY_WHITESPACE
 
 MAX_OUTCOMES_PER_REQUEST = 10_000
+
+
+def _one_to(n: int) -> str:
+    """A regex of the decimal numbers 1..n (no leading zeros), e.g. 1..366 for days."""
+    digits = str(n)
+    alternatives = [rf"[1-9]\d{{0,{len(digits) - 2}}}"] if len(digits) > 1 else []
+    for index, digit in enumerate(digits):
+        low = 1 if index == 0 else 0
+        if int(digit) > low:
+            alternatives.append(rf"{digits[:index]}[{low}-{int(digit) - 1}]\d{{{len(digits) - index - 1}}}")
+    alternatives.append(digits)
+    return "|".join(alternatives)
+
+
+# What `audit.selectors.parse_duration` takes: a whole number of s, m, h or d, up to MAX_WINDOW, with
+# whitespace around (trimmed): spelled out so that the schema refuses exactly what the server refuses.
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+DURATION_PATTERN = (
+    f"^[{PY_WHITESPACE}]*0*(?:"
+    + "|".join(f"(?:{_one_to(int(MAX_WINDOW.total_seconds()) // size)}){unit}" for unit, size in _SECONDS.items())
+    + f")[{PY_WHITESPACE}]*$"
+)
 
 
 class OutcomeInputSerializer(serializers.Serializer):
@@ -24,7 +46,7 @@ class OutcomeInputSerializer(serializers.Serializer):
     source = serializers.CharField(max_length=100, required=False)
 
 
-@extend_schema_field(OpenApiTypes.STR)
+@extend_schema_field({"anyOf": [{"type": "string", "pattern": DURATION_PATTERN}, {"type": "string", "format": "date-time"}]})
 class SinceField(serializers.Field):
     """An ISO 8601 datetime, or a duration back from now (``24h``, ``7d``, ``30m``)."""
 
@@ -46,7 +68,7 @@ class SinceField(serializers.Field):
         return value.isoformat()
 
 
-@extend_schema_field(OpenApiTypes.STR)
+@extend_schema_field({"type": "string", "pattern": DURATION_PATTERN})
 class WindowField(serializers.Field):
     """A duration such as ``1h``, ``24h`` or ``7d``."""
 
@@ -57,7 +79,7 @@ class WindowField(serializers.Field):
             raise serializers.ValidationError(str(exc)) from None
 
     def to_representation(self, value):
-        return int(value.total_seconds())
+        return f"{int(value.total_seconds())}s"  # as it is written in a query (the schema's default)
 
 
 class SummaryQuerySerializer(serializers.Serializer):
@@ -94,6 +116,8 @@ def _api_field_names() -> list[str]:
 
 class PredictionLogSerializer(serializers.ModelSerializer):
     model = serializers.SerializerMethodField()
+    # Blank until a shadow ran; DRF's read-only field loses the model's blank=True, so the schema would forbid "".
+    diff_class = serializers.ChoiceField(choices=DiffClass.choices, allow_blank=True, read_only=True)
 
     class Meta:
         model = PredictionLog

@@ -5,7 +5,7 @@ these views only read them (``GET``; anything else answers 405).
 """
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
@@ -19,15 +19,15 @@ from audit.serializers import (
     RecentQuerySerializer,
     SummaryQuerySerializer,
 )
+from mlops.api import inputs
 from mlops.api.base import BaseAPIView
 from mlops.api.errors import error_body
+from mlops.api.openapi import error_responses
 from mlops.choices import ApiCapability
 
 
 def _query(serializer_class, request) -> dict:
-    serializer = serializer_class(data=request.query_params)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
+    return inputs.parse_query(serializer_class, request.query_params)
 
 
 class OutcomeCreateView(BaseAPIView):
@@ -36,7 +36,12 @@ class OutcomeCreateView(BaseAPIView):
     api_permission = ApiCapability.POST_OUTCOMES
 
     @extend_schema(
-        request=OutcomeInputSerializer,
+        request=PolymorphicProxySerializer(
+            component_name="OutcomesInput",
+            serializers=[OutcomeInputSerializer, OutcomeInputSerializer(many=True, max_length=MAX_OUTCOMES_PER_REQUEST)],
+            resource_type_field_name=None,
+            many=False,
+        ),
         responses={201: inline_serializer("OutcomesRecorded", {"recorded": serializers.IntegerField()})},
         description="One outcome object, or a list of them; a repeated (product, event_id, source) replaces the earlier label.",
     )
@@ -47,9 +52,8 @@ class OutcomeCreateView(BaseAPIView):
                 error_body("too_many", f"At most {MAX_OUTCOMES_PER_REQUEST} outcomes per request.", {"body": ["too many items"]}),
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        serializer = OutcomeInputSerializer(data=request.data, many=many)
-        serializer.is_valid(raise_exception=True)
-        items = serializer.validated_data if many else [serializer.validated_data]
+        validated = inputs.parse(OutcomeInputSerializer, request.data, many=many)
+        items = validated if many else [validated]
         recorded = services.outcomes_record(items=items)
         return Response({"recorded": recorded}, status=status.HTTP_201_CREATED)
 
@@ -78,10 +82,15 @@ class AuditRecentView(BaseAPIView):
 
     api_permission = ApiCapability.READ_AUDIT
 
-    @extend_schema(parameters=[RecentQuerySerializer], responses=PredictionLogSerializer(many=True))
+    pagination_class = RecentPagination  # read by drf-spectacular too: the answer is documented as its page
+
+    @extend_schema(
+        parameters=[RecentQuerySerializer],
+        responses={200: PredictionLogSerializer(many=True), **error_responses(404)},  # 404: a cursor this endpoint never gave
+    )
     def get(self, request):
         query = _query(RecentQuerySerializer, request)
-        paginator = RecentPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(selectors.prediction_log_recent(product=query.get("product")), request, view=self)
         return paginator.get_paginated_response(PredictionLogSerializer(page, many=True).data)
 

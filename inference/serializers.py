@@ -6,6 +6,7 @@ the serving snapshot); these serializers describe the same shapes for the docume
 are never run on the hot path.
 """
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -55,7 +56,8 @@ class RecordedPredictionSerializer(PredictionSerializer):
 
 
 class BatchRequestSerializer(serializers.Serializer):
-    items = InferRequestSerializer(many=True)
+    # A ListField, as drf-spectacular documents its lengths (minItems, maxItems) and not a ListSerializer's.
+    items = serializers.ListField(child=InferRequestSerializer(), min_length=1, max_length=settings.INFERENCE_BATCH_MAX_ITEMS)
 
 
 class BatchResponseSerializer(serializers.Serializer):

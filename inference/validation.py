@@ -97,7 +97,7 @@ def infer_request(data: Any, prefix: str = "") -> InferRequest:
     features = data.get("features")
     if "payload" in data:
         payload = data["payload"]
-        if features is not None:
+        if "features" in data:  # even null: the schema's two forms exclude each other (inference.openapi)
             fields[f"{prefix}payload"] = ["Send either features or payload.features, not both."]
         elif not isinstance(payload, dict) or not isinstance(payload.get("features"), dict):
             fields[f"{prefix}payload.features"] = ["This field is required and must be an object of feature values."]

@@ -6,7 +6,8 @@ platform's authentication and permissions). Bodies are read here rather than thr
 is read or parsed.
 """
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
@@ -14,7 +15,7 @@ from inference import api, selectors
 from inference import serializers as schema
 from inference.errors import as_api_exception
 from mlops.api.base import BaseAPIView, principal_of
-from mlops.api.openapi import error_responses
+from mlops.api.openapi import error_responses, links
 from mlops.choices import ApiCapability
 from mlops.registry_views import ModelRegistration
 
@@ -52,7 +53,11 @@ class InferView(InferenceAPIView):
 
     api_permission = ApiCapability.PREDICT
 
-    @extend_schema(request=schema.InferRequestSerializer, responses={200: schema.PredictionSerializer, **error_responses(503)})
+    @extend_schema(
+        request=schema.InferRequestSerializer,
+        responses={200: schema.PredictionSerializer, **error_responses(503)},
+        extensions=links(200, {"GetPrediction": ("GET", "/v1/infer/{prediction_id}", {"prediction_id": "$response.body#/prediction_id"})}),
+    )
     def post(self, request):
         return Response(api.infer(**self.body(request)))
 
@@ -72,7 +77,11 @@ class PredictionDetailView(InferenceAPIView):
 
     api_permission = ApiCapability.READ_PREDICTIONS
 
-    @extend_schema(responses=schema.RecordedPredictionSerializer)
+    @extend_schema(
+        # Any string reaches the view; one that is no UUID names no prediction (404), like an unknown one.
+        parameters=[OpenApiParameter("prediction_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+        responses=schema.RecordedPredictionSerializer,
+    )
     def get(self, request, prediction_id: str):
         return Response(api.recorded_prediction(prediction_id, caller=principal_of(request)))
 

@@ -20,8 +20,9 @@ from rest_framework.response import Response
 
 from mlops import selectors, services
 from mlops.api.base import BaseAPIView
-from mlops.api.changes import change, parse
+from mlops.api.changes import change
 from mlops.api.content import UploadNegotiation
+from mlops.api.inputs import parse
 from mlops.api.openapi import error_responses
 from mlops.artifacts.onnx_schema import SchemaError, describe_inputs
 from mlops.artifacts.stores import StoreError, store_from_url
@@ -140,7 +141,7 @@ class ModelRegistration:
         description="Store the file in the model store, checksum it and register it as a candidate of the product.",
     )
     def post(self, request):
-        data = parse(ModelRegisterInput, request.data)
+        data = parse(ModelRegisterInput, request.data, json=False)  # a form: every value is text
         upload = data.pop("file")
         try:
             registered = change(request, services.model_upload, upload=upload, store=store_from_url(), **data)

@@ -378,6 +378,16 @@ SPECTACULAR_SETTINGS.update(
         "REDOC_DIST": "SIDECAR",
         "COMPONENT_SPLIT_REQUEST": True,  # request and response shapes differ (read-only fields)
         "SCHEMA_PATH_PREFIX": r"/v1/",
+        # What the `slug` converter matches (else a path parameter is any string, and one that is
+        # no slug answers the catch-all 404 rather than reaching the endpoint).
+        "PATH_CONVERTER_OVERRIDES": {"slug": {"type": "string", "pattern": "^[-a-zA-Z0-9_]+$"}},
+        # The registry's products and their features in POST /v1/infer's body (inference.openapi), then
+        # the links views declare (mlops.api.openapi.links); after drf-spectacular's own enum hook.
+        "POSTPROCESSING_HOOKS": [
+            "drf_spectacular.hooks.postprocess_schema_enums",
+            "inference.openapi.postprocess_infer_requests",
+            "mlops.api.openapi.postprocess_links",
+        ],
         # One name per choice set that several components share (else drf-spectacular warns and makes up names).
         "ENUM_NAME_OVERRIDES": {
             "ModelRoleEnum": "mlops.choices.ModelRole",

@@ -1,7 +1,8 @@
+from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
-from mlops.api import openapi
+from mlops.api import errors, openapi
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -12,6 +13,8 @@ urlpatterns = [
     path("", include("audit.urls")),
     path("", include("mlops.urls_api")),
 ]
+# Last: whatever else is under an API prefix answers the JSON 404, in every mode (see errors.api_not_found).
+urlpatterns += [re_path(rf"^{prefix.strip('/')}/(?P<rest>.*)$", errors.api_not_found) for prefix in settings.API_PATH_PREFIXES]
 
 # JSON error bodies under /v1/ (Django's own pages elsewhere): see mlops.api.errors.
 handler404 = "mlops.api.errors.handler404"

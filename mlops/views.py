@@ -13,13 +13,14 @@ from rest_framework.response import Response
 
 from mlops import selectors, services
 from mlops.api.base import BaseAPIView
-from mlops.api.changes import change, parse
+from mlops.api.changes import change
+from mlops.api.errors import UnknownReference
+from mlops.api.inputs import DOES_NOT_EXIST, PercentField, parse, parse_query
+from mlops.api.openapi import NO_NUL, error_responses, links
 from mlops.choices import ApiCapability
 from mlops.models import ModelVersion, RollbackReason
 
 # --- Serializers ------------------------------------------------------------------------------
-
-PERCENT = {"max_digits": 5, "decimal_places": 2, "min_value": 0, "max_value": 100}
 
 
 class ReasonInput(serializers.Serializer):
@@ -30,12 +31,12 @@ class ReasonInput(serializers.Serializer):
 
 
 class ModelVersionIdField(serializers.UUIDField):
-    """A model version id that must exist (400 naming the field otherwise)."""
+    """A model version id that must exist (404 naming the field otherwise: `mlops.api.inputs.parse`)."""
 
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
         if not ModelVersion.objects.filter(pk=value).exists():
-            raise serializers.ValidationError("No model version has this id.")
+            raise serializers.ValidationError("No model version has this id.", code=DOES_NOT_EXIST)
         return value
 
 
@@ -43,12 +44,12 @@ class CanarySetInput(ReasonInput):
     product = serializers.SlugField(max_length=64)
     canary_model_id = ModelVersionIdField()
     production_model_id = ModelVersionIdField(required=False, allow_null=True)
-    canary_percent = serializers.DecimalField(**PERCENT)
+    canary_percent = PercentField()
 
 
 class ShadowEnableInput(ReasonInput):
     shadow_model_id = ModelVersionIdField()
-    sample_percent = serializers.DecimalField(**PERCENT, required=False, default=100)
+    sample_percent = PercentField(required=False, default=100)
 
 
 class RollbacksQuery(serializers.Serializer):
@@ -120,8 +121,11 @@ class RollbackEventOutput(serializers.Serializer):
 # --- Helpers ----------------------------------------------------------------------------------
 
 
-def _require_product(product: str) -> None:
+def _require_product(product: str, *, field: str | None = None) -> None:
+    """404 for an unknown product: naming ``field`` when the body named it, not the path."""
     if not selectors.product_exists(product=product):
+        if field is not None:
+            raise UnknownReference({field: ["No model version of this product is registered."]})
         raise Http404(f"unknown product {product!r}")
 
 
@@ -141,10 +145,25 @@ class CanarySetView(BaseAPIView):
 
     api_permission = ApiCapability.MANAGE_ROLLOUT
 
-    @extend_schema(request=CanarySetInput, responses={201: CanaryOutput})
+    @extend_schema(
+        request=CanarySetInput,
+        responses={201: CanaryOutput, **error_responses(404, 409)},
+        extensions=links(
+            201,
+            {
+                f"{name}Canary": (method, f"/v1/canary/{{product}}{suffix}", {"product": "$response.body#/product"})
+                for name, method, suffix in (
+                    ("Get", "GET", ""),
+                    ("Stop", "POST", "/stop"),
+                    ("Step", "POST", "/step"),
+                    ("Promote", "POST", "/promote"),
+                )
+            },
+        ),
+    )
     def post(self, request):
         data = parse(CanarySetInput, request.data)
-        _require_product(data["product"])
+        _require_product(data["product"], field="product")
         change(
             request,
             services.canary_set,
@@ -172,7 +191,7 @@ class _CanaryChangeView(BaseAPIView):
     api_permission = ApiCapability.MANAGE_ROLLOUT
     service = None
 
-    @extend_schema(request=ReasonInput, responses=CanaryOutput)
+    @extend_schema(request=ReasonInput, responses={200: CanaryOutput, **error_responses(409)})
     def post(self, request, product: str):
         data = parse(ReasonInput, request.data)
         _require_product(product)
@@ -217,7 +236,18 @@ class ShadowEnableView(BaseAPIView):
 
     api_permission = ApiCapability.MANAGE_ROLLOUT
 
-    @extend_schema(request=ShadowEnableInput, responses=ShadowOutput)
+    @extend_schema(
+        request=ShadowEnableInput,
+        responses={200: ShadowOutput, **error_responses(409)},
+        extensions=links(
+            200,
+            {
+                "GetShadow": ("GET", "/v1/shadow/{product}", {"product": "$response.body#/product"}),
+                "DisableShadow": ("POST", "/v1/shadow/{product}/disable", {"product": "$response.body#/product"}),
+                "ClearShadowOverride": ("DELETE", "/v1/shadow/{product}/override", {"product": "$response.body#/product"}),
+            },
+        ),
+    )
     def post(self, request, product: str):
         data = parse(ShadowEnableInput, request.data)
         _require_product(product)
@@ -237,7 +267,7 @@ class ShadowDisableView(BaseAPIView):
 
     api_permission = ApiCapability.MANAGE_ROLLOUT
 
-    @extend_schema(request=ReasonInput, responses=ShadowOutput)
+    @extend_schema(request=ReasonInput, responses={200: ShadowOutput, **error_responses(409)})
     def post(self, request, product: str):
         data = parse(ReasonInput, request.data)
         _require_product(product)
@@ -254,9 +284,18 @@ class ShadowOverrideView(BaseAPIView):
     api_permission = ApiCapability.MANAGE_ROLLOUT
 
     @extend_schema(
-        request=ReasonInput,
-        parameters=[OpenApiParameter("reason", str, required=False, description="instead of a body")],
-        responses={200: ShadowOutput},
+        # Documented as the query parameter alone: OpenAPI cannot say "in the body or in the query",
+        # and DELETE bodies have no defined meaning; a body is still read, for older clients.
+        request=None,
+        parameters=[
+            OpenApiParameter(
+                "reason",
+                {"type": "string", "maxLength": 500, "pattern": NO_NUL},
+                required=False,
+                description="why (optional: without one the history records that none was given)",
+            )
+        ],
+        responses={200: ShadowOutput, **error_responses(400, 409)},
     )
     def delete(self, request, product: str):
         body = request.data if isinstance(request.data, dict) and request.data else {}
@@ -276,10 +315,10 @@ class RollbackListView(BaseAPIView):
 
     @extend_schema(
         parameters=[RollbacksQuery],
-        responses=inline_serializer("RollbackList", {"results": RollbackEventOutput(many=True)}),
+        responses={200: inline_serializer("RollbackList", {"results": RollbackEventOutput(many=True)}), **error_responses(404)},
     )
     def get(self, request):
-        query = parse(RollbacksQuery, request.query_params)
+        query = parse_query(RollbacksQuery, request.query_params)
         if query.get("product"):
             _require_product(query["product"])
         events = selectors.rollback_events(product=query.get("product"))[: query["limit"]]

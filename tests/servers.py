@@ -66,17 +66,40 @@ def database_url() -> str:
     return f"postgres://{database['USER']}@{database['HOST'] or HOST}:{database['PORT'] or 5432}/{database['NAME']}"
 
 
-def server_environment(overrides: dict[str, str | None]) -> dict[str, str]:
+# What makes a server this session's rather than the embedded default (tests/settings.py sets them).
+SESSION_VARIABLES = ("DATABASE_URL", "REDIS_URL", "MODEL_STORE_URL", "MODEL_CACHE_DIR", "VAR_DIR", "CACHE_KEY_PREFIX", "CHANNEL_PREFIX")
+
+
+def server_environment(overrides: dict[str, str | None], *, embedded: bool = False) -> dict[str, str]:
     """This session's environment (REDIS_URL, MODEL_*, CACHE_KEY_PREFIX, CHANNEL_PREFIX), the real
-    settings on this session's database, then ``overrides``: an override of None unsets the variable."""
+    settings on this session's database, then ``overrides``: an override of None unsets the variable.
+
+    ``embedded``: none of the session's layers, as `make run` starts the platform with no
+    environment (SQLite, local model folder, in-memory cache and channel layer under VAR_DIR)."""
     environment = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "mlops.settings",
-        "DATABASE_URL": database_url(),
+        "DATABASE_URL": None if embedded else database_url(),
         "PYTHONPATH": str(ROOT),
+        **({name: None for name in SESSION_VARIABLES if name != "DATABASE_URL"} if embedded else {}),
         **overrides,
     }
     return {name: value for name, value in environment.items() if value is not None}
+
+
+def manage(command: Sequence[str], *, env: dict[str, str | None], embedded: bool = False, timeout: float = 120) -> str:
+    """Run ``manage.py <command>`` as a server's environment sees it; its stdout, or the test fails with its output."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *command],
+        cwd=ROOT,
+        env=server_environment(env, embedded=embedded),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"manage.py {' '.join(command)} failed:\n{result.stdout[-OUTPUT_TAIL:]}{result.stderr[-OUTPUT_TAIL:]}")
+    return result.stdout
 
 
 def server_command(kind: str, port: int, args: Sequence[str]) -> list[str]:
@@ -163,14 +186,16 @@ class Server:
         pytest.fail(f"{reason}:\n{output}")
 
 
-def launch(kind: str, *, env: dict[str, str | None], args: Sequence[str] = (), port: int = 0, log: Path | None = None) -> Server:
-    """Start ``kind`` ("gunicorn" or "daphne") with ``env`` on top of `server_environment`, on
-    ``port`` (a free one by default), printing to ``log`` (a temporary file, deleted by ``stop``,
-    by default); returns without waiting for it to answer."""
+def launch(
+    kind: str, *, env: dict[str, str | None], args: Sequence[str] = (), port: int = 0, log: Path | None = None, embedded: bool = False
+) -> Server:
+    """Start ``kind`` ("gunicorn" or "daphne") with ``env`` on top of `server_environment` (``embedded``:
+    see there), on ``port`` (a free one by default), printing to ``log`` (a temporary file, deleted
+    by ``stop``, by default); returns without waiting for it to answer."""
     port = port or free_port()
     # A file rather than a pipe: a pipe that nobody reads while the server runs fills up and blocks it.
     log_file = open(log, "wb") if log else tempfile.NamedTemporaryFile(prefix=f"{kind}-", suffix=".log")  # noqa: SIM115
-    environment = server_environment(env)
+    environment = server_environment(env, embedded=embedded)
     # As a Procfile runner starts a process type: its port in PORT, this venv's programs on PATH.
     environment["PORT"] = str(port)
     environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}"
@@ -188,8 +213,9 @@ def start(
     log: Path | None = None,
     ready_path: str = "/readyz",
     ready_within: float = 60,
+    embedded: bool = False,
 ) -> Server:
     """`launch`, then `Server.wait_until_ready`: a server that answers ``ready_path``."""
-    server = launch(kind, env=env, args=args, port=port, log=log)
+    server = launch(kind, env=env, args=args, port=port, log=log, embedded=embedded)
     server.wait_until_ready(ready_path, ready_within)
     return server

@@ -1,5 +1,5 @@
-"""Registry changes over the API: input parsed by one serializer, the service called on behalf of the
-caller, and a refused change answered 409.
+"""Registry changes over the API: the service called on behalf of the caller, and a refused change
+answered 409.
 
 Every registry service records who and why. A staff member signed in to the admin is stamped as the
 user; an API key or JWT caller has no Django user, so its kind and name lead the reason
@@ -19,13 +19,6 @@ class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_code = "illegal_state"
     default_detail = "The current state does not allow this change."
-
-
-def parse(serializer_class, data) -> dict:
-    """``data`` validated by ``serializer_class`` (400 naming each bad field)."""
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 def caller_of(request) -> tuple[AbstractBaseUser | None, str]:

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from django_ratelimit.exceptions import Ratelimited
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -44,11 +45,27 @@ def error_body(code: str, message: str, fields: dict | None = None) -> dict:
     return {"error": error}
 
 
+class UnknownReference(exceptions.NotFound):
+    """A well-formed body names an object that does not exist (404, naming the fields).
+
+    Not a 400: the request is valid by the schema, which cannot know which objects exist; a
+    client tells "fix your request" (400) from "that object is gone or never was" (404).
+    """
+
+    default_detail = "The request refers to an object that does not exist."
+
+    def __init__(self, detail: dict):
+        super().__init__()
+        self.fields = _flatten(detail)  # DRF's nested field errors, as a ValidationError's
+
+
 def api_error(exc: exceptions.APIException) -> tuple[int, dict, dict[str, str]]:
     """The status, body and headers that answer ``exc``: the one mapping of both HTTP lanes (DRF's
     `exception_handler` and `inference.lane`), so that they cannot answer the same failure apart."""
     if isinstance(exc, exceptions.ValidationError):
         return status.HTTP_400_BAD_REQUEST, error_body("invalid_input", "The request has invalid fields.", _flatten(exc.detail)), {}
+    if isinstance(exc, UnknownReference):
+        return exc.status_code, error_body("not_found", str(exc.detail), exc.fields), {}
     code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
     headers = {}
     if getattr(exc, "auth_header", None):  # set by DRF on 401s from the first authenticator
@@ -80,10 +97,22 @@ def _is_api_path(request) -> bool:
     return request.path.startswith(tuple(settings.API_PATH_PREFIXES))
 
 
+def _no_such_endpoint() -> JsonResponse:
+    return JsonResponse(error_body("not_found", "No such endpoint."), status=404)
+
+
 def handler404(request, exception=None):
     if _is_api_path(request):
-        return JsonResponse(error_body("not_found", "No such endpoint."), status=404)
+        return _no_such_endpoint()
     return defaults.page_not_found(request, exception)
+
+
+@csrf_exempt  # any method, with or without a session: the answer is the same 404, never the CSRF page
+def api_not_found(request, rest: str = ""):
+    """The last route under each API prefix (`mlops.urls`): a path no endpoint matches, e.g. a
+    product that is no slug, answers the JSON 404 here. Only the handler would answer it too, but
+    with DEBUG on Django shows its technical 404 page instead of calling ``handler404``."""
+    return _no_such_endpoint()
 
 
 def handler500(request):

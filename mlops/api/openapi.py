@@ -19,7 +19,7 @@ Views annotate with ``ERROR`` / ``error_responses`` from here, e.g.
 from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer
 from rest_framework import serializers
 from rest_framework.permissions import BasePermission
 
@@ -66,8 +66,36 @@ def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
     return {code: OpenApiResponse(response=ErrorSerializer, description=_DESCRIPTIONS.get(code, "Error.")) for code in codes}
 
 
+# What Python's ``str.strip()`` removes (``str.isspace``), spelled out: a CharField trims it, so a
+# value of nothing else is blank and refused. Explicit because regex engines disagree on ``\s``
+# (Python's includes U+001C..U+001F, ECMAScript's and Rust's do not).
+PY_WHITESPACE = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NOT_BLANK = f"[^{PY_WHITESPACE}]"  # contains one character that is not whitespace
+# DRF's CharField refuses NUL characters (ProhibitNullCharactersValidator; PostgreSQL text cannot hold them).
+NO_NUL = "^[^\\x00]*$"
+NO_NUL_NOT_BLANK = f"^[^\\x00]*[^\\x00{PY_WHITESPACE}][^\\x00]*$"
+
+
 class AutoSchema(SpectacularAutoSchema):
     """drf-spectacular's schema, plus the platform's common error responses and required capability."""
+
+    def _map_serializer_field(self, field, direction, bypass_extensions=False):
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        if (
+            direction == "request"
+            and isinstance(field, serializers.CharField)
+            and schema.get("type") == "string"
+            and "pattern" not in schema
+        ):
+            # "   " is trimmed to "" and refused, and so is a NUL character: the schema says so.
+            schema["pattern"] = NO_NUL_NOT_BLANK if field.trim_whitespace and not field.allow_blank else NO_NUL
+        return schema
+
+    def _get_request_body(self, direction="request"):
+        body = super()._get_request_body(direction)
+        if body is not None and isinstance(self.get_request_serializer(), PolymorphicProxySerializer):
+            body["required"] = True  # each alternative is a body: drf-spectacular cannot tell, it leaves it optional
+        return body
 
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
@@ -81,6 +109,8 @@ class AutoSchema(SpectacularAutoSchema):
             codes += [401, 403, 429]
         if "{" in self.path:
             codes.append(404)
+        if self.method == "GET" and any(parameter["in"] == "query" for parameter in self._get_parameters()):
+            codes.append(400)  # a query parameter out of its documented format
         for code in codes:
             if str(code) not in responses:
                 responses[str(code)] = self._get_response_for_code(error_responses(code)[code], str(code), direction=direction)
@@ -99,6 +129,31 @@ class AutoSchema(SpectacularAutoSchema):
             note = f"Requires the capability `{permission}`."
             operation["description"] = f"{operation.get('description', '')}\n\n{note}".strip()
         return operation
+
+
+# --- Links ------------------------------------------------------------------------------------
+# drf-spectacular has no annotation for OpenAPI links; views declare theirs with `links` and the
+# `postprocess_links` hook (SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]) writes them into the
+# response, by the target's operationId. Links say how the answer of one operation feeds the next,
+# for clients and for stateful testing (schemathesis follows them).
+_LINKS = "x-mlops-links"
+
+
+def links(status: int, targets: dict[str, tuple[str, str, dict[str, str]]]) -> dict:
+    """``@extend_schema(extensions=links(201, {"name": ("GET", "/v1/x/{id}", {"id": "$response.body#/id"})}))``."""
+    return {_LINKS: {str(status): targets}}
+
+
+def postprocess_links(result, generator, request, public):
+    for item in result["paths"].values():
+        for operation in item.values():
+            declared = operation.pop(_LINKS, None) if isinstance(operation, dict) else None
+            for status, targets in (declared or {}).items():
+                response = operation["responses"][status]
+                for name, (method, path, parameters) in targets.items():
+                    target = result["paths"][path][method.lower()]  # a KeyError names a link to nothing
+                    response.setdefault("links", {})[name] = {"operationId": target["operationId"], "parameters": parameters}
+    return result
 
 
 # --- Authentication schemes ---------------------------------------------------------------------

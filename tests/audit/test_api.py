@@ -144,3 +144,12 @@ def test_bad_outcome_answers_400_naming_the_item_and_field(service):
     fields = answer.json()["error"]["fields"]
     assert "1.event_id" in fields and "1.label" in fields
     assert not Outcome.objects.exists()
+
+
+@pytest.mark.parametrize("field, value", [("source", 0), ("event_id", 17), ("label", "true"), ("prediction_id", 12345)])
+def test_outcomes_refuse_a_value_of_another_json_type_than_documented(service, field, value):
+    body = {"product": "fraud_score", "event_id": "evt-1", "label": True, field: value}
+    answer = service.post("/v1/outcomes", body, format="json")
+    assert answer.status_code == 400, answer.content
+    assert field in answer.json()["error"]["fields"]
+    assert not Outcome.objects.exists()

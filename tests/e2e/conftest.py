@@ -26,3 +26,13 @@ def chromium() -> str:
     if path is None:
         needs("Chromium", how=f"apt-get install chromium (.ci/run installs it), or set CHROMIUM_PATH (looked at {CHROMIUM})")
     return path
+
+
+@pytest.fixture(scope="session")
+def embedded_platform(tmp_path_factory):
+    """The platform as `make run` starts it (tests/e2e/embedded.py), once per session: its base URL,
+    an ``internal_service`` and an ``ml_ops`` key, and the demo admin's credentials."""
+    from tests.e2e.embedded import embedded_platform as start
+
+    with start(tmp_path_factory.mktemp("embedded-var")) as platform:
+        yield platform

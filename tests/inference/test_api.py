@@ -210,3 +210,21 @@ def test_latency_is_reported(api, serving, events):
     started = time.perf_counter()
     body = orjson.loads(_infer(api, events[3]).content)
     assert 0 < body["latency_ms"] < (time.perf_counter() - started) * 1000 + 1
+
+
+@pytest.mark.parametrize("features", ["events", None], ids=["features", "null features"])
+def test_both_body_forms_at_once_are_refused_naming_payload(api, serving, events, features):
+    body = {"event_id": "evt-1", "product": PRODUCT, "payload": {"features": events[0]}, "features": events[0] if features else None}
+    response = api("post", "/v1/infer", body)
+    assert response.status_code == 400
+    assert set(_fields(response)) == {"payload"}
+
+
+def test_the_schema_states_each_products_features_in_both_body_forms(settings, serving):
+    settings.API_DOCS_PUBLIC = True
+    schema = orjson.loads(Client().get("/api/schema/?format=json").content)["components"]["schemas"]
+    forms = schema["InferRequestRequest"]["oneOf"]
+    assert [sorted(form["required"]) for form in forms] == [["event_id", "features", "product"], ["event_id", "payload", "product"]]
+    assert all(form["properties"]["product"]["enum"] == [PRODUCT] and form["additionalProperties"] is False for form in forms)
+    features = schema[f"Features.{PRODUCT}"]
+    assert features["required"] == serving.feature_names and features["additionalProperties"] is False

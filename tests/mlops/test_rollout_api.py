@@ -148,3 +148,31 @@ def test_inference_clients_and_anonymous_callers_see_nothing(canary):
     assert client_for("inference_client").get(f"/v1/canary/{PRODUCT}").status_code == 403
     assert APIClient().get(f"/v1/canary/{PRODUCT}").status_code == 401
     assert APIClient().post(f"/v1/canary/{PRODUCT}/stop", {"reason": "x"}, format="json").status_code == 401
+
+
+def test_an_unknown_model_version_in_a_body_is_404_naming_the_field(ops, production_model):
+    answer = ops.post(f"/v1/shadow/{PRODUCT}/enable", {"shadow_model_id": str(uuid.uuid4()), "reason": "try"}, format="json")
+    assert answer.status_code == 404, answer.content
+    assert answer.json()["error"]["code"] == "not_found"
+    assert set(answer.json()["error"]["fields"]) == {"shadow_model_id"}
+
+
+def test_an_unknown_product_in_a_body_is_404_naming_the_field(ops, candidate):
+    body = {"product": "no_such_product", "canary_model_id": str(candidate.pk), "canary_percent": 10, "reason": "go"}
+    answer = ops.post("/v1/canary", body, format="json")
+    assert answer.status_code == 404, answer.content
+    assert set(answer.json()["error"]["fields"]) == {"product"}
+
+
+def test_a_malformed_field_beside_an_unknown_id_is_still_400(ops, production_model):
+    answer = ops.post(f"/v1/shadow/{PRODUCT}/enable", {"shadow_model_id": str(uuid.uuid4()), "reason": 7}, format="json")
+    assert answer.status_code == 400
+    assert set(answer.json()["error"]["fields"]) == {"shadow_model_id", "reason"}
+
+
+def test_a_percentage_is_a_number_rounded_to_a_basis_point(ops, candidate, production_model):
+    body = {"product": PRODUCT, "canary_model_id": str(candidate.pk), "reason": "go"}
+    assert ops.post("/v1/canary", {**body, "canary_percent": "10"}, format="json").status_code == 400  # a string
+    answer = ops.post("/v1/canary", {**body, "canary_percent": 12.345}, format="json")
+    assert answer.status_code == 201, answer.content
+    assert answer.json()["canary_basis_points"] == 1235
