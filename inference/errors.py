@@ -4,7 +4,7 @@
 from rest_framework import exceptions, status
 
 from inference import metrics
-from inference.services import ServiceUnavailable
+from inference.services import ServiceUnavailable, UnscorableInput
 from inference.validation import InvalidInput
 
 
@@ -12,6 +12,17 @@ class ServiceUnavailableError(exceptions.APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_code = "unavailable"
     default_detail = "The service cannot answer now; retry shortly."
+
+
+class Unscorable(exceptions.APIException):
+    """422: the request is valid but the model cannot score it (`UnscorableInput`); fields name the rows."""
+
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_code = "unscorable_input"
+
+    def __init__(self, fields: dict[str, list[str]]):
+        super().__init__(UnscorableInput.MESSAGE)
+        self.fields = fields
 
 
 class BodyTooLarge(exceptions.APIException):
@@ -22,7 +33,7 @@ class BodyTooLarge(exceptions.APIException):
 
 def as_api_exception(exc: Exception) -> Exception:
     """`InvalidInput` (counted by reason) as 400, or 413 for a body too large; `ServiceUnavailable`
-    as 503; anything else unchanged."""
+    as 503; `UnscorableInput` as 422; anything else unchanged."""
     if isinstance(exc, InvalidInput):
         for reason in exc.reasons:
             metrics.INVALID.labels(reason).inc()
@@ -31,4 +42,6 @@ def as_api_exception(exc: Exception) -> Exception:
         return exceptions.ValidationError(exc.fields)
     if isinstance(exc, ServiceUnavailable):
         return ServiceUnavailableError(str(exc), code=exc.code)
+    if isinstance(exc, UnscorableInput):
+        return Unscorable(exc.fields)
     return exc

@@ -19,6 +19,7 @@ from inference.validation import EVENT_ID_MAX_LENGTH
 from mlops.api.openapi import NOT_BLANK
 
 REQUEST_COMPONENT = "InferRequestRequest"  # drf-spectacular's name for InferRequestSerializer's request shape
+BATCH_COMPONENT = "BatchRequestRequest"  # ...and for BatchRequestSerializer's
 
 # A float32 input takes every number that rounds to a finite float32: below FLT_MAX plus half its
 # last unit (2**128 - 2**103, which itself rounds to infinity), not only up to FLT_MAX.
@@ -47,8 +48,11 @@ EVENT_ID = {
 
 
 def postprocess_infer_requests(result, generator, request, public):
-    """drf-spectacular hook: the infer request component as ``oneOf`` per product and body form."""
+    """drf-spectacular hook: the infer request component as ``oneOf`` per product and body form, and
+    the batch envelope closed to other fields."""
     schemas = result.get("components", {}).get("schemas", {})
+    if BATCH_COMPONENT in schemas:
+        schemas[BATCH_COMPONENT]["additionalProperties"] = False  # `infer_batch_request` refuses other fields
     if REQUEST_COMPONENT not in schemas:
         return result
     try:
@@ -68,7 +72,13 @@ def postprocess_infer_requests(result, generator, request, public):
                 f"{config.product}: payload.features",
                 product,
                 "payload",
-                {"type": "object", "properties": {"features": reference}, "required": ["features"], "additionalProperties": False},
+                {
+                    "type": "object",
+                    "properties": {"features": reference},
+                    "required": ["features"],
+                    "description": "The event as seed 001 sends it: `features` is scored; its other fields "
+                    "(amount, currency, ...) are accepted and not used.",
+                },
             ),
         ]
     if alternatives:

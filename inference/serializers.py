@@ -23,7 +23,9 @@ class InferRequestSerializer(serializers.Serializer):
     event_id = serializers.CharField(max_length=200, help_text="The caller's id of the event; it decides the canary route.")
     product = serializers.SlugField(max_length=64)
     features = FeaturesField(required=False, help_text="Or, as in seed 001, payload.features.")
-    payload = serializers.DictField(required=False, help_text='{"features": {...}}, the same as features.')
+    payload = serializers.DictField(
+        required=False, help_text='The event, seed 001\'s form: {"features": {...}, ...}; its features are scored, the rest is not used.'
+    )
 
 
 class ExplanationSerializer(serializers.Serializer):

@@ -24,7 +24,7 @@ from inference.explain import summarize
 from inference.ids import new_prediction_id
 from inference.predictions import Prediction, model_fields, span_attributes
 from inference.runtime import Route, Snapshot, runtime
-from inference.session import LoadedModel, ModelRunError
+from inference.session import LoadedModel, ModelRunError, NonFiniteScore
 from inference.validation import InferRequest, InvalidInput, feature_row, feature_rows
 from mlops.observability.logging import log_context
 from mlops.observability.tracing import span
@@ -41,6 +41,25 @@ class ServiceUnavailable(Exception):
     def __init__(self, code: str, message: str):
         super().__init__(message)
         self.code = code
+
+
+class UnscorableInput(Exception):
+    """Valid input that production cannot score: its score is not a finite number (extreme values
+    overflow the model's arithmetic). Unlike a failing model, retrying cannot help; ``fields``
+    names the features of each such row."""
+
+    MESSAGE = "The model cannot score these values: its score for them is not a finite number."
+
+    def __init__(self, fields: list[str]):
+        super().__init__(self.MESSAGE)
+        self.fields = {field: [self.MESSAGE] for field in fields}
+
+
+def _production_failed(product: str, exc: ModelRunError, fields: list[str]) -> Exception:
+    """What answers a request whose production run failed with ``exc`` (``fields``: the failed rows' features)."""
+    if isinstance(exc, NonFiniteScore):
+        return UnscorableInput(fields)
+    return ServiceUnavailable("model_error", f"The model of {product!r} failed to answer.")
 
 
 # --- one prediction ------------------------------------------------------------------------------
@@ -72,7 +91,7 @@ def _predict(prediction_id: uuid.UUID, event_id: str, product: str, features: Ma
     except ModelRunError as exc:
         _count_error(product, model, role, exc)
         if role != CANARY:
-            raise ServiceUnavailable("model_error", f"The model of {product!r} failed to answer.") from None
+            raise _production_failed(product, exc, ["features"]) from None
         metrics.FALLBACKS.labels(product, exc.reason).inc()
         logger.warning("canary %s of %s fell back to production: %s", model.label, product, exc, extra=model_fields(model, role))
         fallback_from, fallback_reason = model, exc.reason
@@ -81,7 +100,7 @@ def _predict(prediction_id: uuid.UUID, event_id: str, product: str, features: Ma
             (score, summary), source = _score(model, row)
         except ModelRunError as exc2:
             _count_error(product, model, role, exc2)
-            raise ServiceUnavailable("model_error", f"The model of {product!r} failed to answer.") from None
+            raise _production_failed(product, exc2, ["features"]) from None
     prediction = Prediction(
         prediction_id=prediction_id,
         event_id=event_id,
@@ -307,7 +326,8 @@ def _predict_batch(items: list[InferRequest | None], request_id: str, client: st
             _score_rows(model, indices, rows, results)
         except ModelRunError as exc:
             _count_error(model.spec.product, model, PRODUCTION, exc)
-            raise ServiceUnavailable("model_error", f"The model of {model.spec.product!r} failed to answer.") from None
+            failed = [f"items.{indices[row]}.features" for row in getattr(exc, "rows", ())]
+            raise _production_failed(model.spec.product, exc, failed) from None
 
     elapsed = time.perf_counter() - started
     latency_ms = round(elapsed * 1000, 3)

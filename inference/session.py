@@ -41,6 +41,17 @@ class ModelTimeout(ModelRunError):
     reason = "timeout"
 
 
+class NonFiniteScore(ModelRunError):
+    """The model scored ``rows`` (indices into the run's matrix) as NaN or infinity: extreme but
+    finite inputs overflowed its arithmetic. The inputs, not the model, are the cause."""
+
+    reason = "non_finite"
+
+    def __init__(self, message: str, rows: list[int]):
+        super().__init__(message)
+        self.rows = rows
+
+
 class _Watchdog:
     """Cancels model runs that outlive their timeout by setting ``RunOptions.terminate``.
 
@@ -130,8 +141,9 @@ class LoadedModel:
             if watched:
                 _watchdog.release(key)
         scores = np.asarray(output, dtype=np.float64).reshape(matrix.shape[0], -1)[:, self.score_column]
-        if not np.isfinite(scores).all():
-            raise ModelRunError(f"{self.label} returned a non-finite score")
+        finite = np.isfinite(scores)
+        if not finite.all():
+            raise NonFiniteScore(f"{self.label} returned a non-finite score", rows=np.flatnonzero(~finite).tolist())
         return scores
 
     def contributions(self, matrix: np.ndarray) -> np.ndarray:

@@ -102,8 +102,8 @@ def infer_request(data: Any, prefix: str = "") -> InferRequest:
         elif not isinstance(payload, dict) or not isinstance(payload.get("features"), dict):
             fields[f"{prefix}payload.features"] = ["This field is required and must be an object of feature values."]
         else:
-            for key in payload.keys() - {"features"}:
-                fields[f"{prefix}payload.{key}"] = ["Unknown field."]
+            # The payload is the event as seed 001 sends it (amount, currency, country, ...): the model
+            # scores its features; the rest is the client's context, accepted and not used.
             features = payload["features"]
     elif not isinstance(features, dict):
         fields[f"{prefix}features"] = ["This field is required and must be an object of feature values."]

@@ -55,7 +55,7 @@ class InferView(InferenceAPIView):
 
     @extend_schema(
         request=schema.InferRequestSerializer,
-        responses={200: schema.PredictionSerializer, **error_responses(503)},
+        responses={200: schema.PredictionSerializer, **error_responses(422, 503)},
         extensions=links(200, {"GetPrediction": ("GET", "/v1/infer/{prediction_id}", {"prediction_id": "$response.body#/prediction_id"})}),
     )
     def post(self, request):
@@ -67,7 +67,7 @@ class InferBatchView(InferenceAPIView):
 
     api_permission = ApiCapability.PREDICT
 
-    @extend_schema(request=schema.BatchRequestSerializer, responses={200: schema.BatchResponseSerializer, **error_responses(503)})
+    @extend_schema(request=schema.BatchRequestSerializer, responses={200: schema.BatchResponseSerializer, **error_responses(422, 503)})
     def post(self, request):
         return Response(api.infer_batch(**self.body(request)))
 

@@ -82,7 +82,8 @@ class ModelVersionOutput(serializers.Serializer):
 
 
 class ModelRegisterInput(ReasonInput):
-    file = serializers.FileField(allow_empty_file=False, help_text="The ONNX model.")
+    # An empty file is taken here and refused as no servable model (422), as any other file that is none.
+    file = serializers.FileField(allow_empty_file=True, help_text="The ONNX model.")
     product = serializers.RegexField(PRODUCT_PATTERN, help_text="Lower-case letters, digits, '-' or '_' (at most 64).")
     name = serializers.RegexField(NAME_PATTERN, help_text="Letters, digits, '.', '-' or '_' (at most 100).")
     version = serializers.RegexField(NAME_PATTERN, help_text="Letters, digits, '.', '-' or '_' (at most 100).")
@@ -128,6 +129,18 @@ class StoreUnavailable(exceptions.APIException):
     default_detail = "The model store cannot be reached; retry shortly."
 
 
+class UnservableModel(exceptions.APIException):
+    """422: a well-formed upload whose file is no ONNX graph the platform can serve (``fields``: why)."""
+
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_code = "unservable_model"
+    default_detail = "The file is not an ONNX model this platform can serve."
+
+    def __init__(self, fields: dict[str, list[str]]):
+        super().__init__()
+        self.fields = fields
+
+
 class ModelRegistration:
     """``POST /v1/models``: register an ONNX file as a new candidate version (a mixin of the path's view)."""
 
@@ -137,7 +150,7 @@ class ModelRegistration:
 
     @extend_schema(
         request={"multipart/form-data": ModelRegisterInput},
-        responses={201: ModelVersionOutput, **error_responses(409, 415, 503)},
+        responses={201: ModelVersionOutput, **error_responses(409, 415, 422, 503)},
         description="Store the file in the model store, checksum it and register it as a candidate of the product.",
     )
     def post(self, request):
@@ -146,7 +159,7 @@ class ModelRegistration:
         try:
             registered = change(request, services.model_upload, upload=upload, store=store_from_url(), **data)
         except SchemaError as exc:
-            raise exceptions.ValidationError({"file": [str(exc)]}) from None
+            raise UnservableModel({"file": [str(exc)]}) from None
         except StoreError as exc:
             raise StoreUnavailable(f"The model store failed: {exc}") from None
         return Response(

@@ -1,3 +1,5 @@
+import re
+
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
@@ -14,7 +16,8 @@ urlpatterns = [
     path("", include("mlops.urls_api")),
 ]
 # Last: whatever else is under an API prefix answers the JSON 404, in every mode (see errors.api_not_found).
-urlpatterns += [re_path(rf"^{prefix.strip('/')}/(?P<rest>.*)$", errors.api_not_found) for prefix in settings.API_PATH_PREFIXES]
+# No `$`: the rest of the path, whatever it holds (a newline too, which `.` would not match), is refused alike.
+urlpatterns += [re_path(rf"^{re.escape(prefix.strip('/'))}/", errors.api_not_found) for prefix in settings.API_PATH_PREFIXES]
 
 # JSON error bodies under /v1/ (Django's own pages elsewhere): see mlops.api.errors.
 handler404 = "mlops.api.errors.handler404"

@@ -64,15 +64,14 @@ def api_error(exc: exceptions.APIException) -> tuple[int, dict, dict[str, str]]:
     `exception_handler` and `inference.lane`), so that they cannot answer the same failure apart."""
     if isinstance(exc, exceptions.ValidationError):
         return status.HTTP_400_BAD_REQUEST, error_body("invalid_input", "The request has invalid fields.", _flatten(exc.detail)), {}
-    if isinstance(exc, UnknownReference):
-        return exc.status_code, error_body("not_found", str(exc.detail), exc.fields), {}
     code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
     headers = {}
     if getattr(exc, "auth_header", None):  # set by DRF on 401s from the first authenticator
         headers["WWW-Authenticate"] = exc.auth_header
     if getattr(exc, "wait", None):
         headers["Retry-After"] = str(int(exc.wait))
-    return exc.status_code, error_body(code, str(exc.detail)), headers
+    # A refusal of a valid body may still name fields (UnknownReference, inference's Unscorable).
+    return exc.status_code, error_body(code, str(exc.detail), getattr(exc, "fields", None)), headers
 
 
 def exception_handler(exc, context):
@@ -108,7 +107,7 @@ def handler404(request, exception=None):
 
 
 @csrf_exempt  # any method, with or without a session: the answer is the same 404, never the CSRF page
-def api_not_found(request, rest: str = ""):
+def api_not_found(request):
     """The last route under each API prefix (`mlops.urls`): a path no endpoint matches, e.g. a
     product that is no slug, answers the JSON 404 here. Only the handler would answer it too, but
     with DEBUG on Django shows its technical 404 page instead of calling ``handler404``."""

@@ -17,6 +17,7 @@ Views annotate with ``ERROR`` / ``error_responses`` from here, e.g.
 """
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer
@@ -56,6 +57,7 @@ _DESCRIPTIONS = {
     404: "No such object.",
     409: "The operation is not allowed in the current state.",
     413: "The request body is larger than the configured limit.",
+    422: "Valid, but it cannot be processed (values the model cannot score, a file that is no servable model); `error.fields` names them.",
     429: "Rate limit exceeded; `Retry-After` says when to retry.",
     503: "A dependency is unavailable; retry shortly.",
 }
@@ -86,6 +88,9 @@ class AutoSchema(SpectacularAutoSchema):
             and isinstance(field, serializers.CharField)
             and schema.get("type") == "string"
             and "pattern" not in schema
+            # A slug or regex field's own pattern is added after this, from its validator: it already
+            # excludes blanks and NUL, and a second pattern would replace it.
+            and not any(isinstance(validator, RegexValidator) for validator in field.validators)
         ):
             # "   " is trimmed to "" and refused, and so is a NUL character: the schema says so.
             schema["pattern"] = NO_NUL_NOT_BLANK if field.trim_whitespace and not field.allow_blank else NO_NUL

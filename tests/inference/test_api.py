@@ -72,7 +72,9 @@ def test_infer_answers_the_documented_shape(api, serving, events):
 
 def test_seed_payload_form_gives_the_same_answer(api, serving, events):
     direct = orjson.loads(_infer(api, events[1]).content)
-    nested = orjson.loads(api("post", "/v1/infer", {"event_id": "evt-1", "product": PRODUCT, "payload": {"features": events[1]}}).content)
+    # The seed's payload is the whole event: its other fields are the client's context, not features.
+    payload = {"amount": 150.50, "currency": "USD", "country": "US", "payment_method": "card", "features": events[1]}
+    nested = orjson.loads(api("post", "/v1/infer", {"event_id": "evt-1", "product": PRODUCT, "payload": payload}).content)
     assert (nested["score"], nested["decision"], nested["model_id"]) == (direct["score"], direct["decision"], direct["model_id"])
     assert nested["cached"] is True
 

@@ -64,7 +64,7 @@ def test_registration_refuses_what_it_cannot_serve_naming_the_field(ops, store_u
     broken = upload(demo)
     broken["file"] = SimpleUploadedFile("model.onnx", b"not an onnx graph")
     answer = ops.post("/v1/models", broken, format="multipart")
-    assert answer.status_code == 400
+    assert (answer.status_code, answer.json()["error"]["code"]) == (422, "unservable_model")
     assert list(answer.json()["error"]["fields"]) == ["file"]
     answer = ops.post("/v1/models", upload(demo, product="Fraud Score", threshold="2"), format="multipart")
     assert set(answer.json()["error"]["fields"]) == {"product", "threshold"}

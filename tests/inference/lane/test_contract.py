@@ -72,6 +72,18 @@ def test_a_batch_is_answered_alike_item_by_item(lanes, service_key, features):
     assert_same(drf, hot)
 
 
+def test_values_the_model_cannot_score_are_refused_alike_naming_them(lanes, service_key, features):
+    # float32-representable, but the demo model's scaler overflows them to a NaN score.
+    extreme = {name: (3e38 if index % 2 else -3e38) for index, name in enumerate(features)}
+    drf, hot = lanes.both("POST", "/v1/infer", request(extreme), service_key)
+    assert (drf.status, drf.json()["error"]["code"], list(drf.json()["error"]["fields"])) == (422, "unscorable_input", ["features"])
+    assert_same(drf, hot)
+    body = {"items": [request(features, "a"), request(extreme, "b")]}
+    drf, hot = lanes.both("POST", "/v1/infer/batch", body, service_key)
+    assert (drf.status, list(drf.json()["error"]["fields"])) == (422, ["items.1.features"])
+    assert_same(drf, hot)
+
+
 def test_a_recorded_prediction_reads_back_alike(lanes, service_key, features):
     made = lanes.hot("POST", "/v1/infer", orjson.dumps(request(features, "read-back")), service_key).json()
     drf, hot = lanes.both("GET", f"/v1/infer/{made['prediction_id']}", headers=service_key)

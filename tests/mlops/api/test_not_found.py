@@ -6,10 +6,11 @@ from django.test import Client
 
 @pytest.mark.parametrize("debug", [True, False])
 @pytest.mark.parametrize("method", ["get", "post", "delete"])
-def test_an_unknown_api_path_is_a_json_404_with_debug_on_or_off(settings, debug, method):
+# A product that is no slug matches no route (the cases schemathesis found), a newline in it too.
+@pytest.mark.parametrize("path", ["/v1/shadow/%C2%96%C3%B4/disable", "/v1/canary/%C3%9C%0A%3D/promote"])
+def test_an_unknown_api_path_is_a_json_404_with_debug_on_or_off(settings, debug, method, path):
     settings.DEBUG = debug  # on, Django's technical 404 page would answer instead of handler404
-    # A product that is no slug matches no route (the case schemathesis found).
-    response = getattr(Client(), method)("/v1/shadow/%C2%96%C3%B4/disable")
+    response = getattr(Client(), method)(path)
     assert response.status_code == 404
     assert response["Content-Type"] == "application/json"
     assert response.json() == {"error": {"code": "not_found", "message": "No such endpoint."}}
