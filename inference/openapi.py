@@ -16,7 +16,7 @@ from django.db import DatabaseError
 
 from inference.serving_config import serving_config
 from inference.validation import EVENT_ID_MAX_LENGTH
-from mlops.api.openapi import NOT_BLANK
+from mlops.api.openapi import NO_NUL_NOT_BLANK
 
 REQUEST_COMPONENT = "InferRequestRequest"  # drf-spectacular's name for InferRequestSerializer's request shape
 BATCH_COMPONENT = "BatchRequestRequest"  # ...and for BatchRequestSerializer's
@@ -36,11 +36,11 @@ _VALUES = {
     "int64": {"type": "integer", "minimum": int(np.iinfo(np.int64).min), "maximum": int(np.iinfo(np.int64).max)},
     "int32": {"type": "integer", "minimum": int(np.iinfo(np.int32).min), "maximum": int(np.iinfo(np.int32).max)},
 }
-# An event id: a string with something other than whitespace in it, or an integer (taken as its
+# An event id: a string with something other than whitespace in it and no NUL, or an integer (taken as its
 # decimal string; orjson reads one beyond 64 bits as a float, which is refused).
 EVENT_ID = {
     "oneOf": [
-        {"type": "string", "minLength": 1, "maxLength": EVENT_ID_MAX_LENGTH, "pattern": NOT_BLANK},
+        {"type": "string", "minLength": 1, "maxLength": EVENT_ID_MAX_LENGTH, "pattern": NO_NUL_NOT_BLANK},
         {"type": "integer", "minimum": -(2**63), "maximum": 2**64 - 1},
     ],
     "description": "The caller's id of the event; it decides the canary route.",

@@ -91,6 +91,8 @@ def infer_request(data: Any, prefix: str = "") -> InferRequest:
         fields[f"{prefix}event_id"] = ["This field is required and must be a non-empty string."]
     elif len(event_id) > EVENT_ID_MAX_LENGTH:
         fields[f"{prefix}event_id"] = [f"At most {EVENT_ID_MAX_LENGTH} characters."]
+    elif "\x00" in event_id:  # the log's text columns cannot hold one: the answered prediction would not be recorded
+        fields[f"{prefix}event_id"] = ["Must not contain NUL characters."]
     product = data.get("product")
     if not isinstance(product, str) or not product:
         fields[f"{prefix}product"] = ["This field is required and must be a string."]

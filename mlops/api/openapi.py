@@ -72,7 +72,6 @@ def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
 # value of nothing else is blank and refused. Explicit because regex engines disagree on ``\s``
 # (Python's includes U+001C..U+001F, ECMAScript's and Rust's do not).
 PY_WHITESPACE = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-NOT_BLANK = f"[^{PY_WHITESPACE}]"  # contains one character that is not whitespace
 # DRF's CharField refuses NUL characters (ProhibitNullCharactersValidator; PostgreSQL text cannot hold them).
 NO_NUL = "^[^\\x00]*$"
 NO_NUL_NOT_BLANK = f"^[^\\x00]*[^\\x00{PY_WHITESPACE}][^\\x00]*$"

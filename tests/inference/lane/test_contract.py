@@ -115,6 +115,7 @@ def test_another_clients_prediction_is_not_found_alike(lanes, serving, service_k
         pytest.param(lambda body: {**body, "features": {**body["features"], "colour": 1.0}}, id="extra-feature"),
         pytest.param(lambda body: {**body, "product": "unknown"}, id="unknown-product"),
         pytest.param(lambda body: {k: v for k, v in body.items() if k != "event_id"}, id="no-event-id"),
+        pytest.param(lambda body: {**body, "event_id": "evt\x00-1"}, id="nul-in-event-id"),  # the log could not record it
         pytest.param(lambda body: {**body, "surprise": 1}, id="unknown-field"),
         pytest.param(lambda body: [body], id="not-an-object"),
     ],
