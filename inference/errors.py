@@ -6,23 +6,13 @@ from rest_framework import exceptions, status
 from inference import metrics
 from inference.services import ServiceUnavailable, UnscorableInput
 from inference.validation import InvalidInput
+from mlops.api.errors import Unprocessable
 
 
 class ServiceUnavailableError(exceptions.APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_code = "unavailable"
     default_detail = "The service cannot answer now; retry shortly."
-
-
-class Unscorable(exceptions.APIException):
-    """422: the request is valid but the model cannot score it (`UnscorableInput`); fields name the rows."""
-
-    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
-    default_code = "unscorable_input"
-
-    def __init__(self, fields: dict[str, list[str]]):
-        super().__init__(UnscorableInput.MESSAGE)
-        self.fields = fields
 
 
 class BodyTooLarge(exceptions.APIException):
@@ -43,5 +33,5 @@ def as_api_exception(exc: Exception) -> Exception:
     if isinstance(exc, ServiceUnavailable):
         return ServiceUnavailableError(str(exc), code=exc.code)
     if isinstance(exc, UnscorableInput):
-        return Unscorable(exc.fields)
+        return Unprocessable(exc.fields, detail=str(exc), code="unscorable_input")
     return exc

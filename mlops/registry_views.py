@@ -22,6 +22,7 @@ from mlops import selectors, services
 from mlops.api.base import BaseAPIView
 from mlops.api.changes import change
 from mlops.api.content import UploadNegotiation
+from mlops.api.errors import Unprocessable
 from mlops.api.inputs import parse
 from mlops.api.openapi import error_responses
 from mlops.artifacts.onnx_schema import SchemaError, describe_inputs
@@ -129,18 +130,6 @@ class StoreUnavailable(exceptions.APIException):
     default_detail = "The model store cannot be reached; retry shortly."
 
 
-class UnservableModel(exceptions.APIException):
-    """422: a well-formed upload whose file is no ONNX graph the platform can serve (``fields``: why)."""
-
-    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
-    default_code = "unservable_model"
-    default_detail = "The file is not an ONNX model this platform can serve."
-
-    def __init__(self, fields: dict[str, list[str]]):
-        super().__init__()
-        self.fields = fields
-
-
 class ModelRegistration:
     """``POST /v1/models``: register an ONNX file as a new candidate version (a mixin of the path's view)."""
 
@@ -159,7 +148,9 @@ class ModelRegistration:
         try:
             registered = change(request, services.model_upload, upload=upload, store=store_from_url(), **data)
         except SchemaError as exc:
-            raise UnservableModel({"file": [str(exc)]}) from None
+            raise Unprocessable(
+                {"file": [str(exc)]}, detail="The file is not an ONNX model this platform can serve.", code="unservable_model"
+            ) from None
         except StoreError as exc:
             raise StoreUnavailable(f"The model store failed: {exc}") from None
         return Response(

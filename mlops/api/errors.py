@@ -45,6 +45,17 @@ def error_body(code: str, message: str, fields: dict | None = None) -> dict:
     return {"error": error}
 
 
+class Unprocessable(exceptions.APIException):
+    """422: a request valid by the schema that cannot be processed as sent (values a model cannot
+    score, a file that is no servable model): retrying it cannot help; ``fields`` names what."""
+
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+
+    def __init__(self, fields: dict[str, list[str]], *, detail: str, code: str):
+        super().__init__(detail, code)
+        self.fields = fields
+
+
 class UnknownReference(exceptions.NotFound):
     """A well-formed body names an object that does not exist (404, naming the fields).
 
