@@ -49,6 +49,7 @@ class ReloadedTable(Generic[T]):
         self._generation: int | None = None
         self._loaded_at = float("-inf")
         self._next_check = 0.0
+        self._next_miss_check = 0.0
         self._lock = threading.Lock()
         self._reloader: threading.Thread | None = None
 
@@ -75,6 +76,25 @@ class ReloadedTable(Generic[T]):
         if reloader is not None and reloader.is_alive():
             reloader.join(timeout)
         return self._value
+
+    def miss_check_due(self) -> bool:
+        """Whether `after_miss` would read the generation afresh (or a reload is under way): for a
+        caller that must not block, to know whether a miss is worth a thread that may wait."""
+        return self.reloading() or clock.monotonic() >= self._next_miss_check
+
+    def after_miss(self, timeout: float) -> T | None:
+        """The table for a caller that did not find what it looked for, which a change of a moment ago
+        may bring (an API key created just now): the generation is read afresh, at most once per
+        ``check_interval`` for all such callers (so unknown names cannot flood the shared store),
+        and the reload it calls for, or one under way, is waited for up to ``timeout`` s."""
+        now = clock.monotonic()
+        with self._lock:
+            if now >= self._next_miss_check and self._value is not None and not self.reloading():
+                self._next_miss_check = now + self.check_interval
+                generation = config_generation.current()
+                if generation != -1 and generation != self._generation:
+                    self._start_reload(generation, now)
+        return self.after_reload(timeout)
 
     def refresh(self) -> None:
         """Reload now, on the calling thread, if the table is stale (background callers, tests)."""
@@ -106,11 +126,16 @@ class ReloadedTable(Generic[T]):
                 return
             if self._value is None:
                 self._reload(generation, now, retry=False)  # a request is waiting: one attempt
-            elif self._reloader is None or not self._reloader.is_alive():
-                self._reloader = threading.Thread(
-                    target=self._reload_in_background, args=(generation, now), name=f"reload-{self.name}", daemon=True
-                )
-                self._reloader.start()
+            else:
+                self._start_reload(generation, now)
+
+    def _start_reload(self, generation: int, now: float) -> None:
+        """A background reload to ``generation``, unless one is under way (the caller holds the lock)."""
+        if self._reloader is None or not self._reloader.is_alive():
+            self._reloader = threading.Thread(
+                target=self._reload_in_background, args=(generation, now), name=f"reload-{self.name}", daemon=True
+            )
+            self._reloader.start()
 
     def _stale_generation(self, now: float) -> int | None:
         """The generation to load if the table is stale, else None."""

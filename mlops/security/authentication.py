@@ -91,7 +91,7 @@ class ApiKeyCache:
     CHECK_INTERVAL = 0.5
     FALLBACK_RELOAD = 5.0  # reload period while the shared cache cannot be read
     MAX_AGE = 300.0  # reload at least this often even when nothing signalled a change
-    MISS_WAIT = 1.0  # how long an unknown key waits for a reload under way
+    MISS_WAIT = 1.0  # how long an unknown key waits for the reload that may bring it
 
     def __init__(self) -> None:
         self._table: ReloadedTable[dict[str, _KeyEntry]] = ReloadedTable(
@@ -105,18 +105,19 @@ class ApiKeyCache:
     def lookup(self, prefix: str, *, wait: bool = True) -> _KeyEntry | None:
         """The active key of ``prefix``, or None. With ``wait=False`` (a caller on an event loop, which
         must not block) raises `WouldWait` instead of waiting: before the first load, and for an
-        unknown key while a reload that may bring it is under way."""
+        unknown key when a reload that may bring it is under way or may be started (`ReloadedTable.after_miss`)."""
         if not wait and not self._table.loaded():
             raise WouldWait("api_keys")
         entries = self._table.current()
         if entries is None:
             raise CredentialsUnavailable()
         entry = entries.get(prefix)
-        if entry is None and self._table.reloading():
-            # An unknown key may be one created a moment ago that the reload under way brings.
+        if entry is None and self._table.miss_check_due():
+            # An unknown key may be one created a moment ago (a script that creates a key and calls
+            # with it at once): its generation bump is looked for now rather than at the next check.
             if not wait:
                 raise WouldWait("api_keys")
-            entry = (self._table.after_reload(self.MISS_WAIT) or {}).get(prefix)
+            entry = (self._table.after_miss(self.MISS_WAIT) or {}).get(prefix)
         return entry
 
     def warm(self) -> None:

@@ -68,6 +68,15 @@ def wait_for(base: str, key: str, status: int, timeout: float) -> float:
         time.sleep(0.05)
 
 
+def test_a_key_created_a_moment_ago_is_accepted_at_once_by_every_server(servers):
+    _, known = services.api_key_create(client="known", role="internal_service")
+    for base in servers:
+        wait_for(base, known, 200, timeout=5)  # each worker has its key table loaded, as in production
+    _, key = services.api_key_create(client="scripted", role="internal_service")
+    # What a script does (KEY=$(manage.py create_api_key ...); curl ...): the very first call is served.
+    assert [fetch(base, PROBE, key)[0] for base in servers] == [200] * len(servers)
+
+
 def test_a_revoked_key_is_refused_by_every_server_within_two_seconds(servers):
     _, key = services.api_key_create(client="live", role="internal_service")
     for base in servers:
