@@ -33,7 +33,8 @@ from audit.evidence.proportions import rate, rate_difference
 from audit.models import Backtest, BacktestStatus, DiffClass, PredictionLog
 from audit.redaction import HASH_PREFIX
 from audit.selectors.health import outcome_label
-from mlops.choices import Decision, ModelRole
+from mlops.choices import Decision, ModelRole, ModelStatus
+from mlops.models import ModelVersion
 
 DECISIONS = [Decision.ALLOW.value, Decision.REVIEW.value, Decision.BLOCK.value]  # in order of severity
 SEVERITY = {decision: index for index, decision in enumerate(DECISIONS)}
@@ -302,7 +303,12 @@ def backtest_gate(*, model_version_id) -> str | None:
 
     The newest finished backtest of the version within ``BACKTEST_MAX_AGE_DAYS`` decides, judged
     against the thresholds in force now (a later failing backtest outweighs an earlier passing one).
+    A product's first version is not held to it: without a production version there is no logged
+    traffic to replay nor decisions to compare with.
     """
+    model_version = ModelVersion.objects.filter(pk=model_version_id).first()
+    if model_version is None or not ModelVersion.objects.filter(product=model_version.product, status=ModelStatus.PRODUCTION).exists():
+        return None
     since = timezone.now() - timedelta(days=settings.BACKTEST_MAX_AGE_DAYS)
     latest = (
         Backtest.objects.filter(model_version_id=model_version_id, status=BacktestStatus.DONE, finished_at__gte=since)

@@ -6,6 +6,13 @@ from django.conf import settings
 from django.db import migrations, models
 
 
+def sync_roles(apps, schema_editor):
+    # ml_ops may start backtests and see them, viewers see them, auditors see every audit model.
+    from mlops.services.roles import roles_sync
+
+    roles_sync(apps=apps, strict=False)
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -39,4 +46,5 @@ class Migration(migrations.Migration):
                 'indexes': [models.Index(fields=['model_version', 'status', 'finished_at'], name='audit_backt_model_v_3b741e_idx')],
             },
         ),
+        migrations.RunPython(sync_roles, migrations.RunPython.noop),
     ]
