@@ -21,8 +21,7 @@ How it runs:
 
 A thread rather than the guard process or a task queue: a backtest is a few seconds of CPU for
 thousands of rows, reads only the database and the model store, and the platform has no task queue;
-a run interrupted by a restart stays ``running`` (its ``started_at`` says since when) and is simply
-started again.
+a run interrupted by a restart stays ``running`` (its ``started_at`` says since when); start another.
 """
 
 import logging
