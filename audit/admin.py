@@ -15,7 +15,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from audit import exports, selectors
+from audit import admin_backtests, exports, selectors  # noqa: F401 - admin_backtests registers the Backtest admin
 from audit.charts import histogram_chart
 from audit.models import DualRunRecord, Outcome, PredictionLog
 from mlops.admin.base import ReadOnlyAdmin

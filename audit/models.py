@@ -1,5 +1,8 @@
 """What the platform did: the immutable prediction log and the ground truth that comes later."""
 
+import uuid
+
+from django.conf import settings
 from django.db import models
 
 from mlops.choices import Decision, ModelRole
@@ -118,3 +121,45 @@ class DualRunRecord(models.Model):
 
     def __str__(self) -> str:
         return f"dual run {self.run_id} ({self.product})"
+
+
+# --- Backtests (a candidate scored on logged production traffic: inference/backtests.py) ---
+
+
+class BacktestStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class Backtest(models.Model):
+    """One backtest of a model version on the production rows of its product's log, and its report.
+
+    Written by `inference.backtests` as it runs (status and progress by conditional updates), read
+    by the API, the admin and the validation gate (`audit.backtests.backtest_gate`). The report is
+    the dict `audit.backtests.backtest_report` builds.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    product = models.SlugField(max_length=64)
+    last = models.PositiveIntegerField(null=True, blank=True, help_text="At most this many of the newest production rows.")
+    since = models.DateTimeField(null=True, blank=True, help_text="Only production rows logged at or after this time.")
+    status = models.CharField(max_length=8, choices=BacktestStatus.choices, default=BacktestStatus.QUEUED)
+    rows_total = models.PositiveIntegerField(default=0, help_text="Rows to replay (known once running).")
+    rows_done = models.PositiveIntegerField(default=0)
+    report = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        default_permissions = ("add", "view")
+        indexes = [models.Index(fields=["model_version", "status", "finished_at"])]
+
+    def __str__(self) -> str:
+        return f"backtest {self.id} of {self.model_version_id} ({self.status})"

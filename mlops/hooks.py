@@ -10,6 +10,10 @@ they know, it declares a hook here, and they fill it in from their ``AppConfig.r
   management command: the in-process rollout guard (`audit.guard.runner.start_in_process`).
 - `role_stats`: requests, errors and p95 per role from the prediction log, for the rollout page
   (`audit.selectors.role_stats`).
+- `backtest_start`: queue a backtest of a model version on logged traffic and run it off the
+  request path (`inference.backtests.backtest_start`), for the registry admin's action.
+- `backtest_gate`: why a candidate may not be validated yet, or None, when
+  ``BACKTEST_REQUIRED_FOR_VALIDATION`` is on (`audit.backtests.backtest_gate`).
 """
 
 from collections.abc import Callable
@@ -37,3 +41,7 @@ class Provider:
 
 
 role_stats = Provider("role_stats")
+
+# Backtests (audit.backtests, inference.backtests).
+backtest_start = Provider("backtest_start")
+backtest_gate = Provider("backtest_gate")

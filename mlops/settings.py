@@ -285,6 +285,20 @@ SERVING_WORKER_STALE_SECONDS = env.int("SERVING_WORKER_STALE_SECONDS", default=3
 # Rows of processes silent for longer than this are deleted by the next report.
 SERVING_WORKER_FORGET_SECONDS = env.int("SERVING_WORKER_FORGET_SECONDS", default=3600)
 
+# --- Backtests (inference/backtests.py): a candidate scored on logged production traffic, off the serving path ---
+BACKTEST_BATCH_SIZE = env.int("BACKTEST_BATCH_SIZE", default=2048)  # rows per session run
+BACKTEST_DEFAULT_ROWS = env.int("BACKTEST_DEFAULT_ROWS", default=10_000)  # newest rows scored when neither last nor since is given
+BACKTEST_MAX_ROWS = env.int("BACKTEST_MAX_ROWS", default=1_000_000)
+BACKTEST_MAX_RUNNING = env.int("BACKTEST_MAX_RUNNING", default=1)  # concurrent background runs per web process; more wait queued
+BACKTEST_LATENCY_SAMPLES = env.int("BACKTEST_LATENCY_SAMPLES", default=200)  # single-row runs timed for the latency figure
+# Off by default: on, a candidate is validated only after a backtest that passes these thresholds.
+BACKTEST_REQUIRED_FOR_VALIDATION = env.bool("BACKTEST_REQUIRED_FOR_VALIDATION", default=False)
+BACKTEST_MIN_ROWS = env.int("BACKTEST_MIN_ROWS", default=1000)  # rows scored
+BACKTEST_MIN_AGREEMENT = env.float("BACKTEST_MIN_AGREEMENT", default=0.9)  # share of decisions equal to production's
+BACKTEST_MAX_FP_RATE_INCREASE = env.float("BACKTEST_MAX_FP_RATE_INCREASE", default=0.01)  # candidate FP rate - production's
+BACKTEST_MIN_OUTCOMES = env.int("BACKTEST_MIN_OUTCOMES", default=0)  # labelled negatives required before the FP rates count
+BACKTEST_MAX_AGE_DAYS = env.int("BACKTEST_MAX_AGE_DAYS", default=7)  # an older passing backtest no longer validates
+
 # Prediction log writer (see audit/writer.py for the policies these tune).
 AUDIT_BATCH_SIZE = env.int("AUDIT_BATCH_SIZE", default=500)
 AUDIT_FLUSH_INTERVAL = env.float("AUDIT_FLUSH_INTERVAL", default=0.2)  # seconds a batch may wait to fill

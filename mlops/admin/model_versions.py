@@ -8,12 +8,13 @@ from functools import partial
 
 from django import forms
 from django.contrib import admin
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from mlops import services
+from mlops import hooks, services
 from mlops.admin.base import call_service_and_report
 from mlops.models import ModelVersion
 
@@ -53,6 +54,11 @@ def _by_id(service):
     return lambda model_version, user, reason: service(model_version_id=model_version.pk, user=user, reason=reason)
 
 
+def _queued(started: list, model_version, backtest) -> str:
+    started.append(backtest)
+    return f"Backtest of {model_version} on logged traffic queued ({backtest.pk})"
+
+
 @admin.register(ModelVersion)
 class ModelVersionAdmin(SimpleHistoryAdmin):
     list_display = ["__str__", "product", "name", "version", "status_badge", "threshold", "created_at", "changed_by", "rollout_link"]
@@ -60,7 +66,7 @@ class ModelVersionAdmin(SimpleHistoryAdmin):
     search_fields = ["product", "name", "version", "sha256", "id"]
     list_select_related = ["changed_by"]
     ordering = ["product", "-created_at"]
-    actions = ["validate", "promote", "rollback", "archive"]
+    actions = ["validate", "promote", "rollback", "archive", "backtest"]
     readonly_fields = [
         "id", "product", "name", "version", "status", "artifact_uri", "sha256", "size_bytes", "threshold", "input_schema",
         "output_schema", "description", "created_at", "loaded_at", "promoted_at", "rolled_back_at", "changed_by", "changed_at",
@@ -110,3 +116,23 @@ class ModelVersionAdmin(SimpleHistoryAdmin):
     @admin.action(description="Archive selected versions", permissions=["lifecycle"])
     def archive(self, request, queryset):
         return _with_reason(request, queryset, title="Archive", action="archive", apply=_by_id(services.model_version_archive))
+
+    # --- Backtest on logged traffic: the audit and inference apps run it (mlops.hooks.backtest_start) ---
+    def has_backtest_permission(self, request):
+        return request.user.has_perm("audit.add_backtest")
+
+    @admin.action(description="Backtest on logged traffic", permissions=["backtest"])
+    def backtest(self, request, queryset):
+        """Queue a backtest of each selected version on its product's newest logged production rows (off the request
+        path); one selected version lands on its report page, which follows the run."""
+        started = []
+        for model_version in queryset:
+            call_service_and_report(
+                request,
+                partial(hooks.backtest_start, model_version_id=model_version.pk, user=request.user),
+                success=partial(_queued, started, model_version),
+                refused_prefix="Backtest not started: ",
+            )
+        if len(started) == 1:
+            return HttpResponseRedirect(reverse("admin:audit_backtest_report", args=[started[0].pk]))
+        return None

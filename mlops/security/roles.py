@@ -70,6 +70,8 @@ ROLE_ADMIN_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "mlops.view_dualmodelconfig",
         "mlops.add_dualmodelconfig",
         "mlops.change_dualmodelconfig",
+        "audit.view_backtest",
+        "audit.add_backtest",  # the registry admin's "Backtest on logged traffic"
     ),
     Role.VIEWER: (
         "mlops.view_modelversion",
@@ -78,6 +80,7 @@ ROLE_ADMIN_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "mlops.view_rollbackevent",
         "mlops.view_servingworker",
         "mlops.view_dualmodelconfig",
+        "audit.view_backtest",
     ),
     Role.AUDITOR: ("audit.view_*", "mlops.view_modelversion", "mlops.view_rollbackevent"),
     Role.INTERNAL_SERVICE: (),

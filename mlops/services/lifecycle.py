@@ -12,11 +12,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
 
+from mlops import hooks
 from mlops.artifacts.onnx_schema import SchemaError, read_schema
 from mlops.artifacts.stores import Artifact, ModelStore, Progress, StoreError, download_verified, sha256_of
 from mlops.background import config_generation
@@ -119,7 +121,15 @@ def model_version_register(
 
 @transaction.atomic
 def model_version_validate(*, model_version_id, user: User, reason: str) -> ModelVersion:
-    """A candidate passed its offline checks and may go to canary or production."""
+    """A candidate passed its offline checks and may go to canary or production.
+
+    With ``BACKTEST_REQUIRED_FOR_VALIDATION`` one of the checks is a passing backtest on logged
+    traffic (the audit app judges it: `mlops.hooks.backtest_gate`).
+    """
+    if settings.BACKTEST_REQUIRED_FOR_VALIDATION and ModelVersion.objects.filter(pk=model_version_id).exists():
+        problem = hooks.backtest_gate(model_version_id=model_version_id)
+        if problem:
+            raise LifecycleError(problem)
     return _transition(
         model_version_id, allowed=(ModelStatus.CANDIDATE,), to=ModelStatus.VALIDATED, user=user, reason=_require_reason(reason)
     )
