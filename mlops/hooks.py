@@ -9,7 +9,9 @@ they know, it declares a hook here, and they fill it in from their ``AppConfig.r
   daphne's ``runserver``). Receivers start what runs beside a server and never beside a
   management command: the in-process rollout guard (`audit.guard.runner.start_in_process`).
 - `role_stats`: requests, errors and p95 per role from the prediction log, for the rollout page
-  (`audit.selectors.role_stats`).
+  (`audit.selectors.role_stats`, on the one definition of model health).
+- `rollout_guard_status`: what the rollout guard is waiting for on a product's canary, per metric
+  ("needs 180 more outcomes at 25%"), for the rollout page (`audit.guard.services.rollout_guard_status`).
 """
 
 from collections.abc import Callable
@@ -37,3 +39,4 @@ class Provider:
 
 
 role_stats = Provider("role_stats")
+rollout_guard_status = Provider("rollout_guard_status")
