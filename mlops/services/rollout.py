@@ -274,10 +274,11 @@ def canary_promote(*, product: str, user: User, reason: str, from_basis_points: 
         raise LifecycleError(f"the canary of {product!r} is stopped; step it up again before promoting it")
     # The lifecycle writes "replaced by <canary>: <reason>" on the old production's history.
     room = HISTORY_REASON_MAX - len(f"replaced by {config.canary_model}: ")
-    promoted = model_version_promote(
-        model_version_id=config.canary_model_id, user=user, reason=_short(f"canary promoted: {reason}", room=room)
-    )
-    return _reset_config(config, production=promoted, user=user, reason=f"canary promoted: {reason}")
+    # The guard's prefix stays first: it is how the history knows who acted.
+    prefix = GUARD_PREFIX if reason.startswith(GUARD_PREFIX) else ""
+    reason = f"{prefix}canary promoted: {reason.removeprefix(prefix)}"
+    promoted = model_version_promote(model_version_id=config.canary_model_id, user=user, reason=_short(reason, room=room))
+    return _reset_config(config, production=promoted, user=user, reason=reason)
 
 
 @transaction.atomic

@@ -280,3 +280,117 @@ def test_only_the_server_entry_points_start_the_in_process_guard(command, starte
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == str(started)
+
+
+# --- Automatic promotion ------------------------------------------------------------------------
+
+
+def healthy_step(config, *, requests=100, negatives=40):
+    """A step's worth of traffic of a canary as good as production: answers, negative outcomes it did not block."""
+    production = log(config, role="production", count=4 * requests)
+    log(config, role="canary", count=requests - negatives)
+    judged = log(config, role="canary", count=negatives)
+    blocked = log(config, role="production", count=2, decision="block")
+    label(judged + production[:negatives] + blocked, False)
+
+
+def label(rows, value):
+    Outcome.objects.bulk_create(
+        [Outcome(product=PRODUCT, event_id=row.event_id, prediction_id=row.prediction_id, label=value, observed_at=timezone.now()) for row in rows]
+    )
+
+
+def auto_promote(config):
+    CanaryConfig.objects.filter(pk=config.pk).update(auto_promote=True)
+    return CanaryConfig.objects.get(pk=config.pk)
+
+
+def test_an_opted_in_canary_shown_non_inferior_climbs_the_ladder_and_is_promoted_by_the_guard(canary):
+    from mlops.models import ModelVersion
+    from mlops.selectors import rollout_history
+
+    config = auto_promote(canary)
+    shares = []
+    for _ in range(4):
+        healthy_step(config)
+        [verdict] = evaluate()
+        config = CanaryConfig.objects.get(pk=config.pk)
+        shares.append((verdict.result, config.canary_basis_points))
+
+    assert shares == [("stepped", 2500), ("stepped", 5000), ("stepped", 10000), ("promoted", 0)]
+    assert config.canary_model_id is None
+    assert ModelVersion.objects.get(pk=canary.canary_model_id).status == "production"
+    guard_rows = [row for row in rollout_history(product=PRODUCT) if row["who"] == "rollout guard"]
+    assert len(guard_rows) == 4
+    assert [row["why"].split(" on every")[0] for row in reversed(guard_rows)] == [
+        "[rollout guard] non-inferior at 10%",
+        "[rollout guard] non-inferior at 25%",
+        "[rollout guard] non-inferior at 50%",
+        "[rollout guard] canary promoted: non-inferior at 100%",
+    ]
+    assert "error rate 0/100" in guard_rows[-1]["why"]
+
+
+def test_each_step_counts_its_minimum_sample_from_the_step_not_the_start(canary):
+    config = auto_promote(canary)
+    healthy_step(config)
+    [first] = evaluate()
+    healthy_step(config, requests=30, negatives=10)  # too little at 25%, though plenty since the start
+
+    [second] = evaluate()
+
+    assert (first.result, second.result) == ("stepped", "healthy")
+    assert CanaryConfig.objects.get(pk=config.pk).canary_basis_points == 2500
+
+
+def test_nothing_moves_when_automatic_promotion_is_off(canary):
+    healthy_step(canary)
+
+    [verdict] = evaluate()
+
+    assert verdict.result == "healthy"
+    config = CanaryConfig.objects.get(pk=canary.pk)
+    assert (config.canary_basis_points, config.auto_promote) == (1000, False)
+
+
+def test_a_canary_not_shown_non_inferior_stays_where_it_is(canary):
+    config = auto_promote(canary)
+    log(config, role="production", count=400)
+    log(config, role="canary", count=96)
+    log(config, role="production", count=4, fallback=True)  # 4% errors: under the rollback limit, not shown under 5%
+    label(log(config, role="canary", count=40) + log(config, role="production", count=40), False)
+
+    [verdict] = evaluate()
+
+    assert verdict.result == "healthy"
+    assert CanaryConfig.objects.get(pk=config.pk).canary_basis_points == 1000
+
+
+def test_the_rollout_page_says_what_the_guard_waits_for(canary):
+    config = auto_promote(canary)
+    healthy_step(config)
+    evaluate()  # 10% -> 25%
+    log(config, role="production", count=100)
+    label(log(config, role="canary", count=20), False)
+    django_settings.ROLLOUT_PROMOTE_MIN_OUTCOMES = 200
+
+    status = hooks.rollout_guard_status(product=PRODUCT)
+
+    by_metric = {metric["metric"]: metric for metric in status["metrics"]}
+    assert status["percent"] == 25 and status["auto_promote"] is True
+    assert by_metric["false_positive_rate"]["promotion"] == "needs 180 more outcomes at 25%"
+    assert by_metric["error_rate"]["promotion"] == "needs 80 more requests at 25%"
+    assert by_metric["shadow_significant_diff"]["promotion"] == "no shadow runs: not needed"
+    assert by_metric["error_rate"]["rollback"].startswith("0.0% (sequence 0.0%-")
+    assert by_metric["error_rate"]["rollback"].endswith("rolls back if shown above the limit")
+
+
+def test_the_rollout_page_says_when_a_canary_would_be_rolled_back(canary):
+    log(canary, role="canary", count=37)
+    log(canary, role="production", count=3, fallback=True)
+
+    status = hooks.rollout_guard_status(product=PRODUCT)
+
+    error = next(metric for metric in status["metrics"] if metric["metric"] == "error_rate")
+    assert error["promotion"] == "automatic promotion is off"
+    assert "rolls back after ~" in error["rollback"] and "if it stays at 7.5%" in error["rollback"]
