@@ -296,7 +296,10 @@ def healthy_step(config, *, requests=100, negatives=40):
 
 def label(rows, value):
     Outcome.objects.bulk_create(
-        [Outcome(product=PRODUCT, event_id=row.event_id, prediction_id=row.prediction_id, label=value, observed_at=timezone.now()) for row in rows]
+        [
+            Outcome(product=PRODUCT, event_id=row.event_id, prediction_id=row.prediction_id, label=value, observed_at=timezone.now())
+            for row in rows
+        ]
     )
 
 
