@@ -8,9 +8,11 @@ class AuditConfig(AppConfig):
     def ready(self) -> None:
         from audit import backtests, checks, selectors  # noqa: F401 - checks registers the immutability trigger check
         from audit.guard import runner
+        from audit.guard.services import rollout_guard_status
         from mlops import hooks
 
         # What mlops needs from the log, given the way data flows (mlops never imports audit).
         hooks.role_stats.provide(selectors.role_stats)
         hooks.backtest_gate.provide(backtests.backtest_gate)
+        hooks.rollout_guard_status.provide(rollout_guard_status)
         hooks.serving_started.connect(runner.start_in_process, dispatch_uid="audit.rollout_guard")

@@ -50,3 +50,9 @@ class Role(models.TextChoices):
     VIEWER = "viewer", "Viewer"
     AUDITOR = "auditor", "Auditor"
     INTERNAL_SERVICE = "internal_service", "Internal service"
+
+
+# What leads the reason of every change the rollout guard makes: it has no user, and the history
+# names it from this (`mlops.selectors.rollout_history`).
+GUARD_PREFIX = "[rollout guard] "
+GUARD_NAME = "rollout guard"

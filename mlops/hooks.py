@@ -9,11 +9,13 @@ they know, it declares a hook here, and they fill it in from their ``AppConfig.r
   daphne's ``runserver``). Receivers start what runs beside a server and never beside a
   management command: the in-process rollout guard (`audit.guard.runner.start_in_process`).
 - `role_stats`: requests, errors and p95 per role from the prediction log, for the rollout page
-  (`audit.selectors.role_stats`).
+  (`audit.selectors.role_stats`, on the one definition of model health).
 - `backtest_start`: queue a backtest of a model version on logged traffic and run it off the
   request path (`inference.backtests.backtest_start`), for the registry admin's action.
 - `backtest_gate`: why a candidate may not be validated yet, or None, when
   ``BACKTEST_REQUIRED_FOR_VALIDATION`` is on (`audit.backtests.backtest_gate`).
+- `rollout_guard_status`: what the rollout guard is waiting for on a product's canary, per metric
+  ("needs 180 more outcomes at 25%"), for the rollout page (`audit.guard.services.rollout_guard_status`).
 """
 
 from collections.abc import Callable
@@ -45,3 +47,6 @@ role_stats = Provider("role_stats")
 # Backtests (audit.backtests, inference.backtests).
 backtest_start = Provider("backtest_start")
 backtest_gate = Provider("backtest_gate")
+
+# The rollout guard (audit.guard.services).
+rollout_guard_status = Provider("rollout_guard_status")

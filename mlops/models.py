@@ -82,6 +82,13 @@ class CanaryConfig(ChangeStamp):
     canary_model = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     canary_basis_points = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(BASIS_POINTS_MAX)])
     started_at = models.DateTimeField(null=True, blank=True)
+    # When the canary reached its current share: automatic promotion counts its minimum sample
+    # from here, so a step is decided on the traffic it took at that step.
+    step_started_at = models.DateTimeField(null=True, blank=True)
+    auto_promote = models.BooleanField(
+        default=False,
+        help_text="The rollout guard steps the canary up the ladder and promotes it once it is shown non-inferior (off: people step it).",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     history = HistoricalRecords()
@@ -141,8 +148,8 @@ class RollbackReason(models.TextChoices):
 class RollbackEvent(models.Model):
     """One rollback of a product's canary, with what was measured. Write-once.
 
-    The guard writes one when a canary breaches a threshold over its sliding window (and stops
-    the canary in the same transaction); a person rolling back from the rollout page writes one
+    The guard writes one when its sequential test shows a canary beyond a limit over all of the
+    canary's traffic since it started (and stops the canary in the same transaction); a person rolling back from the rollout page writes one
     with reason ``manual``.
     """
 
@@ -151,7 +158,13 @@ class RollbackEvent(models.Model):
     production_model = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     reason = models.CharField(max_length=32, choices=RollbackReason.choices)
     canary_basis_points = models.PositiveIntegerField(default=0, help_text="The canary's share when it was stopped.")
-    measured = models.JSONField(default=dict, help_text="The values measured over the window, with the thresholds they were compared to.")
+    measured = models.JSONField(
+        default=dict,
+        help_text=(
+            "The statistic (count, total, estimate), its confidence sequence, the always-valid p-value, the limit "
+            "and the sample sizes of both sides."
+        ),
+    )
     window_seconds = models.PositiveIntegerField(default=0)
     window_start = models.DateTimeField(null=True, blank=True)
     window_end = models.DateTimeField(null=True, blank=True)

@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from mlops.background import config_generation
-from mlops.choices import BASIS_POINTS_MAX, ModelStatus
+from mlops.choices import BASIS_POINTS_MAX, GUARD_NAME, GUARD_PREFIX, ModelStatus
 from mlops.models import CanaryConfig, ModelVersion, RollbackEvent, ServingWorker, ShadowOverride
 
 SOURCE_OVERRIDE = "override"
@@ -157,6 +157,10 @@ def active_canaries() -> QuerySet[CanaryConfig]:
     )
 
 
+def _guard_or_none(reason: str | None) -> str | None:
+    return GUARD_NAME if (reason or "").startswith(GUARD_PREFIX) else None
+
+
 def rollout_history(*, product: str, limit: int = 50) -> list[dict]:
     """Changes of the product's canary and shadow rows, newest first, as one list for a page."""
     rows = []
@@ -165,7 +169,7 @@ def rollout_history(*, product: str, limit: int = 50) -> list[dict]:
             {
                 "when": record.history_date,
                 "what": "canary",
-                "who": record.history_user,
+                "who": record.history_user or _guard_or_none(record.history_change_reason),
                 "why": record.history_change_reason or "",
                 "summary": (
                     f"canary {record.canary_model} at {record.canary_basis_points / 100:g}% beside {record.production_model}"

@@ -258,24 +258,41 @@ INFERENCE_SHADOW_QUEUE = env.int("INFERENCE_SHADOW_QUEUE", default=64)
 # --- Rollout ---
 # Canary ladder in percent: `canary_step` moves to the next rung above the current share.
 CANARY_LADDER = env.list("CANARY_LADDER", cast=float, default=[10, 25, 50, 100])
-# The rollout guard (audit/guard/) judges each active canary over a sliding window and stops it on a breach.
-# In the embedded default it runs as a thread of the serving process (one evaluator at a time, through a lock in
-# the shared cache); in production run `manage.py rollout_guard` as its own process and turn the thread off.
+# The rollout guard (audit/guard/) tests each active canary sequentially over all of its traffic since it started
+# (an mSPRT per metric, valid however often it looks: audit/evidence/sequential.py) and stops it once a rate is shown
+# beyond its limit. In the embedded default it runs as a thread of the serving process (one evaluator at a time,
+# through a lock in the shared cache); in production run `manage.py rollout_guard` as its own process and turn the
+# thread off.
 ROLLOUT_GUARD_IN_PROCESS = env.bool("ROLLOUT_GUARD_IN_PROCESS", default=DEBUG)
 ROLLOUT_GUARD_INTERVAL_SECONDS = env.float("ROLLOUT_GUARD_INTERVAL_SECONDS", default=10.0)
-ROLLOUT_GUARD_WINDOW_SECONDS = env.int("ROLLOUT_GUARD_WINDOW_SECONDS", default=300)
-# Below this many canary attempts (or production answers, for latency) in the window nothing is judged.
-ROLLOUT_GUARD_MIN_REQUESTS = env.int("ROLLOUT_GUARD_MIN_REQUESTS", default=50)
+# A floor against start-up noise (the test needs none to stay valid): below this many canary requests (shadow
+# runs, for shadow differences) a metric is not judged.
+ROLLOUT_GUARD_MIN_REQUESTS = env.int("ROLLOUT_GUARD_MIN_REQUESTS", default=20)
 # Share of canary attempts that failed over to production.
 ROLLOUT_GUARD_MAX_ERROR_RATE = env.float("ROLLOUT_GUARD_MAX_ERROR_RATE", default=0.05)
-# Canary p95 above ratio x production p95, and at least this many ms above it (sub-millisecond noise is not a breach).
+# Latency: the canary's p95 above L = max(ratio x production p95, production p95 + min delta), tested as "more than
+# 5% of canary answers slower than L" (sub-millisecond noise is not a breach).
 ROLLOUT_GUARD_LATENCY_RATIO = env.float("ROLLOUT_GUARD_LATENCY_RATIO", default=1.3)
 ROLLOUT_GUARD_LATENCY_MIN_DELTA_MS = env.float("ROLLOUT_GUARD_LATENCY_MIN_DELTA_MS", default=1.0)
-# False-positive rate of the canary (blocked among events whose outcome was negative), judged from this many negatives.
+# False-positive rate of the canary (blocked among its answers whose outcome was negative); the floor in negatives.
 ROLLOUT_GUARD_MAX_FP_RATE = env.float("ROLLOUT_GUARD_MAX_FP_RATE", default=0.05)
 ROLLOUT_GUARD_MIN_OUTCOMES = env.int("ROLLOUT_GUARD_MIN_OUTCOMES", default=20)
 # Share of the canary model's shadow runs whose difference from production is significant.
 ROLLOUT_GUARD_MAX_SIGNIFICANT_DIFF_RATE = env.float("ROLLOUT_GUARD_MAX_SIGNIFICANT_DIFF_RATE", default=0.2)
+# Automatic promotion (opt-in per product: CanaryConfig.auto_promote). After this many canary requests and
+# outcomes (negatives) at the current step, the guard moves the canary to the next rung of CANARY_LADDER (and
+# finally promotes it) once every metric is shown non-inferior within its margin:
+# error rate below ROLLOUT_PROMOTE_MAX_ERROR_RATE (production has no logged error rate, so the bound is absolute);
+# fewer than 5% of canary answers slower than production's p95 x (1 + ROLLOUT_PROMOTE_LATENCY_MARGIN);
+# canary FP rate at most production's + ROLLOUT_PROMOTE_FP_MARGIN (upper bound of the canary's confidence
+# sequence against the lower bound of production's); significant shadow differences below
+# ROLLOUT_PROMOTE_MAX_SIGNIFICANT_DIFF_RATE (when the canary model runs as a shadow).
+ROLLOUT_PROMOTE_MIN_REQUESTS = env.int("ROLLOUT_PROMOTE_MIN_REQUESTS", default=500)
+ROLLOUT_PROMOTE_MIN_OUTCOMES = env.int("ROLLOUT_PROMOTE_MIN_OUTCOMES", default=200)
+ROLLOUT_PROMOTE_MAX_ERROR_RATE = env.float("ROLLOUT_PROMOTE_MAX_ERROR_RATE", default=0.02)
+ROLLOUT_PROMOTE_LATENCY_MARGIN = env.float("ROLLOUT_PROMOTE_LATENCY_MARGIN", default=0.2)
+ROLLOUT_PROMOTE_FP_MARGIN = env.float("ROLLOUT_PROMOTE_FP_MARGIN", default=0.02)
+ROLLOUT_PROMOTE_MAX_SIGNIFICANT_DIFF_RATE = env.float("ROLLOUT_PROMOTE_MAX_SIGNIFICANT_DIFF_RATE", default=0.1)
 # The rollout page's counters and chart cover this many minutes.
 ROLLOUT_STATS_MINUTES = env.int("ROLLOUT_STATS_MINUTES", default=10)
 # Each serving process reports what it serves after every rebuild and at least this often (the rollout page's workers).

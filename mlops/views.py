@@ -45,6 +45,11 @@ class CanarySetInput(ReasonInput):
     canary_model_id = ModelVersionIdField()
     production_model_id = ModelVersionIdField(required=False, allow_null=True)
     canary_percent = PercentField()
+    auto_promote = serializers.BooleanField(
+        required=False,
+        help_text="Let the rollout guard step the canary up the ladder and promote it once it is shown non-inferior. "
+        "Absent: as it was (off for a product's first canary).",
+    )
 
 
 class ShadowEnableInput(ReasonInput):
@@ -79,6 +84,14 @@ class CanaryOutput(serializers.Serializer):
         allow_null=True,
         default=None,
         help_text="When this canary took its first traffic (a restart after a stop resets it).",
+    )
+    step_started_at = serializers.DateTimeField(
+        source="config.step_started_at", allow_null=True, default=None, help_text="When the canary reached its current share."
+    )
+    auto_promote = serializers.BooleanField(
+        source="config.auto_promote",
+        default=False,
+        help_text="The rollout guard steps and promotes this canary when it is shown non-inferior.",
     )
     updated_at = serializers.DateTimeField(source="config.updated_at", allow_null=True, default=None, help_text="The row's last change.")
     changed_at = serializers.DateTimeField(source="config.changed_at", allow_null=True, default=None)
@@ -171,6 +184,7 @@ class CanarySetView(BaseAPIView):
             canary_model_id=data["canary_model_id"],
             production_model_id=data.get("production_model_id"),
             canary_percent=data["canary_percent"],
+            auto_promote=data.get("auto_promote"),
             reason=data["reason"],
         )
         return _canary_answer(data["product"], status.HTTP_201_CREATED)

@@ -1,5 +1,5 @@
-"""Audit reads: the prediction log summary, the canary-vs-production comparison, recent rows, and
-what the rollout guard judges and the rollout page shows (`canary_measure`, `role_stats`).
+"""Audit reads: the prediction log summary, the canary-vs-production comparison and recent rows
+(what the rollout guard tests and the rollout page shows is in `audit.selectors.rollout`).
 
 Definitions used throughout (the API, the admin comparison page and the tests share them):
 
@@ -22,8 +22,8 @@ import re
 from datetime import datetime, timedelta
 
 from django.db import connection
-from django.db.models import Aggregate, Avg, Count, Exists, FloatField, IntegerField, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Cast, Floor, Greatest, Least, TruncMinute
+from django.db.models import Aggregate, Avg, Count, FloatField, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Cast, Floor, Greatest, Least
 from django.utils import timezone
 
 from audit.models import DiffClass, Outcome, PredictionLog
@@ -228,93 +228,3 @@ def known_products() -> list[str]:
     from mlops.models import ModelVersion
 
     return sorted(set(ModelVersion.objects.values_list("product", flat=True)))
-
-
-# --- Rollout: what the guard judges and the rollout page shows --------------------------------
-
-
-def latency_nearest_rank(queryset: QuerySet, fraction: float, *, count: int | None = None) -> float | None:
-    """The nearest-rank percentile of ``latency_ms`` in ``queryset`` (one ordered query, any database).
-
-    The rollout guard and the rollout page use it: a latency the log really recorded, not an
-    interpolation (the comparison's percentiles above interpolate).
-    """
-    count = queryset.count() if count is None else count
-    if not count:
-        return None
-    rank = max(1, math.ceil(fraction * count))
-    return queryset.order_by("latency_ms").values_list("latency_ms", flat=True)[rank - 1]
-
-
-def canary_measure(*, product: str, canary_model_id, start: datetime, end: datetime) -> dict:
-    """What the log says about one canary between ``start`` and ``end``."""
-    rows = PredictionLog.objects.filter(product=product, created_at__gte=start, created_at__lt=end)
-    answered = rows.filter(role=ModelRole.CANARY, model_version_id=canary_model_id, fallback_from__isnull=True)
-    failed = rows.filter(fallback_from_id=canary_model_id)
-    production = rows.filter(role=ModelRole.PRODUCTION, fallback_from__isnull=True)
-    answered_count, failed_count, production_count = answered.count(), failed.count(), production.count()
-    attempts = answered_count + failed_count
-
-    negative = Outcome.objects.filter(product=OuterRef("product"), label=False).filter(
-        Q(prediction_id=OuterRef("prediction_id")) | Q(prediction_id__isnull=True, event_id=OuterRef("event_id"))
-    )
-    judged = answered.filter(Exists(negative)).aggregate(negatives=Count("pk"), blocked=Count("pk", filter=Q(decision=Decision.BLOCK)))
-
-    shadows = rows.filter(role=ModelRole.SHADOW, model_version_id=canary_model_id).exclude(diff_class="")
-    shadow = shadows.aggregate(total=Count("pk"), significant=Count("pk", filter=Q(diff_class=DiffClass.SIGNIFICANT)))
-
-    return {
-        "canary_attempts": attempts,
-        "canary_answered": answered_count,
-        "canary_errors": failed_count,
-        "error_rate": failed_count / attempts if attempts else None,
-        "canary_p95_ms": latency_nearest_rank(answered, 0.95, count=answered_count),
-        "production_requests": production_count,
-        "production_p95_ms": latency_nearest_rank(production, 0.95, count=production_count),
-        "outcome_negatives": judged["negatives"],
-        "false_positives": judged["blocked"],
-        "fp_rate": judged["blocked"] / judged["negatives"] if judged["negatives"] else None,
-        "shadow_runs": shadow["total"],
-        "shadow_significant": shadow["significant"],
-        "significant_diff_rate": shadow["significant"] / shadow["total"] if shadow["total"] else None,
-    }
-
-
-def role_stats(*, product: str, minutes: int, now: datetime | None = None) -> dict:
-    """Requests, errors and p95 per role over the last ``minutes``, and per-minute request counts for a chart."""
-    now = now or timezone.now()
-    start = now - timedelta(minutes=minutes)
-    rows = PredictionLog.objects.filter(product=product, created_at__gte=start, created_at__lt=now)
-    roles = {}
-    for role in ModelRole.values:
-        answered = rows.filter(role=role, fallback_from__isnull=True)
-        count = answered.count()
-        errors = rows.filter(fallback_from__isnull=False).count() if role == ModelRole.CANARY else None
-        roles[role] = {"requests": count + (errors or 0), "errors": errors, "p95_ms": latency_nearest_rank(answered, 0.95, count=count)}
-    shadow = (
-        rows.filter(role=ModelRole.SHADOW)
-        .exclude(diff_class="")
-        .aggregate(total=Count("pk"), significant=Count("pk", filter=Q(diff_class=DiffClass.SIGNIFICANT)))
-    )
-    roles[ModelRole.SHADOW]["significant_diffs"] = shadow["significant"]
-    per_minute = (
-        rows.annotate(minute=TruncMinute("created_at"))
-        .values("minute", "role")
-        .annotate(n=Count("pk"), errors=Count("pk", filter=Q(fallback_from__isnull=False)))
-        .order_by("minute")
-    )
-    first_minute = start.replace(second=0, microsecond=0)
-    labels = [first_minute + timedelta(minutes=i) for i in range(minutes + 1)]
-    series = {role: [0] * len(labels) for role in [*ModelRole.values, "errors"]}
-    for row in per_minute:
-        index = int((row["minute"] - first_minute).total_seconds() // 60)
-        if 0 <= index < len(labels):
-            series[row["role"]][index] += row["n"]
-            series["errors"][index] += row["errors"]
-    return {
-        "product": product,
-        "minutes": minutes,
-        "generated_at": now.isoformat(),
-        "roles": roles,
-        "chart": {"labels": [label.strftime("%H:%M") for label in labels], "series": series},
-    }

@@ -81,12 +81,20 @@ class ShadowEnableForm(ReasonForm):
         return {**super().service_kwargs(), "shadow_model_id": data["shadow_model"].pk, "sample_percent": data["sample_percent"]}
 
 
+class AutoPromoteForm(ReasonForm):
+    enabled = forms.BooleanField(required=False, label="let the rollout guard step and promote it")
+
+    def service_kwargs(self) -> dict:
+        return {**super().service_kwargs(), "enabled": self.cleaned_data["enabled"]}
+
+
 # action -> (form class, rollout service, success message). The service is called with the product,
 # the user and the form's service_kwargs().
 ACTIONS = {
     "set": (CanarySetForm, services.canary_set, "Canary started"),
     "step": (ReasonForm, services.canary_step, "Canary stepped up"),
     "stop": (ReasonForm, services.canary_stop, "Canary stopped"),
+    "auto_promote": (AutoPromoteForm, services.canary_auto_promote_set, "Automatic promotion changed"),
     "promote": (ReasonForm, services.canary_promote, "Canary promoted to production"),
     "rollback": (ReasonForm, services.rollout_rollback, "Rolled back"),
     "shadow_enable": (ShadowEnableForm, services.shadow_enable, "Shadow enabled"),
@@ -97,7 +105,7 @@ ACTIONS = {
 
 def _form_for(action: str, product: str, data=None):
     form_class = ACTIONS[action][0]
-    kwargs = {"product": product} if form_class is not ReasonForm else {}
+    kwargs = {"product": product} if form_class in (CanarySetForm, ShadowEnableForm) else {}
     return form_class(data, prefix=action, **kwargs)
 
 
@@ -121,10 +129,10 @@ class CanaryConfigAdmin(RolloutLinkMixin, SimpleHistoryAdmin, ReadOnlyAdmin):
     search_fields = ["product", "canary_model__name", "production_model__name"]
     list_select_related = ["production_model", "canary_model", "changed_by"]
     readonly_fields = [
-        "product", "production_model", "canary_model", "canary_basis_points", "started_at", "updated_at", "changed_by", "changed_at",
-        "change_reason",
+        "product", "production_model", "canary_model", "canary_basis_points", "started_at", "step_started_at", "auto_promote",
+        "updated_at", "changed_by", "changed_at", "change_reason",
     ]  # fmt: skip
-    history_list_display = ["canary_basis_points", "change_reason"]
+    history_list_display = ["canary_basis_points", "auto_promote", "change_reason"]
 
     def can_manage(self, request) -> bool:
         return request.user.has_perm(MANAGE_PERMISSION)
@@ -169,6 +177,8 @@ class CanaryConfigAdmin(RolloutLinkMixin, SimpleHistoryAdmin, ReadOnlyAdmin):
         ladder = canary_ladder()
         next_rung = next((rung for rung in ladder if rung > overview.canary_basis_points), None)
         forms_by_action = {action: _form_for(action, product) for action in ACTIONS} if can_manage else {}
+        if "auto_promote" in forms_by_action and overview.config is not None:
+            forms_by_action["auto_promote"].initial = {"enabled": not overview.config.auto_promote}
         context = {
             **self.admin_site.each_context(request),
             "title": f"Rollout of {product}",
@@ -245,6 +255,7 @@ def _stats(product: str) -> dict:
     overview = selectors.rollout_overview(product=product, rollbacks=0)
     stats["split"] = {"production_percent": overview.production_percent, "canary_percent": overview.canary_percent}
     stats["workers"] = _workers(product)
+    stats["guard"] = hooks.rollout_guard_status(product=product)  # what the rollout guard waits for (audit)
     try:
         cache.set(key, stats, STATS_CACHE_SECONDS)
     except Exception:  # the cache is an optimisation

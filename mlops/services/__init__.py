@@ -26,6 +26,7 @@ from mlops.services.lifecycle import (
 )
 from mlops.services.roles import roles_sync
 from mlops.services.rollout import (
+    canary_auto_promote_set,
     canary_auto_rollback,
     canary_promote,
     canary_set,
@@ -47,6 +48,7 @@ __all__ = [
     "SyncResult",
     "api_key_create",
     "api_key_revoke",
+    "canary_auto_promote_set",
     "canary_auto_rollback",
     "canary_promote",
     "canary_set",

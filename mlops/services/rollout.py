@@ -9,6 +9,11 @@ act on.
 
 Percentages are what people and the API speak; rows store basis points (1/100 %) because
 routing compares integers.
+
+Every change of the share stamps ``step_started_at``: automatic promotion (``auto_promote``,
+opt-in per product) counts its minimum sample at the current step from there. The rollout
+guard acts with ``user=None`` and reasons that begin with `GUARD_PREFIX`, which is how the
+history says it was the guard.
 """
 
 from datetime import datetime
@@ -19,7 +24,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from mlops.background import config_generation
-from mlops.choices import BASIS_POINTS_MAX, ModelStatus
+from mlops.choices import BASIS_POINTS_MAX, GUARD_PREFIX, ModelStatus
 from mlops.models import CanaryConfig, ModelVersion, RollbackEvent, RollbackReason, ShadowOverride
 from mlops.services.lifecycle import LifecycleError, User, _require_reason, _transition, model_version_promote, model_version_rollback
 
@@ -115,7 +120,7 @@ def _move_share(config: CanaryConfig, *, to: int, user: User, reason: str, **fie
     now = timezone.now()
     updated = CanaryConfig.objects.filter(
         pk=config.pk, canary_model_id=config.canary_model_id, canary_basis_points=config.canary_basis_points
-    ).update(canary_basis_points=to, changed_by=user, changed_at=now, change_reason=reason, updated_at=now, **fields)
+    ).update(canary_basis_points=to, step_started_at=now, changed_by=user, changed_at=now, change_reason=reason, updated_at=now, **fields)
     if updated != 1:
         raise LifecycleError(f"the canary of {config.product!r} changed meanwhile; reload and try again")
     config_generation.bump_on_commit()
@@ -130,17 +135,32 @@ def _check_production_unchanged(config: CanaryConfig) -> None:
         )
 
 
+def _check_share_unchanged(config: CanaryConfig, expected: int | None) -> None:
+    if expected is not None and config.canary_basis_points != expected:
+        raise LifecycleError(f"the canary of {config.product!r} moved to {config.canary_percent:g}% meanwhile; nothing changed")
+
+
 # --- Canary -----------------------------------------------------------------------------------
 
 
 @transaction.atomic
-def canary_set(*, product: str, canary_model_id, canary_percent, production_model_id=None, user: User, reason: str) -> CanaryConfig:
+def canary_set(
+    *,
+    product: str,
+    canary_model_id,
+    canary_percent,
+    production_model_id=None,
+    auto_promote: bool | None = None,
+    user: User,
+    reason: str,
+) -> CanaryConfig:
     """Start (or restart) a canary, or move it: ``canary_percent`` of the product's traffic goes to the canary.
 
     The production side is the product's production version; ``production_model_id``, when
     given, must name it (a guard against acting on a stale page). The canary must be a
     validated (or already canary) version of the same product; it becomes ``canary``. A canary
-    it replaces goes back to ``validated``.
+    it replaces goes back to ``validated``. ``auto_promote`` (None: as it was, off for a new
+    row) lets the rollout guard step and promote it.
     """
     reason = _require_reason(reason)
     basis_points = percent_to_basis_points(canary_percent)
@@ -178,6 +198,10 @@ def canary_set(*, product: str, canary_model_id, canary_percent, production_mode
     moved = config.canary_model_id == canary.pk and config.production_model_id == production.pk and config.canary_basis_points
     if not moved or config.started_at is None:
         config.started_at = now
+    if not moved or config.canary_basis_points != basis_points or config.step_started_at is None:
+        config.step_started_at = now
+    if auto_promote is not None:
+        config.auto_promote = auto_promote
     config.production_model = production
     config.canary_model = canary
     config.canary_basis_points = basis_points
@@ -191,14 +215,16 @@ def canary_set(*, product: str, canary_model_id, canary_percent, production_mode
 
 
 @transaction.atomic
-def canary_step(*, product: str, user: User, reason: str) -> CanaryConfig:
+def canary_step(*, product: str, user: User, reason: str, from_basis_points: int | None = None) -> CanaryConfig:
     """Move the canary to the next rung of the ladder (``CANARY_LADDER``, default 10/25/50/100 %).
 
     A stopped canary restarts at the first rung, with a fresh start time (so the guard judges
-    the restarted canary on its own traffic).
+    the restarted canary on its own traffic). ``from_basis_points``, when given, is the share
+    the caller judged (the rollout guard): a canary moved meanwhile is refused.
     """
     reason = _require_reason(reason)
     config = _locked_config(product)
+    _check_share_unchanged(config, from_basis_points)
     _check_production_unchanged(config)
     if config.canary_model.status != ModelStatus.CANARY:
         raise LifecycleError(f"{config.canary_model} is {config.canary_model.status}, no longer a canary; set a new canary")
@@ -207,6 +233,20 @@ def canary_step(*, product: str, user: User, reason: str) -> CanaryConfig:
         raise LifecycleError(f"the canary of {product!r} is at {config.canary_percent:g}%, the last step; promote it instead")
     extra = {"started_at": timezone.now()} if config.canary_basis_points == 0 else {}
     return _move_share(config, to=higher[0], user=user, reason=reason, **extra)
+
+
+@transaction.atomic
+def canary_auto_promote_set(*, product: str, enabled: bool, user: User, reason: str) -> CanaryConfig:
+    """Let the rollout guard step the product's canary and promote it (``enabled``), or leave that to people."""
+    reason = _require_reason(reason)
+    config = _locked_config(product)
+    if config.auto_promote == enabled:
+        raise LifecycleError(f"automatic promotion of {product!r} is already {'on' if enabled else 'off'}")
+    now = timezone.now()
+    CanaryConfig.objects.filter(pk=config.pk).update(
+        auto_promote=enabled, changed_by=user, changed_at=now, change_reason=reason, updated_at=now
+    )  # routing does not read it: no new serving generation
+    return _record_config_history(config.pk, user=user, reason=reason)
 
 
 @transaction.atomic
@@ -220,22 +260,25 @@ def canary_stop(*, product: str, user: User, reason: str) -> CanaryConfig:
 
 
 @transaction.atomic
-def canary_promote(*, product: str, user: User, reason: str) -> CanaryConfig:
+def canary_promote(*, product: str, user: User, reason: str, from_basis_points: int | None = None) -> CanaryConfig:
     """The canary becomes production (through the lifecycle's promote; the old production is archived).
 
     The configuration is cleared: production is the promoted version, no canary, share 0.
+    ``from_basis_points`` as for `canary_step`.
     """
     reason = _require_reason(reason)
     config = _locked_config(product)
+    _check_share_unchanged(config, from_basis_points)
     _check_production_unchanged(config)
     if config.canary_basis_points == 0:
         raise LifecycleError(f"the canary of {product!r} is stopped; step it up again before promoting it")
     # The lifecycle writes "replaced by <canary>: <reason>" on the old production's history.
     room = HISTORY_REASON_MAX - len(f"replaced by {config.canary_model}: ")
-    promoted = model_version_promote(
-        model_version_id=config.canary_model_id, user=user, reason=_short(f"canary promoted: {reason}", room=room)
-    )
-    return _reset_config(config, production=promoted, user=user, reason=f"canary promoted: {reason}")
+    # The guard's prefix stays first: it is how the history knows who acted.
+    prefix = GUARD_PREFIX if reason.startswith(GUARD_PREFIX) else ""
+    reason = f"{prefix}canary promoted: {reason.removeprefix(prefix)}"
+    promoted = model_version_promote(model_version_id=config.canary_model_id, user=user, reason=_short(reason, room=room))
+    return _reset_config(config, production=promoted, user=user, reason=reason)
 
 
 @transaction.atomic
@@ -244,11 +287,12 @@ def canary_auto_rollback(
 ) -> RollbackEvent:
     """The rollout guard's rollback: stop the canary it judged in ``config`` and record why.
 
-    The `RollbackEvent` keeps what was measured over ``[window_start, window_end)`` (the guard's
-    figures and thresholds), the share the canary had, and is dated ``window_end``. Raises
-    `LifecycleError`, and changes nothing, when the canary was stopped or removed meanwhile.
+    The `RollbackEvent` keeps what was measured over ``[window_start, window_end)`` (the canary's
+    whole run so far: the statistic, its confidence sequence, p-value, limit and sample sizes) and
+    the share the canary had, and is dated ``window_end``. Raises `LifecycleError`, and changes
+    nothing, when the canary was stopped or removed meanwhile.
     """
-    canary_stop(product=config.product, user=None, reason=f"automatic rollback ({reason}): {message}")
+    canary_stop(product=config.product, user=None, reason=f"{GUARD_PREFIX}automatic rollback ({reason}): {message}")
     return RollbackEvent.objects.create(
         product=config.product,
         model_version_id=config.canary_model_id,
@@ -271,6 +315,8 @@ def _reset_config(config: CanaryConfig, *, production: ModelVersion, user: User,
         canary_model=None,
         canary_basis_points=0,
         started_at=None,
+        step_started_at=None,
+        auto_promote=False,
         changed_by=user,
         changed_at=now,
         change_reason=reason,

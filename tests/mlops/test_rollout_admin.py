@@ -134,3 +134,31 @@ def test_the_rollout_record_lists_link_each_row_to_its_rollout_page(client, admi
     for model in ("canaryconfig", "rollbackevent", "shadowoverride"):
         listing = client.get(reverse(f"admin:mlops_{model}_changelist"))
         assert listing.status_code == 200 and link in listing.content.decode(), model
+
+
+def test_ops_turn_automatic_promotion_on_and_the_page_shows_what_the_guard_waits_for(client, ops_user, canary):
+    cache.delete(f"rollout-stats:{PRODUCT}")
+    client.force_login(ops_user)
+
+    answer = client.post(action_url("auto_promote"), {"auto_promote-enabled": "on", "auto_promote-reason": "let it climb"}, follow=True)
+
+    html = answer.content.decode()
+    config = CanaryConfig.objects.get(product=PRODUCT)
+    assert config.auto_promote is True
+    assert "Automatic promotion changed." in html
+    assert 'id="rollout-guard-metrics"' in html and "needs 500 more requests at 10%" in html
+    assert CanaryConfig.history.filter(product=PRODUCT).first().history_change_reason == "let it climb"
+    cache.delete(f"rollout-stats:{PRODUCT}")
+    guard = client.get(reverse("admin:mlops_rollout_stats", args=[PRODUCT])).json()["guard"]
+    assert guard["auto_promote"] is True
+    assert [metric["metric"] for metric in guard["metrics"]] == ["error_rate", "false_positive_rate", "shadow_significant_diff", "latency"]
+
+
+def test_the_guard_section_says_promotion_is_off_by_default(client, viewer_user, canary):
+    cache.delete(f"rollout-stats:{PRODUCT}")  # the page caches its counters for 2 s
+    client.force_login(viewer_user)
+
+    html = client.get(page_url()).content.decode()
+
+    assert "automatic promotion is off" in html
+    assert "judged from 20 requests (0 so far)" in html

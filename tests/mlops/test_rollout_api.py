@@ -176,3 +176,14 @@ def test_a_percentage_is_a_number_rounded_to_a_basis_point(ops, candidate, produ
     answer = ops.post("/v1/canary", {**body, "canary_percent": 12.345}, format="json")
     assert answer.status_code == 201, answer.content
     assert answer.json()["canary_basis_points"] == 1235
+
+
+def test_automatic_promotion_is_off_unless_asked_for_and_kept_when_the_share_moves(ops, candidate, production_model):
+    body = {"product": PRODUCT, "canary_model_id": str(candidate.pk), "canary_percent": 10}
+    first = ops.post("/v1/canary", body, format="json").json()
+    opted_in = ops.post("/v1/canary", {**body, "auto_promote": True}, format="json").json()
+    moved = ops.post("/v1/canary", {**body, "canary_percent": 25}, format="json").json()
+
+    assert (first["auto_promote"], opted_in["auto_promote"], moved["auto_promote"]) == (False, True, True)
+    assert moved["step_started_at"] > first["step_started_at"] and opted_in["step_started_at"] == first["step_started_at"]
+    assert ops.post("/v1/canary", {**body, "auto_promote": "yes"}, format="json").status_code == 400

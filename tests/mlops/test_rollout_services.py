@@ -197,3 +197,26 @@ def test_a_long_reason_is_kept_in_full_in_the_history(canary):
     reason = "incident review: " + "x" * 300
     services.canary_promote(product=PRODUCT, user=None, reason=reason)
     assert CanaryConfig.history.filter(product=PRODUCT).first().history_change_reason == f"canary promoted: {reason}"
+
+
+def test_every_share_change_starts_a_step_and_the_start_stays(canary):
+    stepped = services.canary_step(product=canary.product, user=None, reason="up")
+
+    assert stepped.step_started_at > canary.step_started_at == canary.started_at
+    assert stepped.started_at == canary.started_at
+
+
+def test_a_step_judged_on_a_share_that_moved_meanwhile_is_refused(canary):
+    services.canary_step(product=canary.product, user=None, reason="a person stepped")
+
+    with pytest.raises(LifecycleError, match="moved to 25% meanwhile"):
+        services.canary_step(product=canary.product, user=None, reason="[rollout guard] too late", from_basis_points=1000)
+
+
+def test_automatic_promotion_is_switched_with_a_reason_and_a_promotion_clears_it(canary):
+    on = services.canary_auto_promote_set(product=canary.product, enabled=True, user=None, reason="opt in")
+    with pytest.raises(LifecycleError, match="already on"):
+        services.canary_auto_promote_set(product=canary.product, enabled=True, user=None, reason="again")
+    promoted = services.canary_promote(product=canary.product, user=None, reason="done")
+
+    assert (on.auto_promote, promoted.auto_promote, promoted.step_started_at) == (True, False, None)

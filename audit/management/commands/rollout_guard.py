@@ -9,7 +9,8 @@ from audit.guard import runner, services
 
 class Command(BaseCommand):
     help = (
-        "Judge every active canary over the guard's sliding window and stop the ones that breach a threshold "
+        "Test every active canary over its whole run, stop the ones shown beyond a limit and step up the opted-in ones "
+        "shown non-inferior "
         "(the production way to run the rollout guard: one process, ROLLOUT_GUARD_IN_PROCESS off in the web processes)."
     )
 
