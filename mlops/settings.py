@@ -11,6 +11,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from mlops.demo import PRODUCT as DEMO_PRODUCT
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -284,6 +286,16 @@ SERVING_WORKER_REPORT_SECONDS = env.float("SERVING_WORKER_REPORT_SECONDS", defau
 SERVING_WORKER_STALE_SECONDS = env.int("SERVING_WORKER_STALE_SECONDS", default=30)
 # Rows of processes silent for longer than this are deleted by the next report.
 SERVING_WORKER_FORGET_SECONDS = env.int("SERVING_WORKER_FORGET_SECONDS", default=3600)
+
+# --- Evidence: the comparison page and GET /v1/audit/compare (audit/selectors/comparison.py) ---
+# The difference of rates (absolute: 0.02 = 2 points) whose detection "needs N more outcomes" is computed for.
+EVIDENCE_DETECTABLE_DIFFERENCE = env.float("EVIDENCE_DETECTABLE_DIFFERENCE", default=0.02)
+# Segments compared per product: a logged feature binned by quantiles of production's values
+# ({"feature": name, "bins": 2..20}) or fixed score bands ({"score_band": [0, ..., 1]}). JSON.
+EVIDENCE_SEGMENTS = env.json(
+    "EVIDENCE_SEGMENTS",
+    default={DEMO_PRODUCT: [{"feature": "mean_radius", "bins": 4}, {"score_band": [0, 0.2, 0.5, 0.8, 1]}]},
+)
 
 # Prediction log writer (see audit/writer.py for the policies these tune).
 AUDIT_BATCH_SIZE = env.int("AUDIT_BATCH_SIZE", default=500)

@@ -1,22 +1,24 @@
 """Audit reads. One module a subject:
 
-- `log`: the prediction log itself (summary, recent rows, a prediction's shadow comparison,
-  windows and durations);
+- `log`: the prediction log itself (recent rows, a prediction's shadow comparison, windows and
+  durations, percentiles and histograms) and the rollout guard's and rollout page's figures;
 - `health`: the one definition of a model's health over a window (`model_health`), which every
   judgement below reads;
-- the canary comparison and the rollout page's figures, built on `health`.
+- `comparison`: the canary against production, with the evidence on every difference and per
+  segment (`canary_comparison`), built on `health`;
+- `summary`: the log summary of the audit API, on `health`'s outcome and shadow counts.
 """
 
+from audit.selectors.comparison import canary_comparison, comparison_sides  # noqa: F401
 from audit.selectors.health import Side, model_health, outcome_label, samples, slower_than  # noqa: F401
 from audit.selectors.log import (  # noqa: F401
     MAX_WINDOW,
-    canary_comparison,
     canary_measure,
     known_products,
     parse_duration,
     prediction_log_recent,
-    prediction_log_summary,
     role_stats,
     rows_in_window,
     shadow_comparison_rows,
 )
+from audit.selectors.summary import prediction_log_summary  # noqa: F401
