@@ -171,6 +171,7 @@ class PredictionLogAdmin(ReadOnlyAdmin):
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": "Canary vs production",
+            "is_nav_sidebar_enabled": False,  # the tables need the width at 1366 px
             "products": products,
             "product": product,
             "windows": COMPARE_WINDOWS,

@@ -80,6 +80,18 @@ def _plain(value: float) -> str:
     return f"{value:.3g}"
 
 
+def _percent_tick(value: float) -> str:
+    return f"{value * 100:g}%"
+
+
+def _points_tick(value: float) -> str:
+    return "0" if value == 0 else f"{value * 100:+g} pts"
+
+
+def _plain_tick(value: float) -> str:
+    return f"{value:g}"
+
+
 def _whisker(series: str, value: float, low: float | None, high: float | None, *, x, y: float, start: float, end: float, shown) -> str:
     left, right = x(start if low is None else low), x(end if high is None else high)
     title = f"{series}: {shown(value)}, 95% interval {'open' if low is None else shown(low)} to {'open' if high is None else shown(high)}"
@@ -102,9 +114,10 @@ def interval_svg(
     *,
     domain: tuple[float, float],
     reference: float | None = None,
-    width: int = 200,
+    width: int = 180,
     percent: bool = True,
     label: str = "",
+    tick=None,
 ) -> str:
     """``(series, value, low, high)`` whiskers on one axis over ``domain``; a dashed line at ``reference``.
 
@@ -117,7 +130,7 @@ def interval_svg(
         return round(margin + (min(max(value, start), end) - start) / span * (width - 2 * margin), 1)
 
     shown = _percent if percent else _plain
-    tick = (lambda v: f"{v * 100:g}%") if percent else (lambda v: f"{v:g}")
+    tick = tick or (_percent_tick if percent else _plain_tick)
     plot = INTERVAL_ROW * len(intervals)
     height = plot + 12
     parts = []
@@ -157,11 +170,11 @@ def symmetric_reach(figures: list[dict]) -> float:
     return nice_ceiling(reach) if reach else 0.1
 
 
-def difference_svg(figure: dict, *, label: str, reach: float | None = None) -> str:
+def difference_svg(figure: dict, *, label: str, reach: float | None = None, width: int = 180) -> str:
     """A difference (canary − production) with its interval, on an axis symmetric around 0, marked."""
     reach = reach or symmetric_reach([figure])
     rows = [("difference", figure["difference"], figure["low"], figure["high"])]
-    return interval_svg(rows, domain=(-reach, reach), reference=0.0, label=label)
+    return interval_svg(rows, domain=(-reach, reach), reference=0.0, label=label, width=width, tick=_points_tick)
 
 
 def ratio_svg(ratio: dict, *, label: str) -> str:
