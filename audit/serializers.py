@@ -10,6 +10,7 @@ from rest_framework import serializers
 from audit import records
 from audit.models import DiffClass, PredictionLog
 from audit.selectors import MAX_WINDOW, parse_duration
+from audit.selectors.comparison import RATE_NAMES
 from mlops.api.openapi import PY_WHITESPACE
 from mlops.choices import ModelRole
 
@@ -244,33 +245,25 @@ class LatencyComparisonSerializer(DistributionComparisonSerializer):
     p95_ratio = RatioSerializer()
 
 
-class EvidenceSerializer(serializers.Serializer):
-    false_positive_rate = RateComparisonSerializer()
-    true_positive_rate = RateComparisonSerializer()
-    block_rate = RateComparisonSerializer()
-    allow_rate = RateComparisonSerializer()
-    review_rate = RateComparisonSerializer()
-    cache_hit_rate = RateComparisonSerializer()
-    shadow_agreement_rate = RateComparisonSerializer()
-    shadow_significant_rate = RateComparisonSerializer()
-    score = DistributionComparisonSerializer()
-    latency = LatencyComparisonSerializer()
+def _serializer(name: str, doc: str, fields: dict) -> type[serializers.Serializer]:
+    """A serializer class with these fields (one per figure of the comparison, named as the selector names them)."""
+    return type(name, (serializers.Serializer,), {"__doc__": doc, "__module__": __name__, **fields})
 
 
-class VerdictsSerializer(serializers.Serializer):
-    """One plain sentence per figure of the evidence."""
-
-    false_positive_rate = serializers.CharField()
-    true_positive_rate = serializers.CharField()
-    block_rate = serializers.CharField()
-    allow_rate = serializers.CharField()
-    review_rate = serializers.CharField()
-    cache_hit_rate = serializers.CharField()
-    shadow_agreement_rate = serializers.CharField()
-    shadow_significant_rate = serializers.CharField()
-    score = serializers.CharField()
-    latency = serializers.CharField()
-    p95_ratio = serializers.CharField()
+EvidenceSerializer = _serializer(
+    "EvidenceSerializer",
+    "Canary against production: every rate, the score and latency distributions.",
+    {
+        **{name: RateComparisonSerializer() for name in RATE_NAMES},
+        "score": DistributionComparisonSerializer(),
+        "latency": LatencyComparisonSerializer(),
+    },
+)
+VerdictsSerializer = _serializer(
+    "VerdictsSerializer",
+    "One plain sentence per figure of the evidence.",
+    {name: serializers.CharField() for name in (*RATE_NAMES, "score", "latency", "p95_ratio")},
+)
 
 
 class SidesComparedSerializer(serializers.Serializer):
