@@ -23,15 +23,15 @@ else that sets the canary beside production read the same figures for the same w
 """
 
 import itertools
-import math
 from datetime import datetime, timedelta
 
 import numpy as np
 from django.conf import settings
-from django.db.models import FloatField, Q
-from django.db.models.fields.json import KeyTextTransform
+from django.db import connection
+from django.db.models import Case, CharField, F, FloatField, Func, Q, Value, When
+from django.db.models.fields.json import KeyTextTransform, KeyTransform, compile_json_path
 from django.db.models.functions import Cast
-from django.db.models.lookups import GreaterThanOrEqual, LessThan, LessThanOrEqual
+from django.db.models.lookups import GreaterThanOrEqual, In, LessThan, LessThanOrEqual
 from django.utils import timezone
 
 from audit.evidence.comparison import compare, rate_comparison
@@ -138,9 +138,24 @@ def _sides_compared(sides: tuple[Side, Side], *, since: datetime, until: datetim
 # --- segments ---------------------------------------------------------------------------------
 
 
-def feature_value(feature: str) -> Cast:
-    """A logged feature as a float (NULL when the row has no such key); works for names with spaces, on any database."""
-    return Cast(KeyTextTransform(feature, "features"), FloatField())
+def _json_kind(feature: str) -> tuple[Func, list[str]] | None:
+    """The JSON type of a logged feature and the names a number has, on the databases that say it."""
+    if connection.vendor == "postgresql":
+        return Func(KeyTransform(feature, "features"), function="jsonb_typeof", output_field=CharField()), ["number"]
+    if connection.vendor == "sqlite":
+        path = Value(compile_json_path([feature]))
+        return Func(F("features"), path, function="JSON_TYPE", output_field=CharField()), ["integer", "real"]
+    return None
+
+
+def feature_value(feature: str):
+    """A logged feature as a float, NULL when the row has no such key or a value that is no JSON number
+    (PostgreSQL would fail the whole query on its cast, SQLite would read it as 0); names with spaces work."""
+    number = Cast(KeyTextTransform(feature, "features"), FloatField())
+    kind = _json_kind(feature)
+    if kind is None:
+        return number
+    return Case(When(In(kind[0], kind[1]), then=number), default=None, output_field=FloatField())
 
 
 def _between(value, low: float | None, high: float | None, *, closed: bool = False) -> Q:
@@ -149,14 +164,6 @@ def _between(value, low: float | None, high: float | None, *, closed: bool = Fal
     if high is not None:
         conditions.append((LessThanOrEqual if closed else LessThan)(value, high))
     return Q(*conditions)
-
-
-def _number(text) -> float | None:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
 
 
 def _label(name: str, low: float | None, high: float | None, *, closed: bool = False) -> str:
@@ -179,17 +186,17 @@ def feature_bins(production: Side, feature: str, bins: int, *, since: datetime, 
     """``([(low, high), ...], None)``: ``bins`` quantile bins of ``feature`` over production's logged values; or ``([], why not)``."""
     if reason := _redacted(feature):
         return [], reason
-    texts = list(
+    logged = list(
         answered_rows(production, since=since, until=until)
         .order_by("-created_at")
-        .values_list(KeyTextTransform(feature, "features"), flat=True)[:SAMPLE_LIMIT]
+        .values_list(KeyTextTransform(feature, "features"), feature_value(feature))[:SAMPLE_LIMIT]
     )
-    present = [text for text in texts if text is not None]
+    present = [(text, value) for text, value in logged if text is not None]
     if not present:
-        return [], "not logged on production's answers in the window" if texts else "no production answers in the window"
-    values = [_number(text) for text in present]
-    if any(value is None for value in values):
+        return [], "not logged on production's answers in the window" if logged else "no production answers in the window"
+    if any(value is None for _, value in present):
         return [], "its logged values are not all numbers"
+    values = [value for _, value in present]
     if len(set(values)) < 2:
         return [], "production logged a single value in the window"
     # Inner quantiles only (the outer bins are open); ties can merge edges, so fewer bins than asked.

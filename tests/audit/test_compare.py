@@ -160,6 +160,12 @@ def test_a_redacted_or_missing_feature_is_not_available_and_says_why(auditor, se
     assert (missing["available"], missing["reason"]) == (False, "not logged on production's answers in the window")
 
 
+def test_a_canary_row_whose_feature_is_no_number_is_left_out_of_the_bins(auditor, segmented_log, canary_version):
+    PredictionLog.objects.create(**make_record(canary_version, role="canary", features={segmented.FEATURE: "n/a"}))
+    by_feature = compare(auditor)["segments"][0]
+    assert by_feature["available"] and sum(b["canary"]["answered"] for b in by_feature["bins"]) == 1100
+
+
 def test_the_page_shows_the_segment_where_the_canary_is_worse(auditor_page, auditor, segmented_log):
     body = page(auditor_page)
     api = compare(auditor)
