@@ -79,10 +79,11 @@ def _points(difference: float) -> str:
 def rate_verdict(figure: dict, *, detectable: float) -> str:
     """One sentence on a rate comparison: which side is higher if the evidence says so, else what is missing."""
     if figure["p_value"] is None:
-        return "not comparable: a side has no " + figure["unit"]
-    if figure["p_value"] < ALPHA:
+        words = "not comparable: a side has no " + figure["unit"]
+    elif figure["p_value"] < ALPHA:
         return f"canary {'higher' if figure['difference'] > 0 else 'lower'} ({_p(figure['p_value'])})"
-    words = f"no evidence of a difference ({_p(figure['p_value'])})"
+    else:
+        words = f"no evidence of a difference ({_p(figure['p_value'])})"
     if figure["more_needed"]:  # what the silence is worth: a difference of `detectable` could still hide here
         words += f"; needs {figure['more_needed']} more {figure['unit']} to detect a {_points(detectable)} difference"
     return words

@@ -108,6 +108,18 @@ def test_a_real_difference_has_a_small_p_value_and_says_which_side(auditor, prod
     assert body["verdicts"]["score"].startswith("canary scores tend higher (p<0.001")
 
 
+def test_a_canary_without_outcomes_yet_says_how_many_it_needs(auditor, production_version, canary_version):
+    judged(production_version, role="production", answers=1000, blocked=40)
+    PredictionLog.objects.create(**make_record(canary_version, role="canary"))
+    body = compare(auditor)
+    fp = body["evidence"]["false_positive_rate"]
+    assert (fp["a"]["total"], fp["p_value"], fp["difference"]) == (0, None, None)
+    assert fp["more_needed"] > 1000
+    assert body["verdicts"]["false_positive_rate"] == (
+        f"not comparable: a side has no negative outcomes; needs {fp['more_needed']} more negative outcomes to detect a 2-point difference"
+    )
+
+
 def test_the_sides_are_the_configured_versions_while_a_canary_runs(auditor, production_version, canary_version):
     earlier = make_version("gbdt", "0", status="archived")
     judged(canary_version, role="canary", answers=3, blocked=0)
