@@ -93,18 +93,19 @@ def _plain_tick(value: float) -> str:
 
 
 def _whisker(series: str, value: float, low: float | None, high: float | None, *, x, y: float, start: float, end: float, shown) -> str:
+    # An open bound runs to the axis end without a cap (the page hides `.open`): the data set no limit there.
     left, right = x(start if low is None else low), x(end if high is None else high)
     title = f"{series}: {shown(value)}, 95% interval {'open' if low is None else shown(low)} to {'open' if high is None else shown(high)}"
     return format_html(
         '<g class="interval interval-{}" data-value="{}" data-low="{}" data-high="{}"><title>{}</title>'
         '<line class="whisker" x1="{}" x2="{}" y1="{}" y2="{}"></line>'
-        '<line class="cap" x1="{}" x2="{}" y1="{}" y2="{}"></line>'
-        '<line class="cap" x1="{}" x2="{}" y1="{}" y2="{}"></line>'
+        '<line class="{}" x1="{}" x2="{}" y1="{}" y2="{}"></line>'
+        '<line class="{}" x1="{}" x2="{}" y1="{}" y2="{}"></line>'
         '<circle cx="{}" cy="{}" r="3.5"></circle></g>',
         series, _fmt(value), _fmt(low), _fmt(high), title,
         left, right, y, y,
-        left, left, y - 3, y + 3,
-        right, right, y - 3, y + 3,
+        "cap open" if low is None else "cap", left, left, y - 3, y + 3,
+        "cap open" if high is None else "cap", right, right, y - 3, y + 3,
         x(value), y,
     )  # fmt: skip
 
