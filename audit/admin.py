@@ -15,8 +15,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from audit import admin_backtests, exports, selectors  # noqa: F401 - admin_backtests registers the Backtest admin
-from audit.charts import histogram_chart
+from audit import admin_backtests, charts, exports, selectors  # noqa: F401 - admin_backtests registers the Backtest admin
 from audit.models import DualRunRecord, Outcome, PredictionLog
 from mlops.admin.base import ReadOnlyAdmin
 from mlops.choices import ModelRole
@@ -168,23 +167,18 @@ class PredictionLogAdmin(ReadOnlyAdmin):
         if window_text not in dict(COMPARE_WINDOWS):
             window_text = "24h"
         comparison = selectors.canary_comparison(product=product, window=selectors.parse_duration(window_text)) if product else None
-        chart = None
-        if comparison:
-            chart = histogram_chart(
-                {"production": comparison["production"]["score_histogram"], "canary": comparison["canary"]["score_histogram"]},
-                comparison["histogram_edges"],
-            )
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": "Canary vs production",
+            "is_nav_sidebar_enabled": False,  # the tables need the width at 1366 px
             "products": products,
             "product": product,
             "windows": COMPARE_WINDOWS,
             "window": window_text,
             "comparison": comparison,
-            "sides": [("Production", comparison["production"]), ("Canary", comparison["canary"])] if comparison else [],
-            "chart": chart,
+            "detectable_points": comparison and comparison["detectable_difference"] * 100,
+            **(charts.comparison_figures(comparison) if comparison else {}),
         }
         return TemplateResponse(request, "admin/audit/predictionlog/compare.html", context)
 

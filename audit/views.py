@@ -14,6 +14,7 @@ from audit import selectors, services
 from audit.serializers import (
     MAX_OUTCOMES_PER_REQUEST,
     CompareQuerySerializer,
+    CompareSerializer,
     OutcomeInputSerializer,
     PredictionLogSerializer,
     RecentQuerySerializer,
@@ -96,11 +97,13 @@ class AuditRecentView(BaseAPIView):
 
 
 class AuditCompareView(BaseAPIView):
-    """``GET /v1/audit/compare?product=&window=``: canary against production."""
+    """``GET /v1/audit/compare?product=&window=``: canary against production, with the evidence on every
+    difference and per segment (`audit.selectors.comparison`)."""
 
     api_permission = ApiCapability.READ_AUDIT
 
-    @extend_schema(parameters=[CompareQuerySerializer], responses=OpenApiTypes.OBJECT)
+    @extend_schema(parameters=[CompareQuerySerializer], responses={200: CompareSerializer})
     def get(self, request):
         query = _query(CompareQuerySerializer, request)
-        return Response(selectors.canary_comparison(product=query["product"], window=query["window"]))
+        comparison = selectors.canary_comparison(product=query["product"], window=query["window"])
+        return Response(CompareSerializer(comparison).data)

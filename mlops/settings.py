@@ -11,6 +11,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from mlops.demo import PRODUCT as DEMO_PRODUCT
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -315,6 +317,16 @@ BACKTEST_MIN_AGREEMENT = env.float("BACKTEST_MIN_AGREEMENT", default=0.9)  # sha
 BACKTEST_MAX_FP_RATE_INCREASE = env.float("BACKTEST_MAX_FP_RATE_INCREASE", default=0.01)  # candidate FP rate - production's
 BACKTEST_MIN_OUTCOMES = env.int("BACKTEST_MIN_OUTCOMES", default=0)  # labelled negatives required before the FP rates count
 BACKTEST_MAX_AGE_DAYS = env.int("BACKTEST_MAX_AGE_DAYS", default=7)  # an older passing backtest no longer validates
+
+# --- Evidence: the comparison page and GET /v1/audit/compare (audit/selectors/comparison.py) ---
+# The difference of rates (absolute: 0.02 = 2 points) whose detection "needs N more outcomes" is computed for.
+EVIDENCE_DETECTABLE_DIFFERENCE = env.float("EVIDENCE_DETECTABLE_DIFFERENCE", default=0.02)
+# Segments compared per product: a logged feature binned by quantiles of production's values
+# ({"feature": name, "bins": 2..20}) or fixed score bands ({"score_band": [0, ..., 1]}). JSON.
+EVIDENCE_SEGMENTS = env.json(
+    "EVIDENCE_SEGMENTS",
+    default={DEMO_PRODUCT: [{"feature": "mean_radius", "bins": 4}, {"score_band": [0, 0.2, 0.5, 0.8, 1]}]},
+)
 
 # Prediction log writer (see audit/writer.py for the policies these tune).
 AUDIT_BATCH_SIZE = env.int("AUDIT_BATCH_SIZE", default=500)

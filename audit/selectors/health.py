@@ -55,21 +55,24 @@ def outcome_label() -> Subquery:
     return Subquery(outcomes.order_by("-observed_at", "-pk").values("label")[:1])
 
 
-def window_rows(product: str, since: datetime, until: datetime) -> QuerySet:
-    return PredictionLog.objects.filter(product=product, created_at__gte=since, created_at__lt=until)
+def window_rows(product: str, since: datetime, until: datetime, segment: Q | None = None) -> QuerySet:
+    """The product's rows over ``[since, until)``; ``segment``, a condition on a row (its features or
+    score, see `audit.selectors.comparison`), narrows every figure to the rows it holds for."""
+    rows = PredictionLog.objects.filter(product=product, created_at__gte=since, created_at__lt=until)
+    return rows if segment is None else rows.filter(segment)
 
 
-def answered_rows(side: Side, *, since: datetime, until: datetime) -> QuerySet:
-    """The rows the side answered (or, for a shadow, ran) over ``[since, until)``."""
-    rows = window_rows(side.product, since, until).filter(role=side.role, fallback_from__isnull=True)
+def answered_rows(side: Side, *, since: datetime, until: datetime, segment: Q | None = None) -> QuerySet:
+    """The rows the side answered (or, for a shadow, ran) over ``[since, until)``, in ``segment`` if given."""
+    rows = window_rows(side.product, since, until, segment).filter(role=side.role, fallback_from__isnull=True)
     return rows if side.model_version_id is None else rows.filter(model_version_id=side.model_version_id)
 
 
-def failover_rows(side: Side, *, since: datetime, until: datetime) -> QuerySet | None:
+def failover_rows(side: Side, *, since: datetime, until: datetime, segment: Q | None = None) -> QuerySet | None:
     """The canary's attempts that failed over to production; None for a side that cannot fail over."""
     if side.role != ModelRole.CANARY:
         return None
-    rows = window_rows(side.product, since, until)
+    rows = window_rows(side.product, since, until, segment)
     if side.model_version_id is None:
         return rows.filter(fallback_from__isnull=False)
     return rows.filter(fallback_from_id=side.model_version_id)
@@ -111,16 +114,16 @@ def shadow_counts(shadow_rows: QuerySet) -> dict:
     }
 
 
-def model_health(side: Side, *, since: datetime, until: datetime) -> dict:
-    """The side's health over ``[since, until)`` (the module's docstring defines every figure)."""
-    answered = answered_rows(side, since=since, until=until)
+def model_health(side: Side, *, since: datetime, until: datetime, segment: Q | None = None) -> dict:
+    """The side's health over ``[since, until)`` (the module's docstring defines every figure), in ``segment`` if given."""
+    answered = answered_rows(side, since=since, until=until, segment=segment)
     totals = answered.order_by().aggregate(
         answered=Count("pk"),
         cached=Count("pk", filter=Q(cached=True)),
         mean_score=Avg("score"),
         **{decision.value: Count("pk", filter=Q(decision=decision.value)) for decision in Decision},
     )
-    failovers = failover_rows(side, since=since, until=until)
+    failovers = failover_rows(side, since=since, until=until, segment=segment)
     failed = None if failovers is None else failovers.count()
     requests = totals["answered"] + (failed or 0)
     versions = list(
@@ -129,7 +132,7 @@ def model_health(side: Side, *, since: datetime, until: datetime) -> dict:
         .distinct()
     )
     version_ids = [side.model_version_id] if side.model_version_id is not None else [pk for pk, _, _ in versions]
-    own_shadow_runs = window_rows(side.product, since, until).filter(role=ModelRole.SHADOW, model_version_id__in=version_ids)
+    own_shadow_runs = window_rows(side.product, since, until, segment).filter(role=ModelRole.SHADOW, model_version_id__in=version_ids)
     return {
         "role": side.role,
         "model_versions": [{"id": str(pk), "model": f"{name}@{version}"} for pk, name, version in versions],
@@ -151,9 +154,9 @@ def slower_than(side: Side, *, since: datetime, until: datetime, ms: float) -> i
     return answered_rows(side, since=since, until=until).filter(latency_ms__gt=ms).count()
 
 
-def samples(side: Side, *, since: datetime, until: datetime, limit: int = SAMPLE_LIMIT) -> dict[str, list[float]]:
+def samples(side: Side, *, since: datetime, until: datetime, limit: int = SAMPLE_LIMIT, segment: Q | None = None) -> dict[str, list[float]]:
     """The newest ``limit`` answers' scores and latencies, for two-sample tests and quantile intervals."""
-    rows = answered_rows(side, since=since, until=until).order_by("-created_at").values_list("score", "latency_ms")[:limit]
+    rows = answered_rows(side, since=since, until=until, segment=segment).order_by("-created_at").values_list("score", "latency_ms")[:limit]
     scores, latencies = [], []
     for score, latency in rows:
         scores.append(score)

@@ -52,14 +52,14 @@ def test_summary_matches_hand_computed_figures(auditor, rows):
     }
     # answering latencies sorted: 1 2 3 4 5 6 7 10
     assert body["latency_ms"] == pytest.approx({"p50": 4.5, "p95": 8.95, "p99": 9.79})
-    assert body["cache_hit_rate"] == pytest.approx(0.25)
+    assert body["cache_hit_rate"]["value"] == pytest.approx(0.25)
     assert body["shadow"]["runs"] == 4
     assert body["shadow"]["diff_classes"] == {"minimal": 2, "moderate": 1, "significant": 1}
-    assert body["shadow"]["agreement_rate"] == pytest.approx(0.5)
+    assert body["shadow"]["agreement_rate"]["value"] == pytest.approx(0.5)
     assert body["shadow"]["mean_score_diff"] == pytest.approx(0.085)
     outcomes = body["outcomes"]
     assert (outcomes["labelled"], outcomes["negatives"], outcomes["false_positives"], outcomes["true_positives"]) == (6, 5, 2, 1)
-    assert outcomes["false_positive_rate"] == pytest.approx(0.4)
+    assert outcomes["false_positive_rate"]["value"] == pytest.approx(0.4)
 
 
 def test_compare_matches_hand_computed_figures(auditor, rows):
@@ -67,22 +67,29 @@ def test_compare_matches_hand_computed_figures(auditor, rows):
     assert answer.status_code == 200, answer.content
     body = answer.json()
     production, canary = body["production"], body["canary"]
-    assert production["requests"] == 5 and canary["requests"] == 3
-    assert production["latency_ms"] == pytest.approx({"p50": 3.0, "p95": 8.8})
-    assert canary["latency_ms"] == pytest.approx({"p50": 6.0, "p95": 6.9})
-    assert {k: v["count"] for k, v in production["decision_mix"].items()} == {"allow": 3, "review": 0, "block": 2}
+    # Production answered p1..p4; the canary answered c1..c3 and failed over once (p5, answered by production).
+    assert (production["requests"], production["answered"], production["failovers"]) == (4, 4, None)
+    assert (canary["requests"], canary["answered"], canary["failovers"]) == (4, 3, 1)
+    assert production["latency_ms"] == pytest.approx({"p50": 2.5, "p95": 3.85, "p99": 3.97})
+    assert canary["latency_ms"] == pytest.approx({"p50": 6.0, "p95": 6.9, "p99": 6.98})
+    assert {k: v["count"] for k, v in production["decision_mix"].items()} == {"allow": 2, "review": 0, "block": 2}
     assert {k: v["count"] for k, v in canary["decision_mix"].items()} == {"allow": 1, "review": 1, "block": 1}
-    assert production["score_histogram"] == [0, 1, 1, 1, 0, 1, 0, 0, 1, 0]
-    assert canary["score_histogram"] == [1, 0, 0, 0, 1, 0, 1, 0, 0, 0]
-    assert production["mean_score"] == pytest.approx(0.39)
+    assert production["score"]["histogram"] == [0, 1, 0, 1, 0, 1, 0, 0, 1, 0]
+    assert canary["score"]["histogram"] == [1, 0, 0, 0, 1, 0, 1, 0, 0, 0]
+    assert production["score"]["mean"] == pytest.approx(0.4375)
     assert production["error_rate"] is None
-    assert (canary["fallbacks"], canary["error_rate"]) == (1, pytest.approx(0.25))
-    assert production["agreement_rate"] == pytest.approx(1 / 3)
-    assert canary["agreement_rate"] == pytest.approx(1.0)
-    assert production["outcomes"]["false_positive_rate"] == pytest.approx(1 / 3)
-    assert canary["outcomes"]["false_positive_rate"] == pytest.approx(0.5)
+    assert (canary["error_rate"]["count"], canary["error_rate"]["total"]) == (1, 4)
+    # Each side's model as a shadow: logreg shadowed c1 (agreed); gbdt shadowed p1..p3 (agreed once).
+    assert production["shadow"]["agreement_rate"]["value"] == pytest.approx(1.0)
+    assert canary["shadow"]["agreement_rate"]["value"] == pytest.approx(1 / 3)
+    assert production["outcomes"]["false_positive_rate"]["value"] == pytest.approx(1 / 3)
+    assert canary["outcomes"]["false_positive_rate"]["value"] == pytest.approx(0.5)
     assert [v["model"] for v in canary["model_versions"]] == ["gbdt@1"]
     assert len(body["histogram_edges"]) == 11
+    fp = body["evidence"]["false_positive_rate"]
+    assert (fp["a"]["count"], fp["a"]["total"], fp["b"]["count"], fp["b"]["total"]) == (1, 2, 1, 3)
+    assert fp["difference"] == pytest.approx(0.5 - 1 / 3) and fp["low"] < 0 < fp["high"] and fp["p_value"] == pytest.approx(1.0)
+    assert body["verdicts"]["false_positive_rate"].startswith("no evidence of a difference (p=1.000); needs ")
 
 
 def test_recent_is_paginated_newest_first(auditor, rows):
