@@ -80,17 +80,22 @@ def failover_rows(side: Side, *, since: datetime, until: datetime, segment: Q | 
 
 def outcome_counts(rows: QuerySet) -> dict:
     """Confusion counts of ``rows`` against their outcome, and the two rates."""
-    counts = (
+    # One GROUP BY (label, blocked): the outcome subquery runs once per row, not once per count.
+    cells = (
         rows.order_by()
-        .annotate(outcome_label=outcome_label())
-        .aggregate(
-            labelled=Count("pk", filter=Q(outcome_label__isnull=False)),
-            negatives=Count("pk", filter=Q(outcome_label=False)),
-            positives=Count("pk", filter=Q(outcome_label=True)),
-            false_positives=Count("pk", filter=Q(outcome_label=False, decision=Decision.BLOCK)),
-            true_positives=Count("pk", filter=Q(outcome_label=True, decision=Decision.BLOCK)),
-        )
+        .annotate(outcome_label=outcome_label(), blocked=Q(decision=Decision.BLOCK))
+        .filter(outcome_label__isnull=False)
+        .values_list("outcome_label", "blocked")
+        .annotate(n=Count("pk"))
     )
+    confusion = {(label, blocked): n for label, blocked, n in cells}
+    counts = {
+        "labelled": sum(confusion.values()),
+        "negatives": confusion.get((False, False), 0) + confusion.get((False, True), 0),
+        "positives": confusion.get((True, False), 0) + confusion.get((True, True), 0),
+        "false_positives": confusion.get((False, True), 0),
+        "true_positives": confusion.get((True, True), 0),
+    }
     counts["false_positive_rate"] = rate(counts["false_positives"], counts["negatives"])
     counts["true_positive_rate"] = rate(counts["true_positives"], counts["positives"])
     return counts
