@@ -1,21 +1,26 @@
 """Reads of the serving path: what this process serves and whether it is ready (from the runtime's
-snapshot), and recorded predictions (from the log writer while it holds them, else the database).
+snapshot), recorded predictions (from the log writer while it holds them, else the database), and
+a model version's health over a window (the log's one definition, beside how this process loaded it).
 
 None of them changes anything, and none runs on the request path of ``POST /v1/infer``.
 """
 
 import time
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
+from django.utils import timezone
 
 from audit import writer
 from audit.models import PredictionLog
 from audit.records import DEFAULTS, READ_BACK, plain
+from audit.selectors.health import Side, model_health
 from inference.decisions import CANARY, PRODUCTION, SHADOW
 from inference.ids import issued_at_ms
 from inference.runtime import runtime
 from mlops.artifacts.onnx_schema import describe_inputs
+from mlops.choices import ModelRole
 from mlops.models import ModelVersion
 
 # The inference API's names for the record fields it does not call by their column name.
@@ -122,3 +127,33 @@ def prediction_log_get(*, prediction_id: uuid.UUID) -> dict | None:
 def model_version_labels(*, model_version_ids) -> dict:
     """``{id: version}`` for the given model version ids."""
     return dict(ModelVersion.objects.filter(pk__in=list(model_version_ids)).values_list("pk", "version"))
+
+
+def model_version_health(*, model_version: ModelVersion, window: timedelta) -> dict:
+    """How ``model_version`` did over the last ``window``, per role it played (`audit.selectors.health`,
+    the numbers the comparison and the dashboard show), and how this process loaded it.
+
+    ``serving`` is this process's copy (None when it does not serve the version): its load time and
+    warm-up; ``loaded_at`` is the registry's, when a process last downloaded and verified the artifact.
+    """
+    until = timezone.now()
+    since = until - window
+    roles = [model_health(Side(model_version.product, role, model_version.pk), since=since, until=until) for role in ModelRole.values]
+    snapshot = runtime.peek()
+    serving = None
+    for product, route in sorted((snapshot.routes if snapshot else {}).items()):
+        for model, role in ((route.production, PRODUCTION), (route.canary, CANARY), (route.shadow, SHADOW)):
+            if model is not None and model.id == str(model_version.pk) and product == model_version.product:
+                serving = {"role": str(role), "loaded_at": model.loaded_at, "warm_up_ms": model.warm_up_ms}
+    return {
+        "model_id": model_version.pk,
+        "product": model_version.product,
+        "model": f"{model_version.name}@{model_version.version}",
+        "status": model_version.status,
+        "window_seconds": int(window.total_seconds()),
+        "since": since,
+        "until": until,
+        "roles": [health for health in roles if health["requests"]],
+        "loaded_at": model_version.loaded_at,
+        "serving": serving,
+    }

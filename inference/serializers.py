@@ -6,11 +6,14 @@ the serving snapshot); these serializers describe the same shapes for the docume
 are never run on the hot path.
 """
 
+from datetime import timedelta
+
 from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from mlops.choices import Decision, ModelRole
+from audit.serializers import HealthSerializer, WindowField
+from mlops.choices import Decision, ModelRole, ModelStatus
 from mlops.registry_views import InputSchemaOutput
 
 
@@ -97,3 +100,28 @@ class ServingModelsSerializer(serializers.Serializer):
     models = ServingModelSerializer(many=True)
     total = serializers.IntegerField(help_text="How many models this process serves.")
     refused = RefusedModelSerializer(many=True, help_text="Versions the registry names that this process refused to load, and why.")
+
+
+class ModelHealthQuerySerializer(serializers.Serializer):
+    window = WindowField(required=False, default=timedelta(hours=1))
+
+
+class ServingCopySerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=ModelRole.choices, help_text="The role this process serves the version in.")
+    loaded_at = serializers.DateTimeField(help_text="When this process loaded it.")
+    warm_up_ms = serializers.FloatField(help_text="Its warm-up (a run and an explanation of a synthetic row), timed.")
+
+
+class ModelHealthSerializer(serializers.Serializer):
+    """`inference.selectors.model_version_health`: ``GET /v1/models/{id}/health``."""
+
+    model_id = serializers.UUIDField()
+    product = serializers.SlugField()
+    model = serializers.CharField(help_text="name@version")
+    status = serializers.ChoiceField(choices=ModelStatus.choices)
+    window_seconds = serializers.IntegerField()
+    since = serializers.DateTimeField()
+    until = serializers.DateTimeField()
+    roles = HealthSerializer(many=True, help_text="Per role the version played in the window (none: no traffic).")
+    loaded_at = serializers.DateTimeField(allow_null=True, help_text="When a process last downloaded and verified the artifact.")
+    serving = ServingCopySerializer(allow_null=True, help_text="This process's copy; null when it does not serve the version.")

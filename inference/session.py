@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import numpy as np
@@ -112,6 +112,7 @@ class LoadedModel:
     explainer: Explainer = field(repr=False)
     timeout: float  # seconds
     loaded_at: datetime
+    warm_up_ms: float = 0.0  # the warm-up's run and explanation, timed (the first run plans and allocates)
 
     @property
     def id(self) -> str:
@@ -180,10 +181,11 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         loaded_at=timezone.now(),
     )
     synthetic = np.zeros((1, len(names)), dtype=artifact.dtype)
+    started = time.perf_counter()
     try:
         # Warm-up: the first run allocates and plans; it must not be a client's request.
         model.run(synthetic, timeout=max(model.timeout, 5.0))
         model.contributions(synthetic)
     except ModelRunError as exc:
         raise ModelLoadError(f"warm-up: {exc}") from None
-    return model
+    return replace(model, warm_up_ms=(time.perf_counter() - started) * 1000)

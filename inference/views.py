@@ -6,6 +6,7 @@ platform's authentication and permissions). Bodies are read here rather than thr
 is read or parsed.
 """
 
+from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -14,6 +15,8 @@ from rest_framework.response import Response
 from inference import api, selectors
 from inference import serializers as schema
 from inference.errors import as_api_exception
+from mlops import selectors as registry_selectors
+from mlops.api import inputs
 from mlops.api.base import BaseAPIView, principal_of
 from mlops.api.openapi import error_responses, links
 from mlops.choices import ApiCapability
@@ -95,6 +98,21 @@ class ModelsView(ModelRegistration, InferenceAPIView):
     @extend_schema(operation_id="models_list", responses=schema.ServingModelsSerializer)
     def get(self, request):
         return Response(selectors.serving_models())
+
+
+class ModelHealthView(InferenceAPIView):
+    """``GET /v1/models/{id}/health?window=1h``: how a version did over the window, per role it played
+    (the log's one definition of health, as on the comparison page), and how this process loaded it."""
+
+    api_permission = ApiCapability.READ_MODELS
+
+    @extend_schema(parameters=[schema.ModelHealthQuerySerializer], responses={200: schema.ModelHealthSerializer, **error_responses(404)})
+    def get(self, request, model_version_id):
+        query = inputs.parse_query(schema.ModelHealthQuerySerializer, request.query_params)
+        model_version = registry_selectors.model_version_get(model_version_id=model_version_id)
+        if model_version is None:
+            raise Http404(f"no model version {model_version_id}")
+        return Response(schema.ModelHealthSerializer(selectors.model_version_health(model_version=model_version, **query)).data)
 
 
 class HealthView(InferenceAPIView):
