@@ -13,8 +13,11 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from audit.backtests import DECISIONS, Thresholds, backtest_get, backtest_verdict
+from audit.charts import segment_rows
 from audit.models import Backtest, BacktestStatus
 from mlops.admin.base import ReadOnlyAdmin
+
+SEGMENT_RATES = ("false_positive_rate", "true_positive_rate")  # per segment bin, drawn as the comparison page draws its own
 
 
 def rate_text(figure: dict | None) -> str:
@@ -72,6 +75,11 @@ def report_context(report: dict) -> dict:
             ("Production, as logged", ms_text(latency["production_logged_ms"])),
         ],
         "latency": latency,
+        # A report stored before segments were counted has none.
+        "segments": [
+            {"segmentation": s, "rows": segment_rows(s, SEGMENT_RATES, subject="candidate") if s["available"] else []}
+            for s in report.get("segments", [])
+        ],
     }
 
 

@@ -219,14 +219,16 @@ def rate_rows(compared: dict) -> list[dict]:
     return rows
 
 
-def segment_rows(segmentation: dict, names=("false_positive_rate", "block_rate")) -> list[dict]:
-    """Per bin, the differences of ``names`` drawn; one axis per name shared by every bin, so bins compare by eye."""
+def segment_rows(segmentation: dict, names=("false_positive_rate", "block_rate"), *, subject: str = "canary") -> list[dict]:
+    """Per bin, the differences of ``names`` drawn; one axis per name shared by every bin, so bins compare by eye.
+
+    ``subject`` names the side set against production: the canary, or a backtest's candidate."""
     bins = segmentation["bins"]
     reach = {name: symmetric_reach([segment["evidence"][name] for segment in bins]) for name in names}
 
     def cell(segment: dict, name: str) -> dict:
         figure = segment["evidence"][name]
-        label = f"{segment['label']}: {name.replace('_', ' ')}, canary minus production"
+        label = f"{segment['label']}: {name.replace('_', ' ')}, {subject} minus production"
         return {
             "name": name,
             "figure": figure,
