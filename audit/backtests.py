@@ -42,7 +42,7 @@ from audit.evidence.proportions import rate, rate_difference
 from audit.models import Backtest, BacktestStatus, DiffClass, PredictionLog
 from audit.redaction import HASH_PREFIX
 from audit.selectors.comparison import rate_verdict
-from audit.selectors.health import outcome_label
+from audit.selectors.health import SAMPLE_LIMIT, outcome_label
 from audit.selectors.segments import FEATURE, SCORE_BAND, Bins, number, segment_bins, segment_specs
 from mlops.choices import Decision, ModelRole, ModelStatus
 from mlops.models import ModelVersion
@@ -67,7 +67,7 @@ FEATURES_SHOWN = 20  # per skip reason, the features most often involved
 SIDES = ("production", "candidate")
 OUTCOME_RATES = [(name, unit) for name, path, unit in RATES if path[0] == "outcomes"]  # the comparison's, in its units
 BINNED_BY = {
-    FEATURE: "quantiles of the logged values of the rows to replay (production's values; the newest SAMPLE_LIMIT), "
+    FEATURE: f"quantiles of the logged values of the rows to replay (production's values; the newest {SAMPLE_LIMIT:,}), "
     "each row in the bin of its own logged value",
     SCORE_BAND: "production's logged score: the candidate's own score would put the two sides of a bin on different rows",
 }
