@@ -13,8 +13,16 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from audit.backtests import DECISIONS, Thresholds, backtest_get, backtest_verdict
+from audit.charts import segment_tables
 from audit.models import Backtest, BacktestStatus
+from audit.templatetags.evidence import interval, rate
 from mlops.admin.base import ReadOnlyAdmin
+
+SEGMENT_RATES = ("false_positive_rate", "true_positive_rate")  # per segment bin, drawn as the comparison page draws its own
+SEGMENT_LEAD = (
+    ["Rows", "Agreement"],
+    lambda segment: [(segment["rows"], ""), (rate(segment["agreement"]), interval(segment["agreement"]))],
+)
 
 
 def rate_text(figure: dict | None) -> str:
@@ -72,6 +80,8 @@ def report_context(report: dict) -> dict:
             ("Production, as logged", ms_text(latency["production_logged_ms"])),
         ],
         "latency": latency,
+        # A report stored before segments were counted has none.
+        "segments": segment_tables(report.get("segments", []), SEGMENT_RATES, subject="candidate", lead=SEGMENT_LEAD),
     }
 
 

@@ -17,6 +17,14 @@ beside the ones production made. The work is split by the import rules:
 Outcomes judge rows by the one rule, `audit.selectors.health.outcome_label`; rates carry Wilson
 intervals and their differences Newcombe intervals and Fisher p-values (`audit.evidence`); score
 differences are classed as the shadow's are (`audit.diffs.classify_diff`).
+
+Segments (``EVIDENCE_SEGMENTS``, the comparison page's, binned by `audit.selectors.segments`): the
+bins are fixed before any row is scored (`backtest_segments`: one query per feature segmentation of
+the rows to replay, the newest ``SAMPLE_LIMIT``, which are production's logged values, as the
+comparison bins on), then each scored row is counted into its bin (`SegmentTally`), so a report of
+a million rows keeps a few counters per bin, not the rows. Score bands bin by production's logged
+score: the candidate's own would put the two sides of a bin on different rows. Each bin gets the
+figures of the whole, with the comparison's rate comparison and verdict sentences.
 """
 
 from collections import Counter
@@ -29,10 +37,13 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from audit.diffs import classify_diff
+from audit.evidence.comparison import RATES, rate_comparison
 from audit.evidence.proportions import rate, rate_difference
 from audit.models import Backtest, BacktestStatus, DiffClass, PredictionLog
 from audit.redaction import HASH_PREFIX
-from audit.selectors.health import outcome_label
+from audit.selectors.comparison import rate_verdict
+from audit.selectors.health import SAMPLE_LIMIT, outcome_label
+from audit.selectors.segments import FEATURE, SCORE_BAND, Bins, number, segment_bins, segment_specs
 from mlops.choices import Decision, ModelRole, ModelStatus
 from mlops.models import ModelVersion
 
@@ -53,6 +64,13 @@ SKIP_REASONS = {
 }
 ROW_FIELDS = ("prediction_id", "model_version_id", "features", "score", "decision", "latency_ms", "created_at", "outcome_label")
 FEATURES_SHOWN = 20  # per skip reason, the features most often involved
+SIDES = ("production", "candidate")
+OUTCOME_RATES = [(name, unit) for name, path, unit in RATES if path[0] == "outcomes"]  # the comparison's, in its units
+BINNED_BY = {
+    FEATURE: f"quantiles of the logged values of the rows to replay (production's values; the newest {SAMPLE_LIMIT:,}), "
+    "each row in the bin of its own logged value",
+    SCORE_BAND: "production's logged score: the candidate's own score would put the two sides of a bin on different rows",
+}
 
 
 def backtest_rows(*, product: str, until: datetime, since: datetime | None = None, last: int | None = None) -> QuerySet:
@@ -82,6 +100,52 @@ def unreplayable(features, names) -> tuple[str, list[str]] | None:
     return None
 
 
+def _count_outcome(outcomes: dict, label: bool | None, production: str, candidate: str) -> None:
+    """One row's outcome into both sides' counts (``outcomes[side]``), by whether each side blocked it."""
+    if label is None:
+        return
+    for side, decision in (("production", production), ("candidate", candidate)):
+        counts = outcomes[side]
+        counts["positives" if label else "negatives"] += 1
+        if decision == Decision.BLOCK:
+            counts["true_positives" if label else "false_positives"] += 1
+
+
+def _outcomes() -> dict:
+    return {side: Counter() for side in SIDES}
+
+
+@dataclass
+class SegmentTally:
+    """One segmentation's running counts per bin: rows scored, decisions agreed, both sides' outcomes."""
+
+    bins: Bins
+    rows: list = field(default_factory=list)
+    agreed: list = field(default_factory=list)
+    outcomes: list = field(default_factory=list)
+    outside: int = 0  # scored rows in no bin: no number logged for the feature, or a score outside the bands
+
+    def __post_init__(self):
+        size = len(self.bins.bounds)
+        self.rows, self.agreed, self.outcomes = [0] * size, [0] * size, [_outcomes() for _ in range(size)]
+
+    def add(self, row: dict, *, decision: str) -> None:
+        features = row["features"] if isinstance(row["features"], dict) else {}
+        value = number(features.get(self.bins.feature)) if self.bins.kind == FEATURE else row["score"]
+        index = self.bins.index(value)
+        if index is None:
+            self.outside += 1
+            return
+        self.rows[index] += 1
+        self.agreed[index] += decision == row["decision"]
+        _count_outcome(self.outcomes[index], row.get("outcome_label"), row["decision"], decision)
+
+
+def backtest_segments(*, product: str, rows: QuerySet) -> list[SegmentTally]:
+    """The product's segmentations, their bins drawn from ``rows`` (the rows to replay, newest first), empty counts."""
+    return [SegmentTally(segment_bins(spec, rows)) for spec in segment_specs(product)]
+
+
 @dataclass
 class Tally:
     """What a backtest counted so far; `backtest_report` reads it. Sections of later parts add their own counts."""
@@ -94,7 +158,8 @@ class Tally:
     score_diffs: list = field(default_factory=list)
     production_latency_ms: list = field(default_factory=list)
     production_models: Counter = field(default_factory=Counter)
-    outcomes: dict = field(default_factory=lambda: {side: Counter() for side in ("production", "candidate")})
+    outcomes: dict = field(default_factory=_outcomes)
+    segments: list = field(default_factory=list)  # SegmentTally per configured segmentation (`backtest_segments`)
     runs: int = 0  # batched session runs
     run_rows: list = field(default_factory=list)
     run_ms: list = field(default_factory=list)
@@ -129,13 +194,9 @@ class Tally:
         self.diff_classes[str(diff_class)] += 1
         self.production_latency_ms.append(row["latency_ms"])
         self.production_models[str(row["model_version_id"])] += 1
-        label = row.get("outcome_label")
-        if label is not None:
-            for side, blocked in (("production", row["decision"] == Decision.BLOCK), ("candidate", decision == Decision.BLOCK)):
-                counts = self.outcomes[side]
-                counts["positives" if label else "negatives"] += 1
-                if blocked:
-                    counts["true_positives" if label else "false_positives"] += 1
+        _count_outcome(self.outcomes, row.get("outcome_label"), row["decision"], decision)
+        for segment in self.segments:
+            segment.add(row, decision=decision)
 
 
 # --- The report: one function per section ------------------------------------------------------
@@ -201,16 +262,18 @@ def score_diff_section(tally: Tally) -> dict:
     }
 
 
+def _outcome_rates(counts: Counter) -> dict:
+    return {
+        "labelled": counts["positives"] + counts["negatives"],
+        "negatives": counts["negatives"],
+        "positives": counts["positives"],
+        "false_positive_rate": rate(counts["false_positives"], counts["negatives"]),
+        "true_positive_rate": rate(counts["true_positives"], counts["positives"]),
+    }
+
+
 def outcomes_section(tally: Tally) -> dict:
-    sides = {}
-    for side, counts in tally.outcomes.items():
-        sides[side] = {
-            "labelled": counts["positives"] + counts["negatives"],
-            "negatives": counts["negatives"],
-            "positives": counts["positives"],
-            "false_positive_rate": rate(counts["false_positives"], counts["negatives"]),
-            "true_positive_rate": rate(counts["true_positives"], counts["positives"]),
-        }
+    sides = {side: _outcome_rates(counts) for side, counts in tally.outcomes.items()}
     # Both sides are judged on the same rows: the differences are of paired rates, reported with the
     # (conservative, unpaired) Newcombe interval and Fisher test the comparison page uses.
     return {
@@ -222,6 +285,43 @@ def outcomes_section(tally: Tally) -> dict:
             sides["candidate"]["true_positive_rate"], sides["production"]["true_positive_rate"]
         ),
     }
+
+
+def _segment_bin(segment: SegmentTally, index: int, text: str, *, detectable: float) -> dict:
+    low, high = segment.bins.bounds[index]
+    sides = {side: _outcome_rates(counts) for side, counts in segment.outcomes[index].items()}
+    # As in the outcomes section: paired rows, the comparison's (conservative, unpaired) interval and test.
+    evidence = {
+        name: rate_comparison(sides["candidate"][name], sides["production"][name], detectable=detectable, unit=unit)
+        for name, unit in OUTCOME_RATES
+    }
+    return {
+        "label": text,
+        "low": low,
+        "high": high,
+        "rows": segment.rows[index],
+        "agreement": rate(segment.agreed[index], segment.rows[index]),
+        **sides,
+        "evidence": evidence,
+        "verdicts": {name: rate_verdict(figure, detectable=detectable, subject="candidate") for name, figure in evidence.items()},
+    }
+
+
+def segments_section(tally: Tally) -> list:
+    """Per configured segmentation and bin: rows, agreement, both sides' outcome rates, their difference, a verdict."""
+    detectable = settings.EVIDENCE_DETECTABLE_DIFFERENCE
+    return [
+        {
+            "kind": segment.bins.kind,
+            "feature": segment.bins.feature,
+            "available": segment.bins.available,
+            "reason": segment.bins.reason,
+            "binned_by": BINNED_BY[segment.bins.kind],
+            "outside": segment.outside,
+            "bins": [_segment_bin(segment, i, text, detectable=detectable) for i, text in enumerate(segment.bins.labels())],
+        }
+        for segment in tally.segments
+    ]
 
 
 def latency_section(tally: Tally) -> dict:
@@ -242,6 +342,7 @@ SECTIONS = {
     "decisions": decisions_section,
     "score_diff": score_diff_section,
     "outcomes": outcomes_section,
+    "segments": segments_section,
     "latency_ms": latency_section,
 }
 

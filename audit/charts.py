@@ -219,14 +219,16 @@ def rate_rows(compared: dict) -> list[dict]:
     return rows
 
 
-def segment_rows(segmentation: dict, names=("false_positive_rate", "block_rate")) -> list[dict]:
-    """Per bin, the differences of ``names`` drawn; one axis per name shared by every bin, so bins compare by eye."""
+def segment_rows(segmentation: dict, names=("false_positive_rate", "block_rate"), *, subject: str = "canary") -> list[dict]:
+    """Per bin, the differences of ``names`` drawn; one axis per name shared by every bin, so bins compare by eye.
+
+    ``subject`` names the side set against production: the canary, or a backtest's candidate."""
     bins = segmentation["bins"]
     reach = {name: symmetric_reach([segment["evidence"][name] for segment in bins]) for name in names}
 
     def cell(segment: dict, name: str) -> dict:
         figure = segment["evidence"][name]
-        label = f"{segment['label']}: {name.replace('_', ' ')}, canary minus production"
+        label = f"{segment['label']}: {name.replace('_', ' ')}, {subject} minus production"
         return {
             "name": name,
             "figure": figure,
@@ -235,6 +237,32 @@ def segment_rows(segmentation: dict, names=("false_positive_rate", "block_rate")
         }
 
     return [{"segment": segment, "cells": [cell(segment, name) for name in names]} for segment in bins]
+
+
+SHORT_LABELS = {"false_positive_rate": "FP rate", "true_positive_rate": "TP rate", "block_rate": "Block"}
+
+
+def segment_tables(segmentations: list[dict], names: tuple[str, ...], *, subject: str, lead: tuple) -> list[dict]:
+    """Each segmentation as the shared segments table draws it (``admin/audit/segments.html``): ``lead`` is
+    ``(headers, cells)`` of the columns before the compared rates, ``cells(bin)`` a ``(text, detail)`` per header."""
+    lead_headers, lead_cells = lead
+    headers = [(header, True) for header in lead_headers]
+    for name in names:
+        headers += [(f"{SHORT_LABELS[name]} (P / C)", True), (f"{subject.capitalize()} − production", False), ("Verdict", False)]
+    return [
+        {
+            "segmentation": s,
+            "headers": headers,
+            "rows": [{**row, "lead": lead_cells(row["segment"])} for row in segment_rows(s, names, subject=subject)]
+            if s["available"]
+            else [],
+        }
+        for s in segmentations
+    ]
+
+
+def _requests(segment: dict) -> list[tuple[str, str]]:
+    return [(f"{segment['production']['requests']} / {segment['canary']['requests']}", "")]
 
 
 def comparison_figures(comparison: dict) -> dict:
@@ -249,5 +277,7 @@ def comparison_figures(comparison: dict) -> dict:
         "chart": histogram_chart(
             {"production": production["score"]["histogram"], "canary": canary["score"]["histogram"]}, comparison["histogram_edges"]
         ),
-        "segments": [{"segmentation": s, "rows": segment_rows(s) if s["available"] else []} for s in comparison["segments"]],
+        "segments": segment_tables(
+            comparison["segments"], ("false_positive_rate", "block_rate"), subject="canary", lead=(["Requests (P / C)"], _requests)
+        ),
     }

@@ -52,7 +52,9 @@ class BacktestOutput(serializers.Serializer):
     report = serializers.JSONField(
         allow_null=True,
         help_text="When done: rows scored and skipped (with why), decision agreement and confusion, score-difference "
-        "classes, false- and true-positive rates of both on events with outcomes (with intervals), latency, verdict.",
+        "classes, false- and true-positive rates of both on events with outcomes (with intervals), per segment "
+        "(EVIDENCE_SEGMENTS: rows, agreement, both sides' outcome rates, their difference with its interval, Fisher p and "
+        "a verdict; or why a segment is not available), latency, verdict.",
     )
 
     def get_model(self, backtest) -> str:

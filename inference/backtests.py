@@ -153,7 +153,8 @@ def _score(backtest: Backtest, *, until: datetime, progress: Progress | None) ->
     Backtest.objects.filter(pk=backtest.pk).update(rows_total=total)
     if progress:
         progress(0, total)
-    tally = audit_backtests.Tally()
+    # The bins first (one query of the rows to replay per feature segmentation), so rows are counted into them as scored.
+    tally = audit_backtests.Tally(segments=audit_backtests.backtest_segments(product=backtest.product, rows=rows))
     batch = max(1, settings.BACKTEST_BATCH_SIZE)
     done = 0
     for chunk in _chunks(rows.values(*audit_backtests.ROW_FIELDS).iterator(chunk_size=batch), batch):

@@ -15,29 +15,27 @@ else that sets the canary beside production read the same figures for the same w
 - **Verdicts.** One plain sentence per figure, from its p-value at ``1 - CONFIDENCE`` and, when
   the sample is small, how many more observations would detect ``EVIDENCE_DETECTABLE_DIFFERENCE``.
 - **Segments** (``EVIDENCE_SEGMENTS``, per product): a logged feature binned by quantiles of the
-  production side's values in the window (the newest ``SAMPLE_LIMIT``), or fixed score bands. A
-  row belongs to a bin by its own logged value (its score, for a band), and each bin gets the same
-  health and evidence as the whole. The first and last feature bins are open, so canary values
-  outside production's range still land somewhere. A feature that is redacted, missing or not a
-  number in the window is reported as not available, with the reason.
+  production side's values in the window (the newest ``SAMPLE_LIMIT``), or fixed score bands
+  (`audit.selectors.segments`, shared with the backtest report). A row belongs to a bin by its own
+  logged value (its score, for a band), and each bin gets the same health and evidence as the whole.
+  The first and last feature bins are open, so canary values outside production's range still land
+  somewhere. A feature that is redacted, missing or not a number in the window is reported as not
+  available, with the reason.
 """
 
-import itertools
 from datetime import datetime, timedelta
 
-import numpy as np
 from django.conf import settings
-from django.db import connection
-from django.db.models import Case, CharField, F, FloatField, Func, Q, Value, When
-from django.db.models.fields.json import KeyTextTransform, KeyTransform, compile_json_path
+from django.db.models import FloatField, Q
 from django.db.models.functions import Cast
-from django.db.models.lookups import GreaterThanOrEqual, In, LessThan, LessThanOrEqual
+from django.db.models.lookups import GreaterThanOrEqual, LessThan, LessThanOrEqual
 from django.utils import timezone
 
 from audit.evidence.comparison import compare, rate_comparison
 from audit.evidence.proportions import CONFIDENCE
-from audit.selectors.health import SAMPLE_LIMIT, Side, answered_rows, model_health, samples
+from audit.selectors.health import Side, answered_rows, model_health, samples
 from audit.selectors.log import HISTOGRAM_BINS
+from audit.selectors.segments import FEATURE, feature_value, segment_bins, segment_specs
 from mlops.choices import Decision, ModelRole
 from mlops.models import CanaryConfig
 
@@ -76,12 +74,14 @@ def _points(difference: float) -> str:
     return f"{difference * 100:g}-point"
 
 
-def rate_verdict(figure: dict, *, detectable: float) -> str:
-    """One sentence on a rate comparison: which side is higher if the evidence says so, else what is missing."""
+def rate_verdict(figure: dict, *, detectable: float, subject: str = "canary") -> str:
+    """One sentence on a rate comparison: which side is higher if the evidence says so, else what is missing.
+
+    ``subject`` names side *a*: the canary here, the candidate in a backtest report, in the same words."""
     if figure["p_value"] is None:
         words = "not comparable: a side has no " + figure["unit"]
     elif figure["p_value"] < ALPHA:
-        return f"canary {'higher' if figure['difference'] > 0 else 'lower'} ({_p(figure['p_value'])})"
+        return f"{subject} {'higher' if figure['difference'] > 0 else 'lower'} ({_p(figure['p_value'])})"
     else:
         words = f"no evidence of a difference ({_p(figure['p_value'])})"
     if figure["more_needed"]:  # what the silence is worth: a difference of `detectable` could still hide here
@@ -139,92 +139,24 @@ def _sides_compared(sides: tuple[Side, Side], *, since: datetime, until: datetim
 # --- segments ---------------------------------------------------------------------------------
 
 
-def _json_kind(feature: str) -> tuple[Func, list[str]] | None:
-    """The JSON type of a logged feature and the names a number has, on the databases that say it."""
-    if connection.vendor == "postgresql":
-        return Func(KeyTransform(feature, "features"), function="jsonb_typeof", output_field=CharField()), ["number"]
-    if connection.vendor == "sqlite":
-        path = Value(compile_json_path([feature]))
-        return Func(F("features"), path, function="JSON_TYPE", output_field=CharField()), ["integer", "real"]
-    return None
-
-
-def feature_value(feature: str):
-    """A logged feature as a float, NULL when the row has no such key or a value that is no JSON number
-    (PostgreSQL would fail the whole query on its cast, SQLite would read it as 0); names with spaces work."""
-    number = Cast(KeyTextTransform(feature, "features"), FloatField())
-    kind = _json_kind(feature)
-    if kind is None:
-        return number
-    return Case(When(In(kind[0], kind[1]), then=number), default=None, output_field=FloatField())
-
-
 def _between(value, low: float | None, high: float | None, *, closed: bool = False) -> Q:
-    """``low <= value < high`` (``<=`` when ``closed``); an open end when a bound is None."""
+    """``low <= value < high`` (``<=`` when ``closed``); an open end when a bound is None: `Bins.index` in SQL."""
     conditions = [] if low is None else [GreaterThanOrEqual(value, low)]
     if high is not None:
         conditions.append((LessThanOrEqual if closed else LessThan)(value, high))
     return Q(*conditions)
 
 
-def _label(name: str, low: float | None, high: float | None, *, closed: bool = False) -> str:
-    if low is None:
-        return f"{name} < {high:.4g}"
-    if high is None:
-        return f"{name} ≥ {low:.4g}"
-    return f"{low:.4g} ≤ {name} {'≤' if closed else '<'} {high:.4g}"
-
-
-def _redacted(feature: str) -> str | None:
-    if feature in settings.AUDIT_REDACT_DROP:
-        return "dropped before logging (AUDIT_REDACT_DROP)"
-    if feature in settings.AUDIT_REDACT_HASH:
-        return "logged as a keyed hash, not a number (AUDIT_REDACT_HASH)"
-    return None
-
-
-def feature_bins(production: Side, feature: str, bins: int, *, since: datetime, until: datetime) -> tuple[list, str | None]:
-    """``([(low, high), ...], None)``: ``bins`` quantile bins of ``feature`` over production's logged values; or ``([], why not)``."""
-    if reason := _redacted(feature):
-        return [], reason
-    logged = list(
-        answered_rows(production, since=since, until=until)
-        .order_by("-created_at")
-        .values_list(KeyTextTransform(feature, "features"), feature_value(feature))[:SAMPLE_LIMIT]
-    )
-    present = [(text, value) for text, value in logged if text is not None]
-    if not present:
-        return [], "not logged on production's answers in the window" if logged else "no production answers in the window"
-    if any(value is None for _, value in present):
-        return [], "its logged values are not all numbers"
-    values = [value for _, value in present]
-    if len(set(values)) < 2:
-        return [], "production logged a single value in the window"
-    # Inner quantiles only (the outer bins are open); ties can merge edges, so fewer bins than asked.
-    edges = sorted({float(edge) for edge in np.quantile(values, np.linspace(0, 1, bins + 1))[1:-1]})
-    bounds = [None, *edges, None]
-    return list(itertools.pairwise(bounds)), None
-
-
 def segmentation(spec: dict, sides: tuple[Side, Side], *, since: datetime, until: datetime, detectable: float) -> dict:
     """One configured segmentation: its bins, each with both sides' health and the evidence."""
-    if "feature" in spec:
-        feature = spec["feature"]
-        bounds, reason = feature_bins(sides[0], feature, spec["bins"], since=since, until=until)
-        value, closed_last = feature_value(feature), False
-        name, kind = feature, "feature"
-    else:
-        edges = [float(edge) for edge in spec["score_band"]]
-        bounds, reason = list(itertools.pairwise(edges)), None
-        value, closed_last = Cast("score", FloatField()), True
-        name, kind, feature = "score", "score_band", None
-    result = {"kind": kind, "feature": feature, "available": reason is None, "reason": reason, "bins": []}
-    for index, (low, high) in enumerate(bounds):
-        closed = closed_last and index == len(bounds) - 1
-        segment = _between(value, low, high, closed=closed)
+    bins = segment_bins(spec, answered_rows(sides[0], since=since, until=until).order_by("-created_at"))
+    value = feature_value(bins.feature) if bins.kind == FEATURE else Cast("score", FloatField())
+    result = {"kind": bins.kind, "feature": bins.feature, "available": bins.available, "reason": bins.reason, "bins": []}
+    for index, ((low, high), text) in enumerate(zip(bins.bounds, bins.labels(), strict=True)):
+        segment = _between(value, low, high, closed=bins.closed(index))
         result["bins"].append(
             {
-                "label": _label(name, low, high, closed=closed),
+                "label": text,
                 "low": low,
                 "high": high,
                 **_sides_compared(sides, since=since, until=until, segment=segment, detectable=detectable),
@@ -251,8 +183,5 @@ def canary_comparison(*, product: str, window: timedelta, now: datetime | None =
         "detectable_difference": detectable,
         "histogram_edges": [round(i / HISTOGRAM_BINS, 4) for i in range(HISTOGRAM_BINS + 1)],
         **_sides_compared(sides, since=since, until=until, segment=None, detectable=detectable),
-        "segments": [
-            segmentation(spec, sides, since=since, until=until, detectable=detectable)
-            for spec in settings.EVIDENCE_SEGMENTS.get(product, [])
-        ],
+        "segments": [segmentation(spec, sides, since=since, until=until, detectable=detectable) for spec in segment_specs(product)],
     }
