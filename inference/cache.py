@@ -7,7 +7,11 @@
   first one's result (or its error), up to the model's timeout, then compute themselves.
 - Optional shared tier (``INFERENCE_CACHE_SHARED``): Django's default cache (Redis in
   production), consulted on an in-process miss and filled after a computation. It costs a
-  network round trip per miss, which is why it is off by default.
+  network round trip per miss, which is why it is off by default. A Redis that hangs instead of
+  failing would cost every miss its socket timeout, so the tier sits behind a circuit breaker
+  (`mlops.background.resilience.circuit`, ``redis:prediction-cache``): the first failure opens
+  it, and while it is open the request path skips the tier at once (a miss, as without it); a
+  trial call goes through every ``INFERENCE_CACHE_SHARED_PROBE_SECONDS`` plus jitter.
 
 The key is ``<model version id>:<sha256 of the feature vector's bytes in schema order and
 model dtype>``: the same features in any JSON order, or ``1`` and ``1.0``, hit the same entry.
@@ -25,9 +29,12 @@ from cachetools import TTLCache
 from django.conf import settings
 from django.core.cache import cache as shared_cache
 
+from mlops.background import resilience
+
 logger = logging.getLogger(__name__)
 
 _SHARED_PREFIX = "inference:prediction:"
+SHARED_TIER = "redis:prediction-cache"  # the breaker's name, the label of its metrics
 
 
 def cache_key(model_id: str, row: np.ndarray) -> str:
@@ -48,6 +55,7 @@ class PredictionCache:
         self._entries: TTLCache = TTLCache(maxsize=max(1, max_items), ttl=ttl)
         self._ttl = ttl
         self._shared = shared
+        self._breaker = resilience.circuit(SHARED_TIER, probe_seconds=settings.INFERENCE_CACHE_SHARED_PROBE_SECONDS) if shared else None
         self._lock = threading.Lock()
         self._flights: dict[str, _Flight] = {}
 
@@ -106,18 +114,23 @@ class PredictionCache:
             self._entries.clear()
 
     def _shared_get(self, key: str):
-        try:
-            value = shared_cache.get(_SHARED_PREFIX + key)
-        except Exception:
-            logger.warning("shared prediction cache unavailable", exc_info=True)
-            return None
+        value = self._shared_call("get", lambda: shared_cache.get(_SHARED_PREFIX + key))
         return tuple(value) if value is not None else None
 
     def _shared_put(self, key: str, value) -> None:
+        self._shared_call("set", lambda: shared_cache.set(_SHARED_PREFIX + key, value, timeout=self._ttl))
+
+    def _shared_call(self, operation: str, call: Callable[[], Any]) -> Any:
+        """``call()`` through the tier's breaker; None when it failed or the breaker is open (skipped at once)."""
         try:
-            shared_cache.set(_SHARED_PREFIX + key, value, timeout=self._ttl)
+            return self._breaker.call(operation, call)
+        except resilience.DependencyUnavailable:
+            return None
         except Exception:
-            logger.warning("shared prediction cache unavailable", exc_info=True)
+            logger.warning(
+                "shared prediction cache unavailable; skipping it for %gs", settings.INFERENCE_CACHE_SHARED_PROBE_SECONDS, exc_info=True
+            )
+            return None
 
 
 _cache: PredictionCache | None = None

@@ -231,6 +231,8 @@ INFERENCE_CACHE_TTL_SECONDS = env.float("INFERENCE_CACHE_TTL_SECONDS", default=3
 INFERENCE_READ_BACK_WAIT_SECONDS = env.float("INFERENCE_READ_BACK_WAIT_SECONDS", default=1.0)
 # Optional second tier in the shared (Redis) cache: one network round trip per miss, so off by default.
 INFERENCE_CACHE_SHARED = env.bool("INFERENCE_CACHE_SHARED", default=False)
+# After the tier fails (or hangs up to the cache's socket timeout) it is skipped for this long, plus jitter.
+INFERENCE_CACHE_SHARED_PROBE_SECONDS = env.float("INFERENCE_CACHE_SHARED_PROBE_SECONDS", default=5.0)
 # A model run longer than this is cancelled (RunOptions.terminate); a canary then falls back to production.
 INFERENCE_MODEL_TIMEOUT_MS = env.float("INFERENCE_MODEL_TIMEOUT_MS", default=200.0)
 # Per-model overrides, keyed by model version id or "product/name": {"fraud_score/gbdt": 50}.

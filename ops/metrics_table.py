@@ -25,7 +25,7 @@ MODULES = {
     "audit.metrics": "prediction log writer",
     "audit.guard.metrics": "rollout guard",
     "mlops.security.ratelimits": "rate limits",
-    "mlops.background.resilience": "dependencies (database, S3)",
+    "mlops.background.resilience": "dependencies (database, S3, shared cache)",
     "inference.streams.metrics": "streams (stream process)",
     "inference.lane.endpoints": "hot lane (infer process)",
 }

@@ -17,7 +17,8 @@ Metrics: ``mlops_circuit_state{dependency}`` (0 closed, 1 half-open, 2 open),
 ``mlops_dependency_calls_total{dependency,operation,outcome}`` (ok, error after retries,
 rejected while open) and ``mlops_dependency_retries_total{dependency,operation}``.
 
-The request path never calls through here: it holds what it needs in process.
+The request path holds what it needs in process and calls through here only for the shared
+prediction-cache tier (`inference.cache`): a `circuit`, which never retries and, open, refuses at once.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TypeVar
 
 import pybreaker
@@ -36,13 +37,13 @@ from prometheus_client import Counter, Gauge
 
 CIRCUIT_STATE = Gauge(
     "mlops_circuit_state",
-    "Circuit breaker per dependency (database, s3:<endpoint>): 0 closed, 1 half-open, 2 open.",
+    "Circuit breaker per dependency (database, s3:<endpoint>, redis:prediction-cache, ...): 0 closed, 1 half-open, 2 open.",
     ["dependency"],
     multiprocess_mode="livemax",
 )
 CALLS = Counter(
     "mlops_dependency_calls",
-    "Calls to a dependency off the request path by outcome: ok, error (after retries), rejected (circuit open).",
+    "Calls to a dependency by outcome: ok, error (after retries), rejected (circuit open).",
     ["dependency", "operation", "outcome"],
 )
 RETRIES = Counter("mlops_dependency_retries", "Attempts retried after a transient failure.", ["dependency", "operation"])
@@ -123,11 +124,13 @@ class Dependency:
             if before_retry is not None:
                 before_retry()
 
-        attempts = retrying(policy if retry else replace(policy, attempts=1), transient=self._transient, before_sleep=before_sleep)
+        # One attempt needs no retry loop: a circuit on the request path (the shared cache tier) saves its cost.
+        once = not retry or policy.attempts <= 1
+        attempts = fn if once else retrying(policy, transient=self._transient, before_sleep=before_sleep)
         self.breaker.fail_max = policy.fail_max
         self.breaker.reset_timeout = policy.reset_seconds + self._reset_jitter
         try:
-            result = self.breaker.call(attempts, fn)
+            result = self.breaker.call(attempts) if once else self.breaker.call(attempts, fn)
         except pybreaker.CircuitBreakerError:
             CALLS.labels(self.name, operation, "rejected").inc()
             raise DependencyUnavailable(f"{self.name} is failing: circuit open, not tried (retry later)") from None
