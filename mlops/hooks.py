@@ -14,6 +14,8 @@ they know, it declares a hook here, and they fill it in from their ``AppConfig.r
   request path (`inference.backtests.backtest_start`), for the registry admin's action.
 - `backtest_gate`: why a candidate may not be validated yet, or None, when
   ``BACKTEST_REQUIRED_FOR_VALIDATION`` is on (`audit.backtests.backtest_gate`).
+- `drift_summary`: per model version id, the largest feature PSI of its latest drift window and
+  its level, for the model list's drift column (`audit.drift.selectors.drift_summary`).
 """
 
 from collections.abc import Callable
@@ -45,3 +47,6 @@ role_stats = Provider("role_stats")
 # Backtests (audit.backtests, inference.backtests).
 backtest_start = Provider("backtest_start")
 backtest_gate = Provider("backtest_gate")
+
+# Drift (audit.drift).
+drift_summary = Provider("drift_summary")
