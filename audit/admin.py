@@ -17,6 +17,7 @@ from django.utils.html import format_html, format_html_join
 
 from audit import admin_backtests, exports, selectors  # noqa: F401 - admin_backtests registers the Backtest admin
 from audit.charts import histogram_chart
+from audit.drift import admin as drift_admin  # noqa: F401 - registers the DriftWindow admin and the drift page
 from audit.models import DualRunRecord, Outcome, PredictionLog
 from mlops.admin.base import ReadOnlyAdmin
 from mlops.choices import ModelRole

@@ -194,9 +194,7 @@ def _count(model_version_id, start: datetime, end: datetime, histograms: dict[st
     names = [name for name in histograms if name != SCORE]
     totals = {name: np.zeros(len(histogram["counts"]), dtype=np.int64) for name, histogram in histograms.items()}
     rows = (
-        PredictionLog.objects.filter(
-            model_version_id=model_version_id, role__in=ANSWERING_ROLES, created_at__gte=start, created_at__lt=end
-        )
+        PredictionLog.objects.filter(model_version_id=model_version_id, role__in=ANSWERING_ROLES, created_at__gte=start, created_at__lt=end)
         .annotate(raw=Cast("features", output_field=TextField()))  # orjson parses the text ~5x faster than json
         .values_list("raw", "score")
     )

@@ -4,11 +4,18 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 
+def sync_roles(apps, schema_editor):
+    # ml_ops and viewers see the drift page (audit.view_driftwindow), auditors every audit model.
+    from mlops.services.roles import roles_sync
+
+    roles_sync(apps=apps, strict=False)
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
         ('audit', '0006_backtest'),
-        ('mlops', '0009_model_reference'),
+        ('mlops', '0008_config_generation'),  # the drift models need only ModelVersion
     ]
 
     operations = [
@@ -77,4 +84,5 @@ class Migration(migrations.Migration):
             model_name='driftmeasurement',
             constraint=models.UniqueConstraint(fields=('window', 'feature', 'is_score'), name='drift_measurement_once_per_window'),
         ),
+        migrations.RunPython(sync_roles, migrations.RunPython.noop),
     ]
