@@ -1,4 +1,7 @@
-"""Where a baseline comes from, in order: the reference file, a backtest's rows, the first N predictions; redacted features are not monitored."""
+"""Where a baseline comes from, in order: the reference file, a backtest's rows, the first N predictions.
+
+And features the log redacts are reported as not monitored.
+"""
 
 from datetime import timedelta
 from pathlib import Path

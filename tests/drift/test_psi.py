@@ -14,7 +14,7 @@ def test_identical_histograms_have_psi_0():
 
 def test_psi_of_a_known_pair_of_histograms():
     # shares 0.25 each against 0.4, 0.3, 0.2, 0.1: sum of (l - b) ln(l / b)
-    expected = sum((l - 0.25) * math.log(l / 0.25) for l in (0.4, 0.3, 0.2, 0.1))
+    expected = sum((live - 0.25) * math.log(live / 0.25) for live in (0.4, 0.3, 0.2, 0.1))
     assert psi([25, 25, 25, 25], [40, 30, 20, 10]) == pytest.approx(expected)
     assert expected == pytest.approx(0.2282, abs=1e-4)
 
