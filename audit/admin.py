@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from audit import admin_backtests, charts, exports, selectors  # noqa: F401 - admin_backtests registers the Backtest admin
+from audit.drift import admin as drift_admin  # noqa: F401 - registers the DriftWindow admin and the drift page
 from audit.models import DualRunRecord, Outcome, PredictionLog
 from mlops.admin.base import ReadOnlyAdmin
 from mlops.choices import ModelRole

@@ -7,6 +7,8 @@ class AuditConfig(AppConfig):
 
     def ready(self) -> None:
         from audit import backtests, checks, selectors  # noqa: F401 - checks registers the immutability trigger check
+        from audit.drift import runner as drift_runner
+        from audit.drift import selectors as drift_selectors
         from audit.guard import runner
         from audit.guard.services import rollout_guard_status
         from mlops import hooks
@@ -16,3 +18,6 @@ class AuditConfig(AppConfig):
         hooks.backtest_gate.provide(backtests.backtest_gate)
         hooks.rollout_guard_status.provide(rollout_guard_status)
         hooks.serving_started.connect(runner.start_in_process, dispatch_uid="audit.rollout_guard")
+        # Drift runs where the guard runs (audit/drift/runner.py).
+        hooks.drift_summary.provide(drift_selectors.drift_summary)
+        hooks.serving_started.connect(drift_runner.start_in_process, dispatch_uid="audit.drift")

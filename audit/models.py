@@ -163,3 +163,84 @@ class Backtest(models.Model):
 
     def __str__(self) -> str:
         return f"backtest {self.id} of {self.model_version_id} ({self.status})"
+
+
+# --- Drift (audit/drift/): the inputs of the log against each model version's baseline ---
+
+
+class DriftBaselineSource(models.TextChoices):
+    REFERENCE = "reference", "Reference file pushed with the model"
+    BACKTEST = "backtest", "The logged rows a backtest replayed"
+    PREDICTIONS = "predictions", "The first predictions of its production period"
+
+
+class DriftBaseline(models.Model):
+    """What a model version's inputs looked like when it was made: per-feature histograms and the score's.
+
+    Built once per version by `audit.drift.services.drift_baseline_ensure`, from the best source
+    there is (`DriftBaselineSource`, in that order of preference). ``features`` maps each monitored
+    feature to ``{"edges": [...], "counts": [...]}`` (`audit.drift.psi`: quantile edges, an overflow
+    bin on each side); ``not_monitored`` maps the others to why (redacted in the log, no numbers).
+    """
+
+    model_version = models.OneToOneField(ModelVersion, on_delete=models.CASCADE, related_name="+")
+    source = models.CharField(max_length=16, choices=DriftBaselineSource.choices)
+    source_detail = models.CharField(max_length=1024, blank=True, help_text="The file, the backtest or the rows it came from.")
+    rows = models.PositiveIntegerField()
+    features = models.JSONField()
+    score = models.JSONField(null=True, blank=True, help_text="{edges, counts} of the model's score on the same rows.")
+    not_monitored = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        default_permissions = ("view",)
+
+    def __str__(self) -> str:
+        return f"drift baseline of {self.model_version_id} ({self.source})"
+
+
+class DriftWindow(models.Model):
+    """One drift evaluation of a model version's logged answers over ``[window_start, window_end)``.
+
+    Written by the drift job every ``DRIFT_INTERVAL_SECONDS`` and kept ``DRIFT_HISTORY_DAYS`` (the
+    PSI-over-time chart). The live counts of each feature are in its `DriftMeasurement`; the next
+    window starts from them (`audit.drift.services`: only the rows that entered or left are read).
+    """
+
+    product = models.SlugField(max_length=64)
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="+")
+    baseline = models.ForeignKey(DriftBaseline, on_delete=models.CASCADE, related_name="windows")
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    rows = models.PositiveIntegerField(help_text="Logged answers of the model in the window.")
+    rows_read = models.PositiveIntegerField(help_text="Log rows this evaluation read (the ones that entered or left the window).")
+    incremental = models.BooleanField(help_text="Built from the previous window's counts rather than a full count.")
+    max_psi = models.FloatField(null=True, blank=True, help_text="The largest feature PSI (null below DRIFT_MIN_ROWS rows).")
+    duration_ms = models.FloatField(default=0.0)
+    evaluated_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-window_end"]
+        default_permissions = ("view",)
+        indexes = [models.Index(fields=["product", "window_end"]), models.Index(fields=["model_version", "window_end"])]
+
+    def __str__(self) -> str:
+        return f"drift of {self.product} at {self.window_end:%Y-%m-%d %H:%M:%S}"
+
+
+class DriftMeasurement(models.Model):
+    """The PSI of one feature (or of the score: ``feature`` is empty, ``is_score``) in one window, with the live counts."""
+
+    window = models.ForeignKey(DriftWindow, on_delete=models.CASCADE, related_name="measurements")
+    feature = models.CharField(max_length=200, blank=True)
+    is_score = models.BooleanField(default=False)
+    psi = models.FloatField(null=True, blank=True)
+    counts = models.JSONField(help_text="Live counts per baseline bin.")
+
+    class Meta:
+        ordering = ["window", "-psi"]
+        default_permissions = ("view",)
+        constraints = [models.UniqueConstraint(fields=["window", "feature", "is_score"], name="drift_measurement_once_per_window")]
+
+    def __str__(self) -> str:
+        return f"{'score' if self.is_score else self.feature}: {self.psi}"

@@ -5,6 +5,7 @@ The breast-cancer data set stands in for fraud data: 30 numeric features, a posi
 development dependencies, imported only when demo models are built.
 """
 
+import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,3 +64,16 @@ def build_demo_models(folder: Path) -> list[DemoModel]:
         path.write_bytes(onnx_model.SerializeToString())
         built.append(DemoModel(name, version, threshold, description, path))
     return built
+
+
+def write_demo_reference(folder: Path) -> Path:
+    """The demo models' training data as their drift reference (``reference.csv``: a header of feature names)."""
+    from sklearn.datasets import load_breast_cancer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "reference.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(demo_feature_names())
+        writer.writerows(load_breast_cancer().data.tolist())
+    return path

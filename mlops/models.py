@@ -49,6 +49,9 @@ class ModelVersion(ChangeStamp):
     loaded_at = models.DateTimeField(null=True, blank=True, help_text="When the artifact was last downloaded and verified.")
     promoted_at = models.DateTimeField(null=True, blank=True, help_text="When it last became production.")
     rolled_back_at = models.DateTimeField(null=True, blank=True, help_text="When it was last rolled back from production.")
+    # Drift: the reference rows pushed with the model (mlops.artifacts.reference), beside model.onnx in the store.
+    reference_uri = models.CharField(max_length=1024, blank=True, help_text="The reference file the drift baseline is built from, if any.")
+    reference_sha256 = models.CharField(max_length=64, blank=True)
 
     history = HistoricalRecords()
 

@@ -2,7 +2,7 @@
 roll them out. One view per operation, the same services as the admin's actions.
 
 - ``POST /v1/models`` (multipart: the ONNX file and its product, name, version, threshold,
-  description): stored in the model store, checksummed and registered as a candidate, as
+  description, and optionally a drift ``reference`` file): stored in the model store, checksummed and registered as a candidate, as
   ``manage.py push_model`` does. The path's ``GET`` lists what a serving process serves, so the
   view of that path lives with the serving path (`inference.views.ModelsView`) and takes its
   ``post`` from `ModelRegistration` here.
@@ -26,6 +26,7 @@ from mlops.api.errors import Unprocessable
 from mlops.api.inputs import parse
 from mlops.api.openapi import error_responses
 from mlops.artifacts.onnx_schema import SchemaError, describe_inputs
+from mlops.artifacts.reference import ReferenceInvalid
 from mlops.artifacts.stores import StoreError, store_from_url
 from mlops.choices import ApiCapability, ModelStatus
 from mlops.models import ModelVersion
@@ -90,6 +91,10 @@ class ModelRegisterInput(ReasonInput):
     version = serializers.RegexField(NAME_PATTERN, help_text="Letters, digits, '.', '-' or '_' (at most 100).")
     threshold = serializers.FloatField(min_value=0, max_value=1, default=0.5, help_text="Score at or above which the decision is block.")
     description = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+    reference = serializers.FileField(
+        required=False,
+        help_text="Optional drift reference rows: a .csv (header of feature names) or .parquet file with a column per feature.",
+    )
 
 
 class PromoteInput(ReasonInput):
@@ -147,6 +152,10 @@ class ModelRegistration:
         upload = data.pop("file")
         try:
             registered = change(request, services.model_upload, upload=upload, store=store_from_url(), **data)
+        except ReferenceInvalid as exc:
+            raise Unprocessable(
+                {"reference": [str(exc)]}, detail="The reference file is not rows of the model's features.", code="invalid_reference"
+            ) from None
         except SchemaError as exc:
             raise Unprocessable(
                 {"file": [str(exc)]}, detail="The file is not an ONNX model this platform can serve.", code="unservable_model"

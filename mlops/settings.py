@@ -330,6 +330,19 @@ EVIDENCE_SEGMENTS = env.json(
     default={DEMO_PRODUCT: [{"feature": "mean_radius", "bins": 4}, {"score_band": [0, 0.2, 0.5, 0.8, 1]}]},
 )
 
+# --- Drift (audit/drift/): per-feature PSI of the logged inputs against each model version's baseline ---
+# Evaluated in the process that runs the rollout guard (its thread, or `manage.py rollout_guard`), never on a request.
+DRIFT_ENABLED = env.bool("DRIFT_ENABLED", default=True)
+DRIFT_INTERVAL_SECONDS = env.float("DRIFT_INTERVAL_SECONDS", default=60.0)  # one evaluation (a stored window) per interval
+DRIFT_WINDOW_SECONDS = env.int("DRIFT_WINDOW_SECONDS", default=3600)  # the live window compared with the baseline
+DRIFT_LAG_SECONDS = env.float("DRIFT_LAG_SECONDS", default=5.0)  # the window ends this long ago: the log writer's batches land
+DRIFT_BINS = env.int("DRIFT_BINS", default=10)  # quantile bins of the baseline, plus an overflow bin on each side
+DRIFT_BASELINE_PREDICTIONS = env.int("DRIFT_BASELINE_PREDICTIONS", default=1000)  # first N predictions, when nothing better
+DRIFT_MIN_ROWS = env.int("DRIFT_MIN_ROWS", default=100)  # fewer live rows in the window: no PSI (insufficient data)
+DRIFT_PSI_MODERATE = env.float("DRIFT_PSI_MODERATE", default=0.1)
+DRIFT_PSI_SIGNIFICANT = env.float("DRIFT_PSI_SIGNIFICANT", default=0.25)
+DRIFT_HISTORY_DAYS = env.int("DRIFT_HISTORY_DAYS", default=30)  # stored windows older than this are deleted by the job
+
 # Prediction log writer (see audit/writer.py for the policies these tune).
 AUDIT_BATCH_SIZE = env.int("AUDIT_BATCH_SIZE", default=500)
 AUDIT_FLUSH_INTERVAL = env.float("AUDIT_FLUSH_INTERVAL", default=0.2)  # seconds a batch may wait to fill

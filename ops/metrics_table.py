@@ -24,6 +24,7 @@ MODULES = {
     "inference.metrics": "serving path",
     "audit.metrics": "prediction log writer",
     "audit.guard.metrics": "rollout guard",
+    "audit.drift.metrics": "drift (the rollout guard's process)",
     "mlops.security.ratelimits": "rate limits",
     "mlops.background.resilience": "dependencies (database, S3, shared cache)",
     "inference.streams.metrics": "streams (stream process)",

@@ -49,3 +49,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast use
 # Several test sessions may share one PostgreSQL server (parallel runs on one machine).
 DATABASES["default"].setdefault("TEST", {})["NAME"] = f"test_mlops_{os.getpid()}"  # noqa: F405
 ROLLOUT_GUARD_IN_PROCESS = False  # the test process is no server (tests that import mlops.asgi must not start it)
+# Tests that send `serving_started` to start the guard's thread must not start the drift thread beside it
+# (it would go on reading the database for the rest of the session); tests/drift turns it on where it is the subject.
+DRIFT_ENABLED = False

@@ -16,6 +16,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from mlops import hooks, services
 from mlops.admin.base import call_service_and_report
+from mlops.choices import ModelStatus
 from mlops.models import ModelVersion
 
 
@@ -61,7 +62,18 @@ def _queued(started: list, model_version, backtest) -> str:
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(SimpleHistoryAdmin):
-    list_display = ["__str__", "product", "name", "version", "status_badge", "threshold", "created_at", "changed_by", "rollout_link"]
+    list_display = [
+        "__str__",
+        "product",
+        "name",
+        "version",
+        "status_badge",
+        "threshold",
+        "created_at",
+        "changed_by",
+        "rollout_link",
+        "drift",
+    ]
     list_filter = ["product", "status", "created_at"]
     search_fields = ["product", "name", "version", "sha256", "id"]
     list_select_related = ["changed_by"]
@@ -95,6 +107,27 @@ class ModelVersionAdmin(SimpleHistoryAdmin):
         except NoReverseMatch:
             return "-"
         return format_html('<a href="{}">rollout page</a>', url)
+
+    # --- Drift of the versions in service: the audit app measures it (mlops.hooks.drift_summary) ---
+    @admin.display(description="drift (max PSI)")
+    def drift(self, obj):
+        if obj.status not in (ModelStatus.PRODUCTION, ModelStatus.CANARY):
+            return "-"  # only the versions in service are watched
+        summary = hooks.drift_summary(model_version_ids=[obj.pk]).get(obj.pk)
+        if summary is None or summary["max_psi"] is None:
+            return "not evaluated"
+        colours = {"significant": "#c62828", "moderate": "#ef6c00", "stable": "#2e7d32"}
+        text = format_html(
+            '<span style="color:{}">{} {}</span> ({})',
+            colours.get(summary["level"], "#000"),
+            f"{summary['max_psi']:.3f}",
+            summary["level"],
+            summary["feature"],
+        )
+        try:
+            return format_html('<a href="{}?model={}">{}</a>', reverse("admin:audit_drift", args=[obj.product]), obj.pk, text)
+        except NoReverseMatch:
+            return text
 
     @admin.action(description="Validate selected candidates", permissions=["lifecycle"])
     def validate(self, request, queryset):

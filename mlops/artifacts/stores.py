@@ -4,6 +4,8 @@ Layout, the same in both stores::
 
     <root>/<product>/<name>/<version>/model.onnx
     <root>/<product>/<name>/<version>/metadata.json   {"sha256": "...", "threshold": 0.5, ...}
+    <root>/<product>/<name>/<version>/reference.csv   optional (or reference.parquet): drift's reference rows,
+                                                      its sha256 in metadata.json's "reference" (mlops.artifacts.reference)
 
 ``metadata.json`` is written by ``manage.py push_model``; its ``sha256`` is the publisher's
 claim that every download is checked against. Downloads land in a content-addressed local
@@ -126,8 +128,10 @@ class ModelStore(ABC):
         """Copy the bytes at ``uri`` to ``dest`` (no verification: see `download_verified`)."""
 
     @abstractmethod
-    def put(self, source: Path, product: str, name: str, version: str, metadata: dict) -> str:
-        """Upload an artifact with its metadata; return the artifact's URI."""
+    def put(self, source: Path, product: str, name: str, version: str, metadata: dict, reference: tuple[Path, str] | None = None) -> str:
+        """Upload an artifact with its metadata (and a reference file as ``(path, name in the store)``); return the artifact's URI.
+
+        The metadata goes last: `discover` sees an artifact only once it is complete."""
 
     @staticmethod
     def _parse_key(relative: str) -> tuple[str, str, str] | None:
@@ -166,10 +170,12 @@ class LocalStore(ModelStore):
         except FileNotFoundError:
             raise StoreError(f"artifact {uri} does not exist") from None
 
-    def put(self, source: Path, product: str, name: str, version: str, metadata: dict) -> str:
+    def put(self, source: Path, product: str, name: str, version: str, metadata: dict, reference: tuple[Path, str] | None = None) -> str:
         folder = self.root / product / name / version
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / ARTIFACT_NAME
+        if reference is not None:
+            _atomic_copy(reference[0], folder / reference[1])
         _atomic_copy(source, target)
         _atomic_write(folder / METADATA_NAME, json.dumps(metadata, indent=2).encode())
         return target.as_uri()
@@ -233,9 +239,12 @@ class S3Store(ModelStore):
         except (BotoCoreError, ClientError) as exc:
             raise StoreError(f"cannot download {uri}: {_describe(exc)}") from None
 
-    def put(self, source: Path, product: str, name: str, version: str, metadata: dict) -> str:
+    def put(self, source: Path, product: str, name: str, version: str, metadata: dict, reference: tuple[Path, str] | None = None) -> str:
         key = self._key(product, name, version, ARTIFACT_NAME)
         try:
+            if reference is not None:
+                reference_key = self._key(product, name, version, reference[1])
+                self._call("upload", lambda: self.client.upload_file(str(reference[0]), self.bucket, reference_key))
             self._call("upload", lambda: self.client.upload_file(str(source), self.bucket, key))
             body = json.dumps(metadata, indent=2).encode()
             self._call(
@@ -269,7 +278,12 @@ def store_for_artifact(uri: str) -> ModelStore:
     raise StoreError(f"unsupported artifact URI {uri!r}")
 
 
-def download_verified(uri: str, sha256: str, progress: Progress | None = None) -> Path:
+def sibling_uri(uri: str, name: str) -> str:
+    """The URI of the file ``name`` in the same folder as the artifact at ``uri`` (a reference file)."""
+    return uri.rsplit("/", 1)[0] + "/" + name
+
+
+def download_verified(uri: str, sha256: str, progress: Progress | None = None, suffix: str = ".onnx") -> Path:
     """Bring the artifact into the local cache and return its path, or raise.
 
     A cached file is re-hashed before use (the cache is on a disk others can write to); a
@@ -277,12 +291,12 @@ def download_verified(uri: str, sha256: str, progress: Progress | None = None) -
     """
     cache_dir = Path(settings.MODEL_CACHE_DIR)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    target = cache_dir / f"{sha256}.onnx"
+    target = cache_dir / f"{sha256}{suffix}"
     if target.exists():
         if sha256_of(target) == sha256:
             return target
         target.unlink(missing_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=cache_dir, prefix=".partial-", suffix=".onnx")
+    handle, temp_name = tempfile.mkstemp(dir=cache_dir, prefix=".partial-", suffix=suffix)
     os.close(handle)
     temp = Path(temp_name)
     try:

@@ -72,6 +72,7 @@ ROLE_ADMIN_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "mlops.change_dualmodelconfig",
         "audit.view_backtest",
         "audit.add_backtest",  # the registry admin's "Backtest on logged traffic"
+        "audit.view_driftwindow",  # the drift page
     ),
     Role.VIEWER: (
         "mlops.view_modelversion",
@@ -81,6 +82,7 @@ ROLE_ADMIN_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "mlops.view_servingworker",
         "mlops.view_dualmodelconfig",
         "audit.view_backtest",
+        "audit.view_driftwindow",  # the drift page
     ),
     Role.AUDITOR: ("audit.view_*", "mlops.view_modelversion", "mlops.view_rollbackevent"),
     Role.INTERNAL_SERVICE: (),

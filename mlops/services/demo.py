@@ -11,7 +11,7 @@ from django.db import transaction
 
 from mlops.artifacts.stores import ModelStore
 from mlops.choices import ModelStatus
-from mlops.demo import PRODUCT, build_demo_models
+from mlops.demo import PRODUCT, build_demo_models, write_demo_reference
 from mlops.models import ApiKey, ModelVersion
 from mlops.security.roles import Role
 from mlops.services.api_keys import api_key_create
@@ -34,6 +34,7 @@ def demo_bootstrap(*, store: ModelStore, admin_username: str, admin_password: st
     missing = [name for name in ("logreg", "gbdt") if not ModelVersion.objects.filter(product=PRODUCT, name=name, version="1").exists()]
     if missing:
         with tempfile.TemporaryDirectory() as folder:
+            reference = write_demo_reference(Path(folder))  # the training data: what drift compares traffic with
             for demo in build_demo_models(Path(folder)):
                 if demo.name in missing:
                     pushed = model_push(
@@ -44,6 +45,7 @@ def demo_bootstrap(*, store: ModelStore, admin_username: str, admin_password: st
                         version=demo.version,
                         threshold=demo.threshold,
                         description=demo.description,
+                        reference=reference,
                     )
                     report.lines.append(f"registered {pushed}")
     if not ModelVersion.objects.filter(product=PRODUCT, status=ModelStatus.PRODUCTION).exists():

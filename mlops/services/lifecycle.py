@@ -20,7 +20,8 @@ from django.utils import timezone
 
 from mlops import hooks
 from mlops.artifacts.onnx_schema import SchemaError, read_schema
-from mlops.artifacts.stores import Artifact, ModelStore, Progress, StoreError, download_verified, sha256_of
+from mlops.artifacts.reference import ReferenceInvalid, reference_matrix, reference_name
+from mlops.artifacts.stores import Artifact, ModelStore, Progress, StoreError, download_verified, sha256_of, sibling_uri
 from mlops.background import config_generation
 from mlops.choices import ModelStatus
 from mlops.models import ModelVersion
@@ -86,10 +87,12 @@ def model_version_register(
     output_schema: dict,
     threshold: float = 0.5,
     description: str = "",
+    reference_uri: str = "",
+    reference_sha256: str = "",
     user: User = None,
     reason: str = "registered",
 ) -> ModelVersion:
-    """Register a verified artifact as a new candidate version."""
+    """Register a verified artifact (and the reference file pushed with it, if any) as a new candidate version."""
     _validate_names(product=product, name=name, version=version)
     reason = _require_reason(reason)
     if not 0.0 <= threshold <= 1.0:
@@ -107,6 +110,8 @@ def model_version_register(
         output_schema=output_schema,
         threshold=threshold,
         description=description,
+        reference_uri=reference_uri,
+        reference_sha256=reference_sha256,
         status=ModelStatus.CANDIDATE,
         changed_by=user,
         changed_at=timezone.now(),
@@ -249,6 +254,9 @@ def _register_file(local: Path, *, artifact: Artifact, sha256: str, user: User, 
     threshold = artifact.metadata.get("threshold", 0.5)
     if not isinstance(threshold, int | float):
         raise LifecycleError(f"threshold {threshold!r} in metadata.json is not a number")
+    reference = artifact.metadata.get("reference") or {}
+    if reference and not (isinstance(reference, dict) and reference.get("file") in ("reference.csv", "reference.parquet")):
+        raise LifecycleError(f"reference {reference!r} in metadata.json is not {{'file': 'reference.csv' or '.parquet', 'sha256': ...}}")
     return model_version_register(
         product=artifact.product,
         name=artifact.name,
@@ -260,6 +268,8 @@ def _register_file(local: Path, *, artifact: Artifact, sha256: str, user: User, 
         output_schema=output_schema,
         threshold=float(threshold),
         description=str(artifact.metadata.get("description", "")),
+        reference_uri=sibling_uri(artifact.uri, reference["file"]) if reference else "",
+        reference_sha256=str(reference.get("sha256", "")) if reference else "",
         user=user,
         reason=reason,
     )
@@ -274,41 +284,64 @@ def model_push(
     version: str,
     threshold: float = 0.5,
     description: str = "",
+    reference: Path | None = None,
     user: User = None,
     reason: str = "pushed",
 ) -> ModelVersion:
-    """Upload a local ONNX file to the store and register it as a candidate.
+    """Upload a local ONNX file (and its drift reference file, if given) to the store and register it as a candidate.
 
     The file is checked (readable graph, mappable inputs and score) before anything is
     uploaded, and registered from the bytes read back from the store, so what is registered
-    is what every worker will download.
+    is what every worker will download. A reference must hold a column for every feature the
+    model takes (`mlops.artifacts.reference`); it is stored beside the model with its sha256.
     """
     _validate_names(product=product, name=name, version=version)
     if not 0.0 <= threshold <= 1.0:
         raise LifecycleError(f"threshold {threshold} must be between 0 and 1")
-    read_schema(source)
+    input_schema, _ = read_schema(source)
     if ModelVersion.objects.filter(product=product, name=name, version=version).exists():
         raise LifecycleError(f"{product}/{name}@{version} is already registered")
     sha256 = sha256_of(source)
     metadata = {"sha256": sha256, "threshold": threshold, "description": description, "pushed_at": timezone.now().isoformat()}
-    uri = store.put(source, product, name, version, metadata)
+    stored_reference = None
+    if reference is not None:
+        name_in_store = reference_name(reference)  # ReferenceInvalid: the caller names the file in its answer
+        reference_matrix(reference, [feature["name"] for feature in input_schema.get("features", [])])
+        metadata["reference"] = {"file": name_in_store, "sha256": sha256_of(reference)}
+        stored_reference = (reference, name_in_store)
+    uri = store.put(source, product, name, version, metadata, reference=stored_reference)
     local = download_verified(uri, sha256)
     artifact = Artifact(product, name, version, uri=uri, size=source.stat().st_size, metadata=metadata)
     return _register_file(local, artifact=artifact, sha256=sha256, user=user, reason=f"{reason} ({uri})")
 
 
-def model_upload(*, upload: File, store: ModelStore, user: User, reason: str, **fields) -> ModelVersion:
-    """Register an ONNX file sent over HTTP (a training pipeline's, say) as `model_push` registers a
-    local one; ``fields`` are `model_push`'s product, name, version, threshold and description.
-
-    Django keeps a large upload in a temporary file and a small one in memory; the small one is
-    written out, since the schema reader, the checksum and the store all read a path.
-    """
+def _on_disk(upload: File, folder: str, suffix: str, *, keep_suffix: bool = False) -> Path:
+    """The upload as a path: Django keeps a large one in a temporary file, a small one in memory (written out here,
+    as it is when the temporary file's suffix must be ``suffix`` and is not)."""
     on_disk = getattr(upload, "temporary_file_path", None)
-    if on_disk is not None:
-        return model_push(source=Path(on_disk()), store=store, user=user, reason=reason, **fields)
-    with tempfile.NamedTemporaryFile(suffix=".onnx") as spooled:
+    if on_disk is not None and (not keep_suffix or Path(on_disk()).suffix.lower() == suffix):
+        return Path(on_disk())
+    target = Path(folder) / f"upload{suffix}"
+    with open(target, "wb") as out:
         for chunk in upload.chunks():
-            spooled.write(chunk)
-        spooled.flush()
-        return model_push(source=Path(spooled.name), store=store, user=user, reason=reason, **fields)
+            out.write(chunk)
+    return target
+
+
+def model_upload(*, upload: File, store: ModelStore, user: User, reason: str, reference: File | None = None, **fields) -> ModelVersion:
+    """Register an ONNX file sent over HTTP (a training pipeline's, say) as `model_push` registers a
+    local one; ``fields`` are `model_push`'s product, name, version, threshold and description, and
+    ``reference`` an optional drift reference file (.csv or .parquet, told apart by its name).
+
+    The schema reader, the checksum and the store all read a path, so uploads held in memory are
+    written out to a temporary folder first.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        source = _on_disk(upload, folder, ".onnx")
+        reference_path = None
+        if reference is not None:
+            suffix = Path(reference.name or "").suffix.lower()
+            if suffix not in (".csv", ".parquet"):
+                raise ReferenceInvalid(f"reference {reference.name!r} must be a .csv or .parquet file")
+            reference_path = _on_disk(reference, folder, suffix, keep_suffix=True)
+        return model_push(source=source, store=store, user=user, reason=reason, reference=reference_path, **fields)

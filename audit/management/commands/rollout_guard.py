@@ -4,6 +4,7 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.drift import runner as drift_runner
 from audit.guard import runner, services
 
 
@@ -35,6 +36,9 @@ class Command(BaseCommand):
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
         self.stdout.write(f"rollout guard: evaluating every {interval:g}s (Ctrl-C to stop)")
+        if settings.DRIFT_ENABLED:  # drift runs in the guard's process, on a thread of its own (audit/drift/runner.py)
+            drift_runner.start_thread(stop)
+            self.stdout.write(f"drift: evaluating every {settings.DRIFT_INTERVAL_SECONDS:g}s")
         # Several guard processes share the cache lock, so a second one is harmless.
         runner.run_forever(interval=interval, stop=stop, report=self._report)
 

@@ -4,6 +4,7 @@ from django.core.management.base import CommandError
 
 from mlops import services
 from mlops.artifacts.onnx_schema import SchemaError
+from mlops.artifacts.reference import ReferenceInvalid
 from mlops.artifacts.stores import StoreError, store_from_url
 from mlops.management.base import OperatorCommand
 
@@ -23,11 +24,18 @@ class Command(OperatorCommand):
         parser.add_argument("--threshold", type=float, default=0.5, help="decision threshold (0-1), default 0.5")
         parser.add_argument("--description", default="")
         parser.add_argument("--store", help="store URL; default MODEL_STORE_URL")
+        parser.add_argument(
+            "--reference",
+            metavar="FILE",
+            help="reference rows for drift (.csv with a header of feature names, or .parquet), stored beside the model",
+        )
 
-    def handle(self, *args, path, product, name, model_version, threshold, description, store, **options):
+    def handle(self, *args, path, product, name, model_version, threshold, description, store, reference=None, **options):
         source = Path(path)
         if not source.is_file():
             raise CommandError(f"{path} is not a file")
+        if reference is not None and not Path(reference).is_file():
+            raise CommandError(f"--reference {reference} is not a file")
         try:
             registered = services.model_push(
                 source=source,
@@ -37,8 +45,9 @@ class Command(OperatorCommand):
                 version=model_version,
                 threshold=threshold,
                 description=description,
+                reference=Path(reference) if reference else None,
             )
-        except (services.LifecycleError, SchemaError, StoreError) as exc:
+        except (services.LifecycleError, SchemaError, StoreError, ReferenceInvalid) as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(
             self.style.SUCCESS(f"registered {registered} as candidate (id {registered.pk}, sha256 {registered.sha256[:12]}…)")
