@@ -451,6 +451,8 @@ SPECTACULAR_SETTINGS.update(
             "ModelRoleEnum": "mlops.choices.ModelRole",
             "AnsweringRoleEnum": ["production", "canary"],
             "DecisionEnum": "mlops.choices.Decision",
+            "ModelStatusEnum": "mlops.choices.ModelStatus",
+            "BacktestStatusEnum": "audit.models.BacktestStatus",
         },
     }
 )

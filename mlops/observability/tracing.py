@@ -21,16 +21,19 @@ is the SDK imported; it is an optional dependency (``deploy/requirements-tracing
 
 The spans, where they are opened, and the attributes an operator filters by (all ``mlops.``-prefixed):
 
-=======================  ===========================================  ==================================================
-``model_load``           inference/runtime.py (building the snapshot)  product, model_id, model_name, model_version
-``model_inference``      inference/services.py (one run or batch)      product, model_id, model_name, model_version, rows,
-                                                                       cache (hit, shared_hit, miss) or misses (batch)
-``shadow_inference``     inference/shadow.py (shadow pool)             product, model_id, model_name, model_version, rows
-``diff_classification``  inference/shadow.py (per shadowed answer)     product, model_id, diff_class, score_diff
-``outcome_ingestion``    audit/services.py                             source, count
-``rate_limit_check``     mlops/security/ratelimits.py (in process)     group, principal_kind, windows
-``api_key_validation``   mlops/security/authentication.py              key_prefix (never the secret)
-=======================  ===========================================  ==================================================
+==========================  ============================================  ==========================================================
+``model_load``              inference/runtime.py (building the snapshot)  product, model_id, model_name, model_version
+``model_inference``         inference/services.py (one run or batch)      product, model_id, model_name, model_version, rows,
+                                                                          cache (hit, shared_hit, miss) or misses (batch)
+``shadow_inference``        inference/shadow.py (shadow pool)             product, model_id, model_name, model_version, rows
+``diff_classification``     inference/shadow.py (per shadowed answer)     product, model_id, diff_class, score_diff
+``outcome_ingestion``       audit/services.py                             source, count
+``rate_limit_check``        mlops/security/ratelimits.py (in process)     group, principal_kind, windows
+``api_key_validation``      mlops/security/authentication.py              key_prefix (never the secret)
+``enable_shadow_mode``      mlops/services/rollout.py (shadow_enable)     product, shadow_version, sample_basis_points, reason
+``disable_shadow_mode``     mlops/services/rollout.py (shadow_disable)    product, previous_shadow, reason
+``clear_runtime_override``  mlops/services/rollout.py (shadow_clear)      product, reverted_to_env (an override was removed), reason
+==========================  ============================================  ==========================================================
 
 A failure inside a span (a refused model, a timed-out run, a refused key, the cache down) marks
 it as an error with the exception recorded.
@@ -53,6 +56,9 @@ SPAN_NAMES = (
     "outcome_ingestion",
     "rate_limit_check",
     "api_key_validation",
+    "enable_shadow_mode",
+    "disable_shadow_mode",
+    "clear_runtime_override",
 )
 ATTRIBUTE_PREFIX = "mlops."
 INSTRUMENTATION_NAME = "mlops"

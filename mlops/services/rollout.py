@@ -26,6 +26,7 @@ from django.utils import timezone
 from mlops.background import config_generation
 from mlops.choices import BASIS_POINTS_MAX, GUARD_PREFIX, ModelStatus
 from mlops.models import CanaryConfig, ModelVersion, RollbackEvent, RollbackReason, ShadowOverride
+from mlops.observability.tracing import span
 from mlops.services.lifecycle import LifecycleError, User, _require_reason, _transition, model_version_promote, model_version_rollback
 
 # History rows keep the reason as text; bound it like the row's own change_reason (500).
@@ -406,21 +407,26 @@ def _save_override(product: str, *, user: User, reason: str, **fields) -> Shadow
 def shadow_enable(*, product: str, shadow_model_id, sample_percent=100, user: User, reason: str) -> ShadowOverride:
     """Shadow ``sample_percent`` of the product's traffic with ``shadow_model_id``, over the environment default."""
     reason = _require_reason(reason)
-    basis_points = percent_to_basis_points(sample_percent)
-    shadow = serving_model_of(product, shadow_model_id, label="shadow")
-    if shadow.status == ModelStatus.PRODUCTION:
-        raise LifecycleError(f"{shadow} is the production version; a shadow must be another version")
-    return _save_override(product, user=user, reason=reason, enabled=True, shadow_model=shadow, sample_basis_points=basis_points)
+    with span("enable_shadow_mode", product=product, shadow_version=str(shadow_model_id), reason=reason) as traced:
+        basis_points = percent_to_basis_points(sample_percent)
+        shadow = serving_model_of(product, shadow_model_id, label="shadow")
+        traced.set(shadow_version=f"{shadow.name}@{shadow.version}", sample_basis_points=basis_points)
+        if shadow.status == ModelStatus.PRODUCTION:
+            raise LifecycleError(f"{shadow} is the production version; a shadow must be another version")
+        return _save_override(product, user=user, reason=reason, enabled=True, shadow_model=shadow, sample_basis_points=basis_points)
 
 
 @transaction.atomic
 def shadow_disable(*, product: str, user: User, reason: str) -> ShadowOverride:
     """No shadow for the product, whatever the environment default says (the last shadow model is kept for the record)."""
     reason = _require_reason(reason)
-    current = ShadowOverride.objects.filter(product=product).first()
-    if current is not None and not current.enabled:
-        raise LifecycleError(f"the shadow of {product!r} is already disabled")
-    return _save_override(product, user=user, reason=reason, enabled=False)
+    with span("disable_shadow_mode", product=product, reason=reason) as traced:
+        current = ShadowOverride.objects.select_related("shadow_model").filter(product=product).first()
+        if current is not None and current.enabled and current.shadow_model is not None:
+            traced.set(previous_shadow=f"{current.shadow_model.name}@{current.shadow_model.version}")
+        if current is not None and not current.enabled:
+            raise LifecycleError(f"the shadow of {product!r} is already disabled")
+        return _save_override(product, user=user, reason=reason, enabled=False)
 
 
 @transaction.atomic
@@ -430,11 +436,13 @@ def shadow_clear(*, product: str, user: User, reason: str) -> bool:
     Returns whether there was an override to remove.
     """
     reason = _require_reason(reason)
-    override = ShadowOverride.objects.select_for_update().filter(product=product).first()
-    if override is None:
-        return False
-    override._history_user = user
-    override._change_reason = _short(reason)
-    override.delete()
-    config_generation.bump_on_commit()
-    return True
+    with span("clear_runtime_override", product=product, reason=reason) as traced:
+        override = ShadowOverride.objects.select_for_update().filter(product=product).first()
+        traced.set(reverted_to_env=override is not None)
+        if override is None:
+            return False
+        override._history_user = user
+        override._change_reason = _short(reason)
+        override.delete()
+        config_generation.bump_on_commit()
+        return True

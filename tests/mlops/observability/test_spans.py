@@ -99,3 +99,31 @@ def test_posting_outcomes_is_an_outcome_ingestion_span(spans, api):
     assert response.status_code == 201, response.content
     [ingestion] = _named(spans, "outcome_ingestion")
     assert _attributes(ingestion) == {"source": "api", "count": 3}
+
+
+def test_shadow_control_is_traced_with_what_changed_and_why(spans, candidate):
+    product = candidate.product
+    registry.shadow_enable(product=product, shadow_model_id=candidate.pk, sample_percent=25, user=None, reason="try gbdt")
+    registry.shadow_disable(product=product, user=None, reason="enough data")
+    assert registry.shadow_clear(product=product, user=None, reason="back to the default")
+    assert not registry.shadow_clear(product=product, user=None, reason="nothing left")
+    [enabled] = _named(spans, "enable_shadow_mode")
+    assert _attributes(enabled) == {
+        "product": product,
+        "shadow_version": f"{candidate.name}@{candidate.version}",
+        "sample_basis_points": 2500,
+        "reason": "try gbdt",
+    }
+    [disabled] = _named(spans, "disable_shadow_mode")
+    previous = f"{candidate.name}@{candidate.version}"
+    assert _attributes(disabled) == {"product": product, "reason": "enough data", "previous_shadow": previous}
+    cleared, nothing = _named(spans, "clear_runtime_override")
+    assert _attributes(cleared) == {"product": product, "reason": "back to the default", "reverted_to_env": True}
+    assert _attributes(nothing)["reverted_to_env"] is False
+
+
+def test_a_refused_shadow_change_is_a_failed_span(spans, production_model):
+    with pytest.raises(registry.LifecycleError):
+        registry.shadow_enable(product=PRODUCT, shadow_model_id=production_model.pk, user=None, reason="oops")
+    [refused] = _named(spans, "enable_shadow_mode")
+    assert refused.status.status_code == StatusCode.ERROR

@@ -107,4 +107,7 @@ def test_the_documented_span_names():
         "outcome_ingestion",
         "rate_limit_check",
         "api_key_validation",
+        "enable_shadow_mode",
+        "disable_shadow_mode",
+        "clear_runtime_override",
     }
