@@ -6,6 +6,7 @@ by one variable: ``DATABASE_URL`` (PostgreSQL), ``REDIS_URL`` (cache, rate limit
 layer) and ``MODEL_STORE_URL`` (``file:///...`` or ``s3://bucket/prefix``).
 """
 
+import socket
 from pathlib import Path
 
 import environ
@@ -197,13 +198,22 @@ LOG_FORMAT = env.str("LOG_FORMAT", default="human" if DEBUG else "json")
 LOG_PREDICTIONS = env.bool("LOG_PREDICTIONS", default=False)
 if LOG_FORMAT not in ("json", "human"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be 'json' or 'human', not {LOG_FORMAT!r}.")
+# Who wrote a log line (or a span): the service, named by OpenTelemetry's variable so that logs and
+# traces agree, and the host or pod (POD_NAME from Kubernetes' downward API, else the hostname,
+# which in a pod is its name). Every JSON line carries both.
+SERVICE_NAME = env.str("OTEL_SERVICE_NAME", default="mlops")
+HOST_NAME = env.str("POD_NAME", default="") or socket.gethostname()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"context": {"()": "mlops.observability.logging.ContextFilter"}},
     "formatters": {
         "human": {"()": "mlops.observability.logging.HumanFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "json": {"()": "mlops.observability.logging.JsonFormatter", "format": "%(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "mlops.observability.logging.JsonFormatter",
+            "format": "%(levelname)s %(name)s %(message)s",
+            "static_fields": {"service": SERVICE_NAME, "host": HOST_NAME},
+        },
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
@@ -481,7 +491,6 @@ DB_BREAKER_RESET_SECONDS = env.float("DB_BREAKER_RESET_SECONDS", default=10.0)
 # OTEL_EXPORTER_OTLP_ENDPOINT implies "otlp". Standard OTEL_* variables (headers, timeouts) apply.
 OTEL_EXPORTER_OTLP_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
 TRACING_EXPORTER = env.str("TRACING_EXPORTER", default="otlp" if OTEL_EXPORTER_OTLP_ENDPOINT else "")
-TRACING_SERVICE_NAME = env.str("OTEL_SERVICE_NAME", default="mlops")
 TRACING_SAMPLE_RATIO = env.float("TRACING_SAMPLE_RATIO", default=1.0)  # share of root traces kept
 
 # --- Streams ---

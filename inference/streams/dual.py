@@ -30,6 +30,7 @@ from inference.streams.metrics import (
 from inference.streams.recorder import recorder, redact_features
 from inference.streams.sse import SCHEMA_VERSION, SSE_HEADERS, sse
 from mlops.api.errors import error_body
+from mlops.observability.logging import log_context
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,11 @@ class DualInferConsumer(AsyncHttpConsumer):
             headers = [(key.encode("latin-1"), value.encode("latin-1")) for key, value in refusal.items()]
             await self.send_response(refusal.status_code, refusal.content, headers=headers)
             return
+        with log_context(run_id=plan.run_id, event_id=plan.event_id or None, product=plan.product or None):
+            await self._answer(plan, receive)
+
+    async def _answer(self, plan: Plan, receive) -> None:
+        """The stream of an admitted request (every line logged from here carries its ``run_id``)."""
         if plan.replay is not None:
             await self._replay(plan)
             return

@@ -13,6 +13,7 @@ onnxruntime stops at the next node boundary, between a Loop's iterations include
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import threading
 import time
@@ -130,7 +131,9 @@ class ModelRun:
         self.outcome: tuple[str, object] | None = None
         self._loop = asyncio.get_running_loop()
         self._done = asyncio.Event()
-        self._thread = threading.Thread(target=self._target, name=f"{THREAD_PREFIX}-{part}-{run_id[:16]}", daemon=True)
+        # The run's thread logs with the stream's bound fields (its run_id): a copy of the caller's context.
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(target=context.run, args=(self._target,), name=f"{THREAD_PREFIX}-{part}-{run_id[:16]}", daemon=True)
 
     def start(self) -> None:
         self.deadline = time.monotonic() + self.timeout

@@ -140,7 +140,7 @@ class Recorder:
                 self._write(record)
             except Exception:
                 DUAL_RECORDS.labels("dropped").inc()
-                logger.exception("dual run %s could not be recorded; dropped", record.get("run_id"))
+                logger.exception("dual run %s could not be recorded; dropped", record.get("run_id"), extra={"run_id": record.get("run_id")})
             finally:
                 self._queue.task_done()
                 close_old_connections()

@@ -1,8 +1,10 @@
 """Log records an operator can filter: JSON lines in production, readable lines in the embedded default.
 
 ``LOG_FORMAT=json`` (the default when DEBUG is off) writes one JSON object per line with
-``timestamp`` (ISO 8601, UTC), ``level``, ``logger``, ``message`` and, when the record carries them,
-the prediction fields below (and ``trace_id``/``span_id`` inside a recording span);
+``timestamp`` (ISO 8601, UTC), ``level``, ``logger``, ``message``, ``service`` and ``host`` (the
+settings ``SERVICE_NAME`` and ``HOST_NAME``: which process of which pod wrote it) and, when the
+record carries them, the fields below (and ``trace_id``/``span_id`` inside a recording span;
+``run_id`` on every line of a dual-model stream);
 ``LOG_FORMAT=human`` writes ``<time> <LEVEL> <logger> <message> [prediction_id=... model=...]``.
 
 A record carries a field when the call passes it (``logger.info("...", extra={"model": ...})``) or
@@ -26,6 +28,7 @@ from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 # The fields an operator filters prediction logs by, in the order readable lines show them.
 CONTEXT_FIELDS = (
     "request_id",
+    "run_id",
     "prediction_id",
     "event_id",
     "product",

@@ -187,7 +187,7 @@ def _build_tracer():
         logger.warning("tracing stays off: %s", exc)
         return False
     trace.set_tracer_provider(provider)  # shared with any other instrumentation in this process
-    logger.info("tracing on: %s exporter, service %s", exporter_name, settings.TRACING_SERVICE_NAME)
+    logger.info("tracing on: %s exporter, service %s", exporter_name, settings.SERVICE_NAME)
     return provider.get_tracer(INSTRUMENTATION_NAME)
 
 
@@ -209,7 +209,7 @@ def _sdk_provider(exporter_name: str, settings):
         raise ValueError(f"TRACING_EXPORTER={exporter_name!r} is not one of otlp, console")
     ratio = float(settings.TRACING_SAMPLE_RATIO)
     provider = TracerProvider(
-        resource=Resource.create({"service.name": settings.TRACING_SERVICE_NAME}),
+        resource=Resource.create({"service.name": settings.SERVICE_NAME}),
         sampler=ParentBased(TraceIdRatioBased(ratio)),
     )
     provider.add_span_processor(BatchSpanProcessor(exporter))

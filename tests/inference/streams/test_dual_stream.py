@@ -1,12 +1,16 @@
 """POST /stream/v1/infer in process: ordering, timeouts, failures, disconnects, idempotency, bad input."""
 
 import asyncio
+import io
+import json
+import logging
 import time
 
 import pytest
 
 from audit.models import DualRunRecord
 from inference.streams.recorder import recorder
+from mlops.observability.logging import ContextFilter, JsonFormatter
 from tests.inference.streams.conftest import bearer, body, run_threads, stream
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -199,3 +203,20 @@ def test_the_api_rate_limit_applies_to_streams_too(dual, api_key, features, sett
     stream(body(features, event_id="r-2"), bearer(api_key))
     refused = stream(body(features, event_id="r-3"), bearer(api_key))
     assert refused.status == 429 and refused.json["error"]["code"]
+
+
+def test_the_lines_a_stream_logs_carry_its_run_id(dual, api_key, features):
+    """Seed 002: stream log lines carry ``run_id`` as a field, the failing run's thread included."""
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.setFormatter(JsonFormatter("%(levelname)s %(name)s %(message)s"))
+    handler.addFilter(ContextFilter())
+    logging.getLogger("inference.streams").addHandler(handler)
+    try:
+        dual("logreg", "failing")
+        result = stream(body(features, run_id="logged-run-7"), bearer(api_key))
+    finally:
+        logging.getLogger("inference.streams").removeHandler(handler)
+    assert result.names == ["preliminary", "error", "done"]
+    [failed] = [json.loads(line) for line in lines.getvalue().splitlines() if "failed" in line]
+    assert failed["run_id"] == "logged-run-7" and failed["message"].startswith("dual-model run of")

@@ -4,6 +4,7 @@ import io
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -71,8 +72,21 @@ def test_human_lines_append_the_fields_people_filter_by():
 
 def _configured(env: dict, expression: str) -> str:
     """``expression`` evaluated in a fresh process configured by ``env``, as printed."""
-    code = f"import django, logging; django.setup(); from django.conf import settings; print({expression})"
-    base = {key: value for key, value in os.environ.items() if key not in ("LOG_FORMAT", "DEBUG", "DJANGO_SETTINGS_MODULE")}
+    return _run(env, f"print({expression})").stdout.strip()
+
+
+def _configured_stderr(env: dict, statement: str) -> str:
+    """What ``statement`` logs in a fresh process configured by ``env``: its last line on stderr."""
+    return _run(env, statement).stderr.strip().splitlines()[-1]
+
+
+def _run(env: dict, statement: str) -> subprocess.CompletedProcess:
+    code = f"import django, logging; django.setup(); from django.conf import settings; {statement}"
+    base = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("LOG_FORMAT", "DEBUG", "DJANGO_SETTINGS_MODULE", "OTEL_SERVICE_NAME", "POD_NAME")
+    }
     result = subprocess.run(
         [sys.executable, "-c", code],
         env={**base, "DJANGO_SETTINGS_MODULE": "mlops.settings", **env},
@@ -82,7 +96,7 @@ def _configured(env: dict, expression: str) -> str:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
+    return result
 
 
 @pytest.mark.parametrize(
@@ -119,3 +133,16 @@ def test_a_line_logged_inside_a_recording_span_carries_its_trace_and_span_ids():
     inside, outside = (json.loads(line) for line in stream.getvalue().splitlines())
     assert len(inside["trace_id"]) == 32 and len(inside["span_id"]) == 16
     assert "trace_id" not in outside
+
+
+@pytest.mark.parametrize(
+    ("env", "service", "host"),
+    [
+        ({"OTEL_SERVICE_NAME": "mlops-web", "POD_NAME": "web-5d7c9b-xyz"}, "mlops-web", "web-5d7c9b-xyz"),  # in Kubernetes
+        ({}, "mlops", socket.gethostname()),
+    ],
+)
+def test_every_json_line_says_which_service_and_host_wrote_it(env, service, host):
+    line = _configured_stderr({"LOG_FORMAT": "json", **env}, "logging.getLogger('mlops.check').warning('hello')")
+    record = json.loads(line)
+    assert (record["message"], record["service"], record["host"]) == ("hello", service, host)

@@ -83,7 +83,7 @@ def test_a_missing_exporter_package_leaves_tracing_off_with_a_warning(settings, 
 
 
 def test_the_console_exporter_builds_an_sdk_provider_with_the_service_name(settings):
-    settings.TRACING_SERVICE_NAME = "mlops-web"
+    settings.SERVICE_NAME = "mlops-web"
     settings.TRACING_SAMPLE_RATIO = 0.5
     provider = tracing._sdk_provider("console", settings)
     try:
