@@ -414,6 +414,8 @@ RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
 RATELIMIT_PREDICT = env.str("RATELIMIT_PREDICT", default="30/m")
 RATELIMIT_PREDICT_BURST = env.str("RATELIMIT_PREDICT_BURST", default="5/s")
 RATELIMIT_AUDIT = env.str("RATELIMIT_AUDIT", default="120/m")
+# At most this many audit reads in any one second (seed 000: 120 a minute with a burst of 15).
+RATELIMIT_AUDIT_BURST = env.str("RATELIMIT_AUDIT_BURST", default="15/s")
 RATELIMIT_ADMIN = env.str("RATELIMIT_ADMIN", default="20/m")
 # Seconds between two reconciliations (one Redis round trip each, per process): the lag of one
 # process's view of the others' requests, hence the overshoot, grows with it.

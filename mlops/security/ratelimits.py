@@ -89,7 +89,7 @@ SYNCS = Counter(
 # setting names per group; the first is the group's main window (reported in the headers)
 GROUP_RATE_SETTINGS: dict[str, tuple[str, ...]] = {
     RateGroup.PREDICT: ("RATELIMIT_PREDICT", "RATELIMIT_PREDICT_BURST"),
-    RateGroup.AUDIT: ("RATELIMIT_AUDIT",),
+    RateGroup.AUDIT: ("RATELIMIT_AUDIT", "RATELIMIT_AUDIT_BURST"),
     RateGroup.ADMIN: ("RATELIMIT_ADMIN",),
 }
 

@@ -25,6 +25,7 @@ def limits(settings):
     settings.RATELIMIT_PREDICT = "4/m"
     settings.RATELIMIT_PREDICT_BURST = ""
     settings.RATELIMIT_AUDIT = "3/m"
+    settings.RATELIMIT_AUDIT_BURST = ""
     settings.RATELIMIT_ADMIN = "2/m"
     return settings
 
@@ -56,6 +57,20 @@ def test_the_burst_window_refuses_a_quick_sixth_request(limits):
     assert [r.status_code for r in responses] == [200] * 5 + [429]
     assert responses[0].headers["X-RateLimit-Limit"] == "30"  # the main window is reported
     assert responses[4].headers["X-RateLimit-Remaining"] == "0"  # the tightest window's remainder
+
+
+def test_audit_reads_have_a_burst_window_too(limits):
+    limits.RATELIMIT_AUDIT = "120/m"
+    limits.RATELIMIT_AUDIT_BURST = "15/m"  # the default 15/s, stretched so the test cannot cross a window
+    responses = hammer("/v1/_probe/read_audit", bearer(create_key("auditor")), 16)
+    assert [r.status_code for r in responses] == [200] * 15 + [429]
+    assert responses[0].headers["X-RateLimit-Limit"] == "120"
+
+
+def test_the_default_audit_limit_is_120_a_minute_with_a_burst_of_15_a_second():
+    from mlops import settings as defaults
+
+    assert (defaults.RATELIMIT_AUDIT, defaults.RATELIMIT_AUDIT_BURST) == ("120/m", "15/s")
 
 
 def test_clients_are_counted_separately(limits):
