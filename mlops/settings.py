@@ -16,7 +16,19 @@ from mlops.demo import PRODUCT as DEMO_PRODUCT
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+
+class _MountedSecrets(environ.FileAwareMapping):
+    """The environment, where ``NAME_FILE`` names a file holding NAME's value, as secret stores mount
+    them (Vault Agent, the Secrets Store CSI driver, Kubernetes secrets as files); the line end that
+    templates and ``echo`` leave is not part of the secret."""
+
+    def __getitem__(self, key):
+        value = super().__getitem__(key)
+        return value.rstrip("\r\n") if self.env.get(key + "_FILE") else value
+
+
+env = environ.FileAwareEnv()
+env.ENVIRON = _MountedSecrets()
 environ.Env.read_env(BASE_DIR / ".env")  # optional; absent in the embedded default
 
 # SQLite database, model store, model cache and spill files of the embedded default.

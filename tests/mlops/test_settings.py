@@ -2,6 +2,7 @@
 every setting has one default, in mlops/settings.py."""
 
 import ast
+import json
 import os
 import subprocess
 import sys
@@ -48,6 +49,37 @@ def test_debug_off_without_allowed_hosts_refuses_to_start(tmp_path):
     result = manage("check", tmp_path=tmp_path, **env)
     assert result.returncode != 0
     assert "ALLOWED_HOSTS must be set" in result.stderr
+
+
+def test_a_secret_can_come_from_a_mounted_file(tmp_path):
+    """Secret stores (Vault Agent, the CSI driver, Kubernetes secrets) mount files: NAME_FILE names one."""
+    (tmp_path / "secret-key").write_text(PRODUCTION_ENV["SECRET_KEY"])
+    (tmp_path / "jwt").write_text("a-jwt-secret-from-vault\n")  # as a template or `echo` writes it
+    env = {**PRODUCTION_ENV, "SECRET_KEY_FILE": str(tmp_path / "secret-key"), "JWT_SECRET_FILE": str(tmp_path / "jwt")}
+    del env["SECRET_KEY"]
+    code = f"from django.conf import settings; print(settings.JWT_SECRET, settings.SECRET_KEY == {PRODUCTION_ENV['SECRET_KEY']!r})"
+    result = manage("shell", "-c", code, tmp_path=tmp_path, **env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "a-jwt-secret-from-vault True"
+
+
+def test_tls_options_of_the_data_store_urls_reach_their_clients(tmp_path):
+    """docs/production.md's URLs for TLS to PostgreSQL and Redis: their options reach psycopg and redis-py."""
+    env = {
+        "DATABASE_URL": "postgres://mlops@db:5432/mlops?sslmode=verify-full&sslrootcert=/tls/ca.pem&sslcert=/tls/c.pem&sslkey=/tls/c.key",
+        "REDIS_URL": "rediss://:pw@redis:6380/0?ssl_cert_reqs=required&ssl_ca_certs=/tls/ca.pem",
+    }
+    code = (
+        "import json, redis; from django.conf import settings; o = settings.DATABASES['default']['OPTIONS'];"
+        " pool = redis.Redis.from_url(settings.CACHES['default']['LOCATION']).connection_pool;"
+        " print(json.dumps([o['sslmode'], o['sslrootcert'], o['sslcert'], o['sslkey'], 'pool' in o,"
+        " pool.connection_class.__name__, pool.connection_kwargs['ssl_ca_certs'], settings.CHANNEL_LAYERS['default']['CONFIG']['hosts']]))"
+    )
+    result = manage("shell", "-c", code, tmp_path=tmp_path, **env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [
+        "verify-full", "/tls/ca.pem", "/tls/c.pem", "/tls/c.key", True, "SSLConnection", "/tls/ca.pem", [env["REDIS_URL"]],
+    ]  # fmt: skip
 
 
 def test_postgres_uses_psycopg3_with_djangos_pool(postgresql):
