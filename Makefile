@@ -16,12 +16,23 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 install: $(VENV)/.installed
 
-# Embedded default, end to end: migrations, demo models and admin user, one daphne process.
+# Embedded default, end to end: migrations, demo models and admin user, one daphne process, and
+# demo traffic beside it (DEMO_TRAFFIC=0: none; DEMO_RATE requests a second). demo_traffic waits for
+# /readyz itself, and the trap stops it whenever the server ends (Ctrl-C, or daphne exiting). The
+# access log goes to a file: a line per demo request would bury everything else.
+DEMO_TRAFFIC ?= 1
+DEMO_RATE ?= 3
 run: install
 	$(BIN)/python manage.py migrate --no-input -v 0
 	$(BIN)/python manage.py bootstrap_demo
 	@echo "Platform on http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/)"
-	$(BIN)/daphne -b $(HOST) -p $(PORT) mlops.asgi:application
+	@traffic=; \
+	if [ "$(DEMO_TRAFFIC)" != 0 ]; then \
+	  $(BIN)/python manage.py demo_traffic --url http://$(HOST):$(PORT) --rate $(DEMO_RATE) --outcomes & traffic=$$!; \
+	fi; \
+	stop_traffic() { [ -z "$$traffic" ] || { kill $$traffic 2>/dev/null; wait $$traffic; traffic=; }; }; \
+	trap stop_traffic EXIT INT TERM; \
+	$(BIN)/daphne -b $(HOST) -p $(PORT) --access-log $${VAR_DIR:-var}/access.log mlops.asgi:application
 
 # Production process types (the Procfile; docs/production.md): `web` (WSGI: admin + API), `stream`
 # (ASGI: SSE) and `infer` (the hot lane), on this machine's loopback.

@@ -14,7 +14,7 @@ beside the ones production made. The work is split by the import rules:
   batched session runs, off the serving path, and the record's life (queued, running, done,
   failed).
 
-Outcomes judge rows by the one rule, `audit.selectors.health.outcome_label`; rates carry Wilson
+Outcomes judge rows by the one rule, `audit.rollups.selectors.outcome_label`; rates carry Wilson
 intervals and their differences Newcombe intervals and Fisher p-values (`audit.evidence`); score
 differences are classed as the shadow's are (`audit.diffs.classify_diff`).
 
@@ -41,8 +41,9 @@ from audit.evidence.comparison import RATES, rate_comparison
 from audit.evidence.proportions import rate, rate_difference
 from audit.models import Backtest, BacktestStatus, DiffClass, PredictionLog
 from audit.redaction import HASH_PREFIX
+from audit.rollups.selectors import outcome_label
 from audit.selectors.comparison import rate_verdict
-from audit.selectors.health import SAMPLE_LIMIT, outcome_label
+from audit.selectors.health import SAMPLE_LIMIT
 from audit.selectors.segments import FEATURE, SCORE_BAND, Bins, number, segment_bins, segment_specs
 from mlops.choices import Decision, ModelRole, ModelStatus
 from mlops.models import ModelVersion
@@ -129,16 +130,19 @@ class SegmentTally:
         size = len(self.bins.bounds)
         self.rows, self.agreed, self.outcomes = [0] * size, [0] * size, [_outcomes() for _ in range(size)]
 
-    def add(self, row: dict, *, decision: str) -> None:
-        features = row["features"] if isinstance(row["features"], dict) else {}
-        value = number(features.get(self.bins.feature)) if self.bins.kind == FEATURE else row["score"]
-        index = self.bins.index(value)
-        if index is None:
-            self.outside += 1
-            return
-        self.rows[index] += 1
-        self.agreed[index] += decision == row["decision"]
-        _count_outcome(self.outcomes[index], row.get("outcome_label"), row["decision"], decision)
+    def _value(self, row: dict) -> float | None:
+        if self.bins.kind != FEATURE:
+            return row["score"]
+        return number(row["features"].get(self.bins.feature)) if isinstance(row["features"], dict) else None
+
+    def add(self, rows: list[dict], decisions: list[str]) -> None:
+        for row, decision, index in zip(rows, decisions, self.bins.indexes(map(self._value, rows)), strict=True):
+            if index < 0:
+                self.outside += 1
+                continue
+            self.rows[index] += 1
+            self.agreed[index] += decision == row["decision"]
+            _count_outcome(self.outcomes[index], row.get("outcome_label"), row["decision"], decision)
 
 
 def backtest_segments(*, product: str, rows: QuerySet) -> list[SegmentTally]:
@@ -186,17 +190,18 @@ class Tally:
         self.run_rows.append(rows)
         self.run_ms.append(ms)
 
-    def add(self, row: dict, *, score: float, decision: str) -> None:
-        """One replayed row: production's logged answer beside the candidate's."""
-        self.confusion[row["decision"]][decision] += 1
-        _, diff_class = classify_diff(row["score"], score)
-        self.score_diffs.append(score - row["score"])
-        self.diff_classes[str(diff_class)] += 1
-        self.production_latency_ms.append(row["latency_ms"])
-        self.production_models[str(row["model_version_id"])] += 1
-        _count_outcome(self.outcomes, row.get("outcome_label"), row["decision"], decision)
-        for segment in self.segments:
-            segment.add(row, decision=decision)
+    def add(self, rows: list[dict], *, scores: list[float], decisions: list[str]) -> None:
+        """Replayed rows: production's logged answers beside the candidate's scores and decisions."""
+        for row, score, decision in zip(rows, scores, decisions, strict=True):
+            self.confusion[row["decision"]][decision] += 1
+            _, diff_class = classify_diff(row["score"], score)
+            self.score_diffs.append(score - row["score"])
+            self.diff_classes[str(diff_class)] += 1
+            self.production_latency_ms.append(row["latency_ms"])
+            self.production_models[str(row["model_version_id"])] += 1
+            _count_outcome(self.outcomes, row.get("outcome_label"), row["decision"], decision)
+        for segment in self.segments:  # a chunk's bins at once
+            segment.add(rows, decisions)
 
 
 # --- The report: one function per section ------------------------------------------------------

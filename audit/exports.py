@@ -1,7 +1,10 @@
 """Streaming exports of prediction log rows (admin downloads and ``manage.py audit_export``).
 
-Rows are read with ``.iterator()`` and written one at a time, so an export of millions of rows
-never sits in memory: the admin streams it through ``StreamingHttpResponse``.
+Rows are read newest first in keyset chunks of ``AUDIT_EXPORT_CHUNK`` (`audit.selectors.pages.chunks`:
+each chunk a short indexed query that starts after the last row of the one before, rather than one
+server-side cursor held open, with its snapshot, for the whole export) and written one at a time,
+so an export of millions of rows never sits in memory: the admin streams it through
+``StreamingHttpResponse``.
 """
 
 import csv
@@ -12,13 +15,15 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from audit.records import EXPORT
+from audit.selectors import pages
 
 _JSON_FIELDS = {"features", "explain_summary"}
 CONTENT_TYPES = {"ndjson": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
 
 
 def _rows(queryset: QuerySet) -> Iterator[dict]:
-    return queryset.order_by("-created_at", "-prediction_id").values(*EXPORT).iterator(chunk_size=settings.AUDIT_EXPORT_CHUNK)
+    for chunk in pages.chunks(queryset.values(*EXPORT), size=settings.AUDIT_EXPORT_CHUNK):
+        yield from chunk
 
 
 def iter_ndjson(queryset: QuerySet) -> Iterator[bytes]:

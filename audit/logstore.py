@@ -47,6 +47,7 @@ from django.db import connections, transaction
 
 from audit.models import PredictionLog
 from audit.records import DEFAULTS, REQUIRED, STORED
+from audit.rollups.store import PostgresSink, django_sink, roll_up
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +115,21 @@ def encode_rows(records: Sequence[dict]) -> list[tuple]:
         raise RecordError(f"a record lacks {exc.args[0]}") from None
 
 
+def _uuid(value) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _each_once(records: Sequence[dict], inserted: set[uuid.UUID]) -> list[dict]:
+    """The records whose rows were inserted, a prediction given twice in one batch taken once."""
+    left, taken = set(inserted), []
+    for record in records:
+        prediction_id = _uuid(record["prediction_id"])
+        if prediction_id in left:
+            left.discard(prediction_id)
+            taken.append(record)
+    return taken
+
+
 def _coerced(record: dict) -> dict:
     """``record`` with every value of the Python type its column's binary dumper takes: uuids and
     datetimes given as text (spill files, hand-made records), numbers and text of other types."""
@@ -122,8 +138,8 @@ def _coerced(record: dict) -> dict:
     for column, value in record.items():
         if value is None:
             continue
-        if column in _UUID_COLUMNS and not isinstance(value, uuid.UUID):
-            fixed[column] = uuid.UUID(str(value))
+        if column in _UUID_COLUMNS:
+            fixed[column] = _uuid(value)
         elif column == "created_at" and not isinstance(value, datetime):
             fixed[column] = datetime.fromisoformat(str(value))
         elif column in _TEXT_COLUMNS and not isinstance(value, str):
@@ -170,15 +186,16 @@ class PostgresCopyStore:
 
     def insert(self, records: Sequence[dict], *, idempotent: bool = False) -> int:
         """Insert ``records``; returns how many rows are new. Raises psycopg errors unchanged."""
-        rows = encode_rows(records)
         try:
-            return self._insert_rows(rows, idempotent=idempotent)
+            return self._insert_rows(records, encode_rows(records), idempotent=idempotent)
         except _WRONG_TYPE:
             # Values of another Python type than the binary format takes (text from a spill file):
             # once more with every value converted. Nothing of the first attempt was committed.
-            return self._insert_rows(encode_rows([_coerced(record) for record in records]), idempotent=idempotent)
+            records = [_coerced(record) for record in records]
+            return self._insert_rows(records, encode_rows(records), idempotent=idempotent)
 
-    def _insert_rows(self, rows: list[tuple], *, idempotent: bool) -> int:
+    def _insert_rows(self, records: Sequence[dict], rows: list[tuple], *, idempotent: bool) -> int:
+        """COPY ``rows`` and add ``records`` (the same, as dicts) to the rollups, in one transaction."""
         import psycopg
 
         conn = self._connection()
@@ -186,6 +203,7 @@ class PostgresCopyStore:
             try:
                 with conn.cursor() as cursor:
                     self._copy(cursor, self._table, rows)
+                    roll_up(PostgresSink(cursor), records)
                 conn.commit()
                 return len(rows)
             except psycopg.errors.UniqueViolation:
@@ -201,11 +219,15 @@ class PostgresCopyStore:
                 self._copy(cursor, "audit_log_incoming", rows)
                 cursor.execute(
                     f"INSERT INTO {self._table} ({self._column_list}) SELECT {self._column_list} FROM audit_log_incoming "  # noqa: S608
-                    "ON CONFLICT (prediction_id) DO NOTHING"
+                    # The partitioned table's key (migration 0008); created_at is fixed when a
+                    # prediction is made, so a replayed record still collides.
+                    "ON CONFLICT (prediction_id, created_at) DO NOTHING RETURNING prediction_id"
                 )
-                inserted = cursor.rowcount
+                new = {row[0] for row in cursor.fetchall()}
+                # Only the rows this insert added count: a replayed record is in its rollup already.
+                roll_up(PostgresSink(cursor), _each_once(records, new))
             conn.commit()
-            return inserted
+            return len(new)
         except BaseException:
             self._rollback_quietly()
             raise
@@ -240,14 +262,17 @@ class OrmStore:
         self.using = using
 
     def insert(self, records: Sequence[dict], *, idempotent: bool = False) -> int:
-        objects = []
-        for record in records:
-            check(record)  # what COPY would refuse, refused before the database is asked
-            objects.append(PredictionLog(**{column: record.get(column, default) for column, default in COLUMNS}))
+        records = [_coerced(record) for record in records]  # what COPY would refuse, refused before the database is asked
+        objects = [PredictionLog(**{column: record.get(column, default) for column, default in COLUMNS}) for record in records]
         with transaction.atomic(using=self.using):
-            before = PredictionLog.objects.using(self.using).filter(pk__in=[o.pk for o in objects]).count() if idempotent else 0
-            PredictionLog.objects.using(self.using).bulk_create(objects, ignore_conflicts=True)
-        return len(objects) - before
+            manager = PredictionLog.objects.using(self.using)
+            # Asked every time, not only for replays: a row already there must not be rolled up again.
+            there = set(manager.filter(pk__in=[o.pk for o in objects]).values_list("pk", flat=True))
+            manager.bulk_create(objects, ignore_conflicts=True)
+            new = _each_once(records, {record["prediction_id"] for record in records} - there)
+            with django_sink(self.using) as sink:
+                roll_up(sink, new)
+        return len(new)
 
     def ping(self) -> None:
         connections[self.using].ensure_connection()

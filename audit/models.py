@@ -22,6 +22,10 @@ class PredictionLog(models.Model):
     ``canary``) and, when a shadow ran, one more row (role ``shadow``) that points at the
     answering row through ``primary_prediction_id`` and carries the comparison with it.
     Keeping the shadow in its own row lets the answer be logged at once and never rewritten.
+
+    On PostgreSQL the table is partitioned by ``created_at`` and its primary key is
+    ``(prediction_id, created_at)`` (migration 0008, `audit.partitions`); the model keeps
+    ``prediction_id`` as its key, which is unique all the same (the service makes it).
     """
 
     prediction_id = models.UUIDField(primary_key=True, editable=False, help_text="Made by the service; idempotency key.")
@@ -60,6 +64,8 @@ class PredictionLog(models.Model):
             models.Index(fields=["model_version", "created_at"]),
             models.Index(fields=["event_id"]),
             models.Index(fields=["primary_prediction_id"]),
+            # Newest first by (created_at, prediction_id): the admin's keyset pages and the exports.
+            models.Index(fields=["created_at", "prediction_id"], name="audit_predictionlog_keyset"),
         ]
 
     def __str__(self) -> str:
@@ -244,3 +250,52 @@ class DriftMeasurement(models.Model):
 
     def __str__(self) -> str:
         return f"{'score' if self.is_score else self.feature}: {self.psi}"
+
+
+# --- Rollups (audit/rollups/): the log summed per minute and per hour, written with it ---
+
+
+class RollupPeriod(models.IntegerChoices):
+    MINUTE = 60, "Minute"
+    HOUR = 3600, "Hour"
+
+
+class PredictionRollup(models.Model):
+    """The log rows of one product, role, model version and failover source in one minute or hour, summed.
+
+    Written by the log writer in the transaction that inserts the rows (`audit.rollups.store`),
+    corrected when outcomes arrive, and rebuilt from the raw rows by ``manage.py audit_rollup``.
+    Health, the summary, the comparison, the rollout page and the guard read these instead of the
+    rows (`audit.rollups.selectors`). ``counts``, ``latency_ms`` and ``score`` are the stored form
+    of `audit.rollups.figures.Figures`.
+    """
+
+    period_seconds = models.PositiveIntegerField(choices=RollupPeriod.choices)
+    period_start = models.DateTimeField()
+    product = models.SlugField(max_length=64)
+    role = models.CharField(max_length=16, choices=ModelRole.choices)
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    fallback_from = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    counts = models.JSONField(default=dict)
+    latency_ms = models.JSONField(default=dict, help_text="Latency histogram: bucket -> answers (audit.rollups.histograms).")
+    score = models.JSONField(default=list, help_text="Score histogram: SCORE_BINS equal bins of [0, 1].")
+
+    class Meta:
+        default_permissions = ("view",)
+        constraints = [
+            # Two partial indexes instead of one with NULLS NOT DISTINCT, which SQLite lacks.
+            models.UniqueConstraint(
+                fields=["period_seconds", "product", "period_start", "role", "model_version"],
+                condition=models.Q(fallback_from__isnull=True),
+                name="rollup_once_per_period",
+            ),
+            models.UniqueConstraint(
+                fields=["period_seconds", "product", "period_start", "role", "model_version", "fallback_from"],
+                condition=models.Q(fallback_from__isnull=False),
+                name="rollup_failover_once_per_period",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        period = self.get_period_seconds_display()
+        return f"{self.product} {self.role} {self.model_version_id} at {self.period_start:%Y-%m-%d %H:%M} ({period})"

@@ -13,6 +13,14 @@ from datetime import datetime
 from typing import NotRequired, TypedDict
 
 
+def issued_at_ms(prediction_id: uuid.UUID) -> int | None:
+    """When a time-ordered id (`inference.ids`: UUID version 7) was made, in unix milliseconds;
+    None for other ids (older logs hold version 4)."""
+    if prediction_id.version != 7 or prediction_id.variant != uuid.RFC_4122:
+        return None
+    return prediction_id.int >> 80
+
+
 class PredictionRecord(TypedDict):
     """One model run that answered (or shadowed) a request, as `inference` hands it to the writer.
 

@@ -6,13 +6,15 @@ Prediction log rows themselves are written by `audit.writer`, never here.
 import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
 from django.utils import timezone
 
+from audit import partitions
 from audit.models import Outcome, PredictionLog
+from audit.rollups.services import outcomes_relabelling, rollups_retention
 from mlops.observability.tracing import span
 
 RETENTION_PERMISSION = "audit.purge_predictionlog"
@@ -24,6 +26,7 @@ class RetentionResult:
     matched: int
     deleted: int
     dry_run: bool
+    partitions: tuple[str, ...] = ()  # PostgreSQL: the partitions dropped whole (or, dry run, that would be)
 
 
 @contextlib.contextmanager
@@ -50,10 +53,14 @@ def _retention_guard_lifted() -> Iterator[None]:
 def prediction_log_retention_delete(
     *, older_than: timedelta, dry_run: bool = False, user=None, batch_size: int = 5_000, now: datetime | None = None
 ) -> RetentionResult:
-    """Delete prediction log rows made before ``now - older_than``, in batches of ``batch_size``.
+    """Remove prediction log rows made before ``now - older_than``.
 
-    ``user`` (optional: the shell operator is trusted) must hold ``audit.purge_predictionlog``.
-    Each batch is its own transaction, so a long purge never holds one huge lock.
+    On PostgreSQL every partition that ends by the cutoff is detached and dropped whole (no
+    row-by-row DELETE, nothing to vacuum); what is left before the cutoff (the partition that
+    straddles it, the DEFAULT partition) and, on SQLite, every old row goes through the guarded
+    DELETE in batches of ``batch_size``, each batch its own transaction so that a long purge never
+    holds one huge lock. ``user`` (optional: the shell operator is trusted) must hold
+    ``audit.purge_predictionlog``.
     """
     if older_than <= timedelta(0):
         raise ValueError("older_than must be positive")
@@ -62,18 +69,43 @@ def prediction_log_retention_delete(
     cutoff = (now or timezone.now()) - older_than
     old = PredictionLog.objects.filter(created_at__lt=cutoff)
     matched = old.count()
+    whole = [p.name for p in partitions.listing() if p.end is not None and p.end <= cutoff] if partitions.partitioned() else []
     if dry_run:
-        return RetentionResult(cutoff=cutoff, matched=matched, deleted=0, dry_run=True)
+        return RetentionResult(cutoff=cutoff, matched=matched, deleted=0, dry_run=True, partitions=tuple(whole))
     deleted = 0
+    for name in whole:
+        with transaction.atomic():
+            partitions.lock()
+            deleted += partitions.drop(name)
     while True:
         with transaction.atomic():
             ids = list(old.order_by().values_list("pk", flat=True)[:batch_size])
             if not ids:
                 break
             with _retention_guard_lifted():
-                count, _ = PredictionLog.objects.filter(pk__in=ids).delete()
+                count, _ = old.filter(pk__in=ids).delete()  # the time bound prunes to the old partitions
             deleted += count
-    return RetentionResult(cutoff=cutoff, matched=matched, deleted=deleted, dry_run=False)
+    rollups_retention(cutoff=cutoff)
+    return RetentionResult(cutoff=cutoff, matched=matched, deleted=deleted, dry_run=False, partitions=tuple(whole))
+
+
+def prediction_log_partitions_ensure(*, ahead_days: int, days: int, now: datetime | None = None) -> list[str]:
+    """Create the log's partitions from today through ``ahead_days`` days ahead, each ``days``
+    wide; returns the names created (none on SQLite, which keeps one table).
+
+    Rows that arrived early for a day without a partition wait in the DEFAULT partition and are
+    moved into their new partition in the same transaction (`audit.partitions.create`).
+    """
+    if ahead_days < 0 or days < 1:
+        raise ValueError("ahead_days must be 0 or more and days at least 1")
+    if not partitions.partitioned():
+        return []
+    today = (now or timezone.now()).astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    with transaction.atomic():
+        partitions.lock()
+        ranges = partitions.missing(partitions.listing(), since=today, until=today + timedelta(days=ahead_days + 1), days=days)
+        with _retention_guard_lifted():
+            return [partitions.create(start, end) for start, end in ranges]
 
 
 def outcomes_record(*, items: Iterable[dict], source_default: str = "api", batch_size: int = 1_000) -> int:
@@ -89,12 +121,14 @@ def outcomes_record(*, items: Iterable[dict], source_default: str = "api", batch
     batch: dict[tuple, Outcome] = {}
 
     def write() -> int:
-        Outcome.objects.bulk_create(
-            list(batch.values()),
-            update_conflicts=True,
-            unique_fields=["product", "event_id", "source"],
-            update_fields=["label", "observed_at", "prediction_id"],
-        )
+        # The rows these outcomes judge move to their new outcome cells in the rollups, in this transaction.
+        with outcomes_relabelling({(product, event_id) for product, event_id, _ in batch}):
+            Outcome.objects.bulk_create(
+                list(batch.values()),
+                update_conflicts=True,
+                unique_fields=["product", "event_id", "source"],
+                update_fields=["label", "observed_at", "prediction_id"],
+            )
         return len(batch)
 
     with span("outcome_ingestion", source=source_default) as s, transaction.atomic():

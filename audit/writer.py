@@ -31,7 +31,7 @@ is appended to the spill file (fsynced per batch; rotated at
 `mlops.background.resilience.circuit`); the state is
 ``mlops_circuit_state{dependency="prediction_log"}`` (2 while spilling). The first batch that
 gets in again closes the spill file, and the writer replays every closed spill file of the
-folder (idempotently: ``ON CONFLICT (prediction_id) DO NOTHING``). ``manage.py audit_replay``
+folder (idempotently: ``ON CONFLICT (prediction_id, created_at) DO NOTHING``). ``manage.py audit_replay``
 does the same by hand. Records the database refuses for their content (a foreign key to a
 missing model version, a missing field) are retried one by one and the bad ones kept in
 ``AUDIT_SPILL_DIR/rejected/`` with a log line; they would never get in by retrying.

@@ -89,7 +89,7 @@ def start_servers(names: list[str], platform: testbed.Platform, env: dict, scrat
                 )
                 started[name].extra["grpc_port"] = grpc_port
             elif name == "drf":
-                command = [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "mlops.wsgi:application"]
+                command = drf_command()
                 server_env = {
                     **platform_env,
                     "WEB_BIND": f"127.0.0.1:{port}",
@@ -97,8 +97,7 @@ def start_servers(names: list[str], platform: testbed.Platform, env: dict, scrat
                 }
                 started[name] = servers.start(name, command, port=port, ready_path="/readyz", env=server_env, cwd=ROOT, log=log, cpu=cpu)
             elif name == "lane":
-                command = [str(BIN / "granian"), "--interface", "rsgi", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-                command.append("inference.lane.app:app")
+                command = lane_command(port)
                 server_env = {**platform_env, "PROMETHEUS_MULTIPROC_DIR": _fresh(scratch / "prometheus-lane")}
                 started[name] = servers.start(name, command, port=port, ready_path="/readyz", env=server_env, cwd=ROOT, log=log, cpu=cpu)
     except BaseException:
@@ -106,6 +105,17 @@ def start_servers(names: list[str], platform: testbed.Platform, env: dict, scrat
             server.stop()
         raise
     return started
+
+
+def drf_command() -> list[str]:
+    """The DRF lane as the Procfile's ``web`` runs it; it binds to ``WEB_BIND`` of its environment."""
+    return [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "mlops.wsgi:application"]
+
+
+def lane_command(port: int) -> list[str]:
+    """The hot lane as the Procfile's ``infer`` runs it, one worker."""
+    command = [str(BIN / "granian"), "--interface", "rsgi", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    return [*command, "inference.lane.app:app"]
 
 
 def _fresh(folder: Path) -> str:
@@ -142,6 +152,7 @@ class Vectors:
 class Workload:
     scenario: str
     row: str  # the server, or "<lane>:healthz" for a lane's floor
+    product: str = PRODUCT  # what the lanes' bodies ask for
 
     @property
     def server(self) -> str:
@@ -160,7 +171,7 @@ def make_target(workload: Workload, vectors: list[list[float]], platform: testbe
     bodies = []
     for i, row in enumerate(vectors):
         features = ", ".join(f'"{name}": {value:.7g}' for name, value in zip(names, row, strict=True))
-        bodies.append(f'{{"event_id": "b{salt}-{i}", "product": "{PRODUCT}", "features": {{{features}}}}}'.encode())
+        bodies.append(f'{{"event_id": "b{salt}-{i}", "product": "{workload.product}", "features": {{{features}}}}}'.encode())
     if workload.server == "fastapi":
         return load.Target("POST", "/infer", json_type, bodies)
     return load.Target("POST", "/v1/infer", {**json_type, "Authorization": f"Bearer {platform.key}"}, bodies)

@@ -39,7 +39,7 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import ROOT, drop_database, prepare_environment
+from testbed import ROOT, drop_database, prepare_environment
 
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 # The demo model's 30 features (the breast cancer data set's): ten measures, three statistics each.

@@ -40,6 +40,20 @@ def infer(read_body: ReadBody, *, content_length: str | None, request_id: str, c
     return prediction.as_response()
 
 
+def score_together(bodies: list[tuple[bytes, str | None]]) -> dict:
+    """The bodies (with their Content-Length) of ``POST /v1/infer`` requests that arrived together,
+    scored ahead (`inference.services.score_together`); `infer` then answers each of them."""
+    items = []
+    for body, content_length in bodies:
+        try:
+            items.append(
+                validation.infer_request(request_json(lambda _limit, body=body: body, content_length, settings.INFERENCE_MAX_BODY_BYTES))
+            )
+        except validation.InvalidInput:  # refused by `infer` itself, with its answer
+            continue
+    return services.score_together(items)
+
+
 def infer_batch(read_body: ReadBody, *, content_length: str | None, request_id: str, caller: Principal | None) -> dict:
     """``POST /v1/infer/batch``: ``{"items": [<infer request>, ...]}`` -> ``{"items": [<prediction>, ...]}``."""
     data = request_json(read_body, content_length, settings.INFERENCE_BATCH_MAX_BODY_BYTES)

@@ -210,8 +210,8 @@ def _score_chunk(model: LoadedModel, chunk: list[dict], tally: "audit_backtests.
             kept, matrix = [kept[i] for i in keep], matrix[keep]
             continue
         tally.run(len(kept), (time.perf_counter() - started) * 1000)
-        for row, score in zip(kept, scores.tolist(), strict=True):
-            tally.add(row, score=score, decision=decide(score, model.threshold))
+        scores = scores.tolist()
+        tally.add(kept, scores=scores, decisions=[decide(score, model.threshold) for score in scores])
         return
 
 

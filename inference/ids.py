@@ -3,7 +3,9 @@ per-thread buffer of OS randomness.
 
 Time-ordered because a worker asked for a prediction it did not answer can tell from the id
 alone that it is only milliseconds old, and wait for the answering worker's log batch instead of
-saying 404 (`inference.selectors.prediction_get`); and because new rows then land at the end of
+saying 404 (`inference.selectors.prediction_get`), and a read of the log bounds the row's
+``created_at`` by it, so PostgreSQL looks in one or two day partitions
+(`audit.records.issued_at_ms`, `audit.selectors.pages.by_prediction_id`); and because new rows then land at the end of
 the log's primary-key index instead of at random pages.
 
 ``uuid.uuid4()`` makes one ``urandom`` system call per id, and every system call releases the
@@ -34,10 +36,3 @@ def new_prediction_id() -> uuid.UUID:
     # 48 bits of milliseconds | version 7 | 12 random bits | variant 0b10 | 62 random bits
     value = (unix_ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64 | 0b10 << 62 | rand & (1 << 62) - 1
     return uuid.UUID(int=value)
-
-
-def issued_at_ms(prediction_id: uuid.UUID) -> int | None:
-    """When a time-ordered id was made (unix milliseconds); None for other ids (older logs hold version 4)."""
-    if prediction_id.version != 7 or prediction_id.variant != uuid.RFC_4122:
-        return None
-    return prediction_id.int >> 80

@@ -54,6 +54,12 @@ SHADOW_DISAGREEMENTS = Counter(
     "mlops_inference_shadow_disagreements", "Shadow answers whose decision differs from the primary's.", ["product", "model"]
 )
 SHADOW_SKIPS = Counter("mlops_inference_shadow_skips", "Shadow runs skipped because the shadow pool was full.", ["product"])
+BATCH_ROWS = Histogram(
+    "mlops_inference_batch_rows",
+    "Rows per micro-batched session call (INFERENCE_MICROBATCH_*), by product and model.",
+    ["product", "model"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
 INVALID = Counter("mlops_inference_invalid_inputs", "Refused requests by reason.", ["reason"])
 REFRESHES = Counter("mlops_inference_refreshes", "Serving snapshot rebuilds by outcome (ok, error).", ["outcome"])
 
@@ -73,3 +79,8 @@ def latency_histogram(product: str, model: str, role: str):
 @lru_cache(maxsize=4096)
 def cache_counter(product: str, model: str, result: str):
     return CACHE.labels(product, model, result)
+
+
+@lru_cache(maxsize=4096)
+def batch_rows_histogram(product: str, model: str):
+    return BATCH_ROWS.labels(product, model)

@@ -14,10 +14,10 @@ from django.utils import timezone
 
 from audit import writer
 from audit.models import PredictionLog
-from audit.records import DEFAULTS, READ_BACK, plain
+from audit.records import DEFAULTS, READ_BACK, issued_at_ms, plain
+from audit.selectors import pages
 from audit.selectors.health import Side, model_health
 from inference.decisions import CANARY, PRODUCTION, SHADOW
-from inference.ids import issued_at_ms
 from inference.runtime import runtime
 from mlops.artifacts.onnx_schema import describe_inputs
 from mlops.choices import ModelRole
@@ -121,7 +121,7 @@ def _logged(prediction_id: uuid.UUID) -> dict | None:
 
 def prediction_log_get(*, prediction_id: uuid.UUID) -> dict | None:
     """A recorded prediction from the database, as the writer's record dict, or None."""
-    return PredictionLog.objects.filter(pk=prediction_id).values().first()
+    return pages.by_prediction_id(PredictionLog.objects.all(), prediction_id).values().first()
 
 
 def model_version_labels(*, model_version_ids) -> dict:

@@ -13,18 +13,19 @@ from collections import defaultdict
 from collections.abc import Mapping
 
 import numpy as np
+from django.conf import settings
 from django.utils import timezone
 
 from audit import writer
 from audit.records import PredictionRecord
-from inference import metrics, routing, shadow
+from inference import metrics, microbatch, routing, shadow
 from inference.cache import cache_key, prediction_cache
 from inference.decisions import CANARY, PRODUCTION, decide
 from inference.explain import summarize
 from inference.ids import new_prediction_id
 from inference.predictions import Prediction, model_fields, span_attributes
 from inference.runtime import Route, Snapshot, runtime
-from inference.session import LoadedModel, ModelRunError, NonFiniteScore
+from inference.session import LoadedModel, ModelRunError, ModelTimeout, NonFiniteScore
 from inference.validation import InferRequest, InvalidInput, feature_row, feature_rows
 from mlops.observability.logging import log_context
 from mlops.observability.tracing import span
@@ -79,12 +80,7 @@ def predict(*, event_id: str, product: str, features: Mapping, request_id: str =
 
 def _predict(prediction_id: uuid.UUID, event_id: str, product: str, features: Mapping, request_id: str, client: str) -> Prediction:
     started = time.perf_counter()
-    snapshot = _snapshot()
-    route = _route(snapshot, product)
-    row, canary_row = _rows(route, features)
-    model, role, model_row = route.production, PRODUCTION, row
-    if route.canary is not None and routing.in_canary(product, event_id, route.canary_basis_points):
-        model, role, model_row = route.canary, CANARY, canary_row
+    route, row, model, role, model_row = _choose(_snapshot(), product, event_id, features)
     fallback_from, fallback_reason = None, ""
     try:
         (score, summary), source = _score(model, model_row)
@@ -127,6 +123,15 @@ def _predict(prediction_id: uuid.UUID, event_id: str, product: str, features: Ma
     return prediction
 
 
+def _choose(snapshot: Snapshot, product: str, event_id: str, features: Mapping) -> tuple[Route, np.ndarray, LoadedModel, str, np.ndarray]:
+    """``(route, production's row, the model answering, its role, its row)`` of one request."""
+    route = _route(snapshot, product)
+    row, canary_row = _rows(route, features)
+    if route.canary is not None and routing.in_canary(product, event_id, route.canary_basis_points):
+        return route, row, route.canary, CANARY, canary_row
+    return route, row, route.production, PRODUCTION, row
+
+
 def _rows(route: Route, features: Mapping, prefix: str = "") -> tuple[np.ndarray, np.ndarray]:
     """The request's row for production and for the canary, each in that model's feature order and
     input type (one row when they take the same, as without a canary: no extra work then).
@@ -160,12 +165,19 @@ def _route(snapshot: Snapshot, product: str, prefix: str = "") -> Route:
 def _score(model: LoadedModel, row: np.ndarray) -> tuple[tuple[float, list], str]:
     """``((score, explanation), cache source)`` for one row, computed at most once at a time."""
 
+    key = cache_key(model.id, row)
+    batcher = microbatch.batcher(model)
+
     def compute() -> tuple[float, list]:
-        score = float(model.run(row)[0])
-        return score, _explain(model, row)[0]
+        scored = microbatch.scored_together(key)
+        if scored is not None:
+            return scored
+        if batcher is not None:
+            return batcher.submit(_score_matrix, model, row, timeout=model.timeout)
+        return _score_matrix(model, row, model.timeout)[0]
 
     with span("model_inference", **span_attributes(model), rows=1) as s:
-        result = prediction_cache().get_or_compute(cache_key(model.id, row), compute, wait=model.timeout * 2)
+        result = prediction_cache().get_or_compute(key, compute, wait=model.timeout * 2)
         s.set(cache=result[1])
     return result
 
@@ -238,6 +250,44 @@ def _log(prediction: Prediction, request_id: str) -> None:
         logger.exception("the prediction log refused a record", extra=_prediction_fields(prediction))
         metrics.ERRORS.labels(prediction.product, prediction.model.label, prediction.role, "log").inc()
         raise ServiceUnavailable("log_unavailable", "The prediction log cannot accept records; retry shortly.") from None
+
+
+def score_together(items: list[InferRequest]) -> dict[str, tuple[float, list]]:
+    """Single requests that arrived together (the hot lane, `inference.microbatch`), scored ahead:
+    per batched model, one session call of at most ``INFERENCE_MICROBATCH_MAX_ROWS`` of their rows
+    not in the cache. Returns ``{cache key: (score, explanation) or the batch's ModelTimeout}``,
+    which answering each request then takes instead of running (`_score`). A request this cannot
+    score otherwise (refused input, a run that fails, a batch of one) is left out and runs alone,
+    so that it gets the answer or error it gets alone."""
+    snapshot = runtime.peek()
+    if snapshot is None:
+        return {}
+    cache = prediction_cache()
+    groups: dict[str, tuple[LoadedModel, dict[str, np.ndarray]]] = {}
+    for item in items:
+        try:
+            _, _, model, _, row = _choose(snapshot, item.product, item.event_id, item.features)
+        except (InvalidInput, ServiceUnavailable):
+            continue
+        key = cache_key(model.id, row)
+        if microbatch.batcher(model) is not None and cache.get(key) is None:
+            groups.setdefault(model.id, (model, {}))[1][key] = row
+    scored = {}
+    chunk = settings.INFERENCE_MICROBATCH_MAX_ROWS
+    for model, rows in groups.values():
+        keys = list(rows)
+        for start in range(0, len(keys), chunk):
+            batch = keys[start : start + chunk]
+            if len(batch) < 2:
+                continue
+            microbatch.observe(model, len(batch))
+            try:
+                scored.update(zip(batch, _score_matrix(model, np.vstack([rows[key] for key in batch]), model.timeout), strict=True))
+            except ModelTimeout as exc:  # alone, each would wait as long again: they time out now
+                scored.update(dict.fromkeys(batch, exc))
+            except ModelRunError:  # perhaps this batch only (non-finite rows): each runs alone
+                continue
+    return scored
 
 
 # --- batch ---------------------------------------------------------------------------------------
@@ -387,8 +437,13 @@ def _score_rows(model: LoadedModel, indices: list[int], rows: list[np.ndarray], 
         return
     matrix = np.vstack([rows[i] for i in misses])
     with span("model_inference", **span_attributes(model), rows=len(indices), misses=len(misses)):
-        scores = model.run(matrix, timeout=model.timeout * max(1, len(misses) / 32))
-        summaries = _explain(model, matrix)
-    for index, score, summary in zip(misses, scores.tolist(), summaries, strict=True):
+        scored = _score_matrix(model, matrix, model.timeout * max(1, len(misses) / 32))
+    for index, (score, summary) in zip(misses, scored, strict=True):
         cache.put(keys[index], (score, summary))
         results[index] = (score, summary, False)
+
+
+def _score_matrix(model: LoadedModel, matrix: np.ndarray, timeout: float) -> list[tuple[float, list]]:
+    """``(score, explanation)`` per row of ``matrix``: one scoring run (cancelled after ``timeout``) and one explanation."""
+    scores = model.run(matrix, timeout=timeout)
+    return list(zip(scores.tolist(), _explain(model, matrix), strict=True))

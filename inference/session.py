@@ -113,6 +113,8 @@ class LoadedModel:
     timeout: float  # seconds
     loaded_at: datetime
     warm_up_ms: float = 0.0  # the warm-up's run and explanation, timed (the first run plans and allocates)
+    row_us: float = 0.0  # one row's run and explanation once warm, the fastest of a few (micro-batching reads it)
+    takes_batches: bool = False  # answers a run of several rows with as many rows
 
     @property
     def id(self) -> str:
@@ -141,7 +143,11 @@ class LoadedModel:
         finally:
             if watched:
                 _watchdog.release(key)
-        scores = np.asarray(output, dtype=np.float64).reshape(matrix.shape[0], -1)[:, self.score_column]
+        output = np.asarray(output, dtype=np.float64)
+        if output.ndim == 0 or output.shape[0] != matrix.shape[0]:
+            # A graph that answers a fixed number of rows: its answer cannot be told apart per row.
+            raise ModelRunError(f"{self.label} returned {output.shape[0] if output.ndim else 0} rows for {matrix.shape[0]}")
+        scores = output.reshape(matrix.shape[0], -1)[:, self.score_column]
         finite = np.isfinite(scores)
         if not finite.all():
             raise NonFiniteScore(f"{self.label} returned a non-finite score", rows=np.flatnonzero(~finite).tolist())
@@ -186,6 +192,29 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         # Warm-up: the first run allocates and plans; it must not be a client's request.
         model.run(synthetic, timeout=max(model.timeout, 5.0))
         model.contributions(synthetic)
+        warm_up_ms = (time.perf_counter() - started) * 1000
+        row_us = _row_us(model, synthetic)
     except ModelRunError as exc:
         raise ModelLoadError(f"warm-up: {exc}") from None
-    return replace(model, warm_up_ms=(time.perf_counter() - started) * 1000)
+    return replace(model, warm_up_ms=warm_up_ms, row_us=row_us, takes_batches=_takes_batches(model, synthetic))
+
+
+def _row_us(model: LoadedModel, row: np.ndarray, runs: int = 5) -> float:
+    """What one prediction's model work costs once warm (µs): the fastest of ``runs``, the least
+    disturbed by whatever else the machine does."""
+    fastest = float("inf")
+    for _ in range(runs):
+        started = time.perf_counter()
+        model.run(row, timeout=max(model.timeout, 5.0))
+        model.contributions(row)
+        fastest = min(fastest, time.perf_counter() - started)
+    return fastest * 1e6
+
+
+def _takes_batches(model: LoadedModel, row: np.ndarray) -> bool:
+    """Whether several rows in one run get one answer each (a graph with a fixed batch size does not)."""
+    try:
+        model.run(np.repeat(row, 2, axis=0), timeout=max(model.timeout, 5.0))
+    except ModelRunError:
+        return False
+    return True

@@ -7,6 +7,7 @@ is read or parsed.
 """
 
 from django.http import Http404
+from django.utils.log import log_response
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -133,4 +134,17 @@ class ReadyView(InferenceAPIView):
     @extend_schema(responses={200: schema.StatusSerializer, 503: schema.StatusSerializer})
     def get(self, request):
         ready, body = selectors.readiness()
-        return Response(body, status=status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE)
+        if ready:
+            return Response(body)
+        response = Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        # Not ready is this probe's expected answer while the models load, not a server error:
+        # one INFO line here, and Django's request handler, seeing it logged, adds no ERROR.
+        log_response(
+            "Not ready yet (%s): %s",
+            body["status"],
+            ", ".join(body.get("missing", [])) or "the models",
+            response=response,
+            request=request,
+            level="info",
+        )
+        return response

@@ -7,6 +7,11 @@ In the embedded default this one process serves everything (and, with DEBUG on, 
 static files); in production a path router sends ``/stream/`` here and the rest to the WSGI
 `web` process.
 
+Daphne's requests are Twisted's, which parse a multipart body themselves before the application
+sees it; Django parses it again, so that is twice the memory for a model upload, and a body
+Python's email parser rejects is answered by Twisted with a bare 400 (no JSON, no log line:
+twisted#9739, daphne#447). `_BodiesParsedByDjango` turns Twisted's parse off.
+
 Importing it is what makes a process a server (daphne, uvicorn, granian, daphne's
 ``runserver`` child), so it announces that to the apps (`mlops.hooks.serving_started`).
 """
@@ -22,12 +27,22 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app registry)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from daphne import http_protocol  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from inference.streams.dual import DualInferConsumer  # noqa: E402
 from inference.streams.live import LiveConsumer  # noqa: E402
 from mlops import hooks  # noqa: E402
+
+
+class _BodiesParsedByDjango(http_protocol.WebRequest):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, parsePOSTFormSubmission=False, **kwargs)
+
+
+# daphne's HTTPFactory builds each connection's requests from this module attribute.
+http_protocol.WebRequest = _BodiesParsedByDjango
 
 STREAM_PREFIX = "/stream/"
 

@@ -16,6 +16,9 @@ they know, it declares a hook here, and they fill it in from their ``AppConfig.r
   ``BACKTEST_REQUIRED_FOR_VALIDATION`` is on (`audit.backtests.backtest_gate`).
 - `rollout_guard_status`: what the rollout guard is waiting for on a product's canary, per metric
   ("needs 180 more outcomes at 25%"), for the rollout page (`audit.guard.services.rollout_guard_status`).
+- `canary_verdict`: what the rollout guard would conclude about a product's canary now ("breach",
+  "ready", "insufficient_data" or "healthy", with a line), for the product dashboard
+  (`audit.guard.services.canary_verdict`).
 - `drift_summary`: per model version id, the largest feature PSI of its latest drift window and
   its level, for the model list's drift column (`audit.drift.selectors.drift_summary`).
 """
@@ -52,5 +55,6 @@ backtest_gate = Provider("backtest_gate")
 
 # The rollout guard (audit.guard.services).
 rollout_guard_status = Provider("rollout_guard_status")
+canary_verdict = Provider("canary_verdict")
 # Drift (audit.drift).
 drift_summary = Provider("drift_summary")

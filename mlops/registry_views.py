@@ -93,6 +93,7 @@ class ModelRegisterInput(ReasonInput):
     description = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
     reference = serializers.FileField(
         required=False,
+        allow_empty_file=True,  # like the model file: an empty one is refused as no rows of the features (422)
         help_text="Optional drift reference rows: a .csv (header of feature names) or .parquet file with a column per feature.",
     )
 

@@ -49,7 +49,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "mlops.apps.PlatformAdminConfig",  # django.contrib.admin with the platform's site (the product dashboard)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -113,8 +113,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
     }
 else:
-    # Writers wait for SQLite's lock instead of failing at once.
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("timeout", 20)
+    # Writers wait for SQLite's lock instead of failing at once. The timeout alone does not make
+    # them wait: a transaction that read before it writes (every service: select, then update)
+    # and finds another process's write under way gets "database is locked" at once, since SQLite
+    # does not wait on a lock it could deadlock on. Transactions that take the write lock as they
+    # begin (IMMEDIATE) queue for it instead; serving does not open transactions, so it loses nothing.
+    for option, value in (("timeout", 20), ("transaction_mode", "IMMEDIATE")):
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault(option, value)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache, rate limits and channel layer ----------------------------------------------------
@@ -215,6 +220,7 @@ if LOG_FORMAT not in ("json", "human"):
 # which in a pod is its name). Every JSON line carries both.
 SERVICE_NAME = env.str("OTEL_SERVICE_NAME", default="mlops")
 HOST_NAME = env.str("POD_NAME", default="") or socket.gethostname()
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -228,8 +234,11 @@ LOGGING = {
         },
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Configuring Django's logger drops the handlers of Django's default logging (its own console
+        # handler under DEBUG), so that each django.* record is one line, in our format, through the root.
+        "django": {"level": LOG_LEVEL},
         "botocore": {"level": "WARNING"},
         "urllib3": {"level": "WARNING"},
         "inference.answers": {"level": "INFO" if LOG_PREDICTIONS else "WARNING"},
@@ -280,6 +289,15 @@ SERVER_SWITCH_INTERVAL = env.float("WEB_SWITCH_INTERVAL", default=None)
 # reading a recorded prediction (up to INFERENCE_READ_BACK_WAIT_SECONDS) and first-time waits.
 INFERENCE_LANE_THREADS = env.int("INFERENCE_LANE_THREADS", default=4)
 INFERENCE_SHADOW_QUEUE = env.int("INFERENCE_SHADOW_QUEUE", default=64)
+# Micro-batching (`inference.microbatch`): concurrent single-row predictions of one model run as
+# one session call of at most MAX_ROWS rows. MAX_WAIT_US: how long a batch waits for more rows (0:
+# it takes only what is already queued). Only models whose one-row run and explanation take at
+# least MIN_RUN_US (measured when loaded) are batched; MODELS names them ("product/name" or a model
+# version id; "*": every model; empty: off). Defaults from bench/microbatch.py (bench/README.md).
+INFERENCE_MICROBATCH_MAX_ROWS = env.int("INFERENCE_MICROBATCH_MAX_ROWS", default=32)
+INFERENCE_MICROBATCH_MAX_WAIT_US = env.int("INFERENCE_MICROBATCH_MAX_WAIT_US", default=0)
+INFERENCE_MICROBATCH_MIN_RUN_US = env.float("INFERENCE_MICROBATCH_MIN_RUN_US", default=50.0)
+INFERENCE_MICROBATCH_MODELS = env.list("INFERENCE_MICROBATCH_MODELS", default=["*"])
 
 # --- Rollout ---
 # Canary ladder in percent: `canary_step` moves to the next rung above the current share.
@@ -321,6 +339,10 @@ ROLLOUT_PROMOTE_FP_MARGIN = env.float("ROLLOUT_PROMOTE_FP_MARGIN", default=0.02)
 ROLLOUT_PROMOTE_MAX_SIGNIFICANT_DIFF_RATE = env.float("ROLLOUT_PROMOTE_MAX_SIGNIFICANT_DIFF_RATE", default=0.1)
 # The rollout page's counters and chart cover this many minutes.
 ROLLOUT_STATS_MINUTES = env.int("ROLLOUT_STATS_MINUTES", default=10)
+# The admin's front page: one card per product over the last DASHBOARD_MINUTES, fetched again every
+# DASHBOARD_REFRESH_SECONDS while the page is open.
+DASHBOARD_MINUTES = env.int("DASHBOARD_MINUTES", default=60)
+DASHBOARD_REFRESH_SECONDS = env.int("DASHBOARD_REFRESH_SECONDS", default=5)
 # Each serving process reports what it serves after every rebuild and at least this often (the rollout page's workers).
 SERVING_WORKER_REPORT_SECONDS = env.float("SERVING_WORKER_REPORT_SECONDS", default=10.0)
 # The rollout page lists the processes that reported within this many seconds (keep it above the report interval).
@@ -388,6 +410,10 @@ AUDIT_REDACT_HASH_KEY = env.str("AUDIT_REDACT_HASH_KEY", default=SECRET_KEY)
 AUDIT_PUBLISH_LIVE = env.bool("AUDIT_PUBLISH_LIVE", default=True)
 # Rows fetched per database round trip by the exports (`manage.py audit_export`, the admin's download).
 AUDIT_EXPORT_CHUNK = env.int("AUDIT_EXPORT_CHUNK", default=2_000)
+# PostgreSQL: the log is partitioned by created_at (audit/partitions.py), each partition this many
+# days wide, created this many days ahead by the guard process and `manage.py audit_partitions`.
+AUDIT_PARTITION_DAYS = env.int("AUDIT_PARTITION_DAYS", default=1)
+AUDIT_PARTITIONS_AHEAD = env.int("AUDIT_PARTITIONS_AHEAD", default=7)
 
 # --- Security ---------------------------------------------------------------------------------
 # API authentication (mlops.security.authentication), roles (mlops.security.roles), rate limits (mlops.security.ratelimits).

@@ -80,23 +80,33 @@ def redis_server(tmp_path):
     process.wait(timeout=10)
 
 
+@pytest.fixture(autouse=True)
+def fresh_rollup_reads():
+    """Each test's log is another log: forget the window edges the rollup reads keep."""
+    from audit.rollups import selectors
+
+    selectors.reset()
+
+
 @pytest.fixture
 def inference_state(settings):
     """A clean serving runtime with the background refresher off (the test refreshes it)."""
     # Imported here: only the tests that use this fixture load the serving runtime.
     from audit import writer
-    from inference import cache, shadow
+    from inference import cache, microbatch, shadow
     from inference.runtime import runtime
 
     settings.INFERENCE_BACKGROUND_REFRESH = False
     runtime.reset()
     cache.reset()
     shadow.reset()
+    microbatch.reset()
     yield
     shadow.reset(wait=True)
     writer.flush(10)
     runtime.reset()
     cache.reset()
+    microbatch.reset()
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,9 @@ Both are harmless on the all-zero warm-up row, so they load, and misbehave on re
   between the loop's iterations, so a timeout really cancels it.
 - `build_failing_model`: a ``Reshape`` to ``[-1, 30 + |first feature|]``, impossible for a real
   row: the run fails with an onnxruntime error.
+- `build_fixed_batch_model`: a demo model whose input takes exactly one row.
+- `build_non_finite_model`: scores NaN when the first feature is above 25 (a logarithm of a
+  negative number), a finite score otherwise.
 """
 
 import json
@@ -130,3 +133,34 @@ def build_broken_model(path: Path) -> Path:
     ]
     x, y = _io()
     return _save(helper.make_graph(nodes, "broken", [x], [y], inits), path)
+
+
+def build_fixed_batch_model(path: Path, source: Path) -> Path:
+    """``source`` (a demo model) with its input's batch dimension fixed at 1, as some exporters write it."""
+    model = onnx.load(str(source))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def build_non_finite_model(path: Path) -> Path:
+    # probabilities = Sigmoid(x0 - 15 + 0 * log(25 - x0)): NaN where x0 > 25
+    nodes = [
+        helper.make_node("Slice", ["X", "s0", "s1", "ax"], ["x0"]),
+        helper.make_node("Sub", ["limit", "x0"], ["room"]),
+        helper.make_node("Log", ["room"], ["log"]),
+        helper.make_node("Mul", ["log", "zero"], ["nan_or_zero"]),
+        helper.make_node("Sub", ["x0", "centre"], ["centred"]),
+        helper.make_node("Add", ["centred", "nan_or_zero"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], ["probabilities"]),
+    ]
+    inits = [
+        helper.make_tensor("s0", TensorProto.INT64, [1], [0]),
+        helper.make_tensor("s1", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("ax", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("limit", TensorProto.FLOAT, [], [25.0]),
+        helper.make_tensor("centre", TensorProto.FLOAT, [], [15.0]),
+        helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+    ]
+    x, y = _io()
+    return _save(helper.make_graph(nodes, "non_finite", [x], [y], inits), path)

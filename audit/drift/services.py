@@ -15,9 +15,11 @@ Incremental. A window's live counts are stored with it, so the next window is th
 plus the rows logged since its end minus the rows that slid out of its start: each log row is
 read twice in all (entering and leaving), whatever the window's length, instead of the whole
 window every interval. A full count is made when there is no usable previous window (the first
-one, a gap longer than the window, another baseline) or when a count would go negative (a row
-that reached the log later than ``DRIFT_LAG_SECONDS`` after it was made, e.g. replayed from a
-spill file, and so was subtracted without having been added).
+one, a gap longer than the window, another baseline) or when the sum misses a row: one that
+reached the log after the window had passed its ``created_at`` (a writer batch later than
+``DRIFT_LAG_SECONDS``, a replayed spill file) was never added, and may be subtracted. The window's
+rows are checked against the rollups' count of the same rows (`rows_logged`), which has every row
+however late: a missed row only ever lowers the sum, so equal counts mean exact bins.
 """
 
 import logging
@@ -47,6 +49,7 @@ from audit.models import (
     DriftWindow,
     PredictionLog,
 )
+from audit.rollups.selectors import rows_logged
 from mlops import selectors as registry
 from mlops.artifacts.loading import load_verified
 from mlops.artifacts.reference import reference_matrix
@@ -244,7 +247,10 @@ def drift_window_evaluate(*, model_version: ModelVersion, baseline: DriftBaselin
             removed_rows, removed = _count(model_version.pk, previous.window_start, start, histograms)
             counts = {name: [b + a - r for b, a, r in zip(before[name], added[name], removed[name], strict=True)] for name in histograms}
             rows, read = previous.rows + added_rows - removed_rows, added_rows + removed_rows
-            if rows < 0 or any(count < 0 for values in counts.values() for count in values):
+            logged = rows_logged(
+                product=model_version.product, model_version_id=model_version.pk, roles=ANSWERING_ROLES, since=start, until=end
+            )
+            if rows != logged:
                 counts = None  # a late row: count afresh
     incremental = counts is not None
     if counts is None:

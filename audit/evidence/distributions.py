@@ -4,7 +4,8 @@
   size is the probability of superiority, P(a > b) + P(a = b) / 2 (0.5: no tendency), which reads
   the same whatever the units.
 - Kolmogorov-Smirnov (`scipy.stats.ks_2samp`) asks whether the distributions differ at all, shape
-  included; its statistic is the largest gap between the two CDFs.
+  included; its statistic is the largest gap between the two CDFs (p exact for small samples,
+  asymptotic from `KS_ASYMPTOTIC_FROM` values a side).
 - The p95 ratio's interval comes from the distribution-free confidence interval of each quantile
   (`scipy.stats.quantile_test`, order statistics: no assumption on the shape of latencies), each
   at sqrt(confidence) so that both hold together with the stated confidence.
@@ -17,6 +18,11 @@ from scipy import stats
 
 from audit.evidence.proportions import CONFIDENCE
 
+# From this many values on each side, KS's p-value is the asymptotic one (0.0050 where the exact is
+# 0.0053 at 1,000 a side, closer above) rather than scipy's exact computation, whose cost grows with
+# n1 * n2 (20 ms a segment bin of a few thousand).
+KS_ASYMPTOTIC_FROM = 1_000
+
 
 def distribution_difference(a, b) -> dict:
     """``a`` against ``b``: both tests and the effect size; None figures when a side is empty."""
@@ -25,7 +31,7 @@ def distribution_difference(a, b) -> dict:
     if a.size == 0 or b.size == 0:
         return figures
     mann_whitney = stats.mannwhitneyu(a, b, alternative="two-sided", method="asymptotic")
-    ks = stats.ks_2samp(a, b)
+    ks = stats.ks_2samp(a, b, method="asymp" if min(a.size, b.size) >= KS_ASYMPTOTIC_FROM else "auto")
     figures.update(
         mann_whitney_p=_finite(mann_whitney.pvalue),
         superiority=float(mann_whitney.statistic) / (a.size * b.size),

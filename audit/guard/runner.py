@@ -10,7 +10,8 @@ Two ways to run it, one loop (`run_forever`):
   a forked child, and its ``state`` says what the thread is doing.
 
 Every turn first takes a lock in the shared cache (`acquire_turn`), so several processes running
-the guard evaluate once per interval between them.
+the guard evaluate once per interval between them. The turn also creates the prediction log's
+partitions ahead (`audit.services.prediction_log_partitions_ensure`: a catalog read when they exist).
 """
 
 import logging
@@ -26,6 +27,7 @@ from django.db import close_old_connections
 
 from audit.guard.judge import Verdict
 from audit.guard.services import rollout_guard_evaluate
+from audit.services import prediction_log_partitions_ensure
 from mlops.background import resilience
 from mlops.background.process import ProcessLocal
 
@@ -46,6 +48,10 @@ def acquire_turn(interval: float) -> bool:
     except Exception:
         logger.warning("rollout guard could not reach the shared cache; skipping this turn", exc_info=True)
         return False
+
+
+def _partitions_ahead() -> list[str]:
+    return prediction_log_partitions_ensure(ahead_days=settings.AUDIT_PARTITIONS_AHEAD, days=settings.AUDIT_PARTITION_DAYS)
 
 
 def run_forever(
@@ -70,6 +76,13 @@ def run_forever(
                 pass
             except Exception:
                 logger.exception("rollout guard evaluation failed")
+            try:
+                # The guard process is the one that always runs: it keeps the log's days ahead.
+                resilience.database_call("audit_partitions", _partitions_ahead)
+            except resilience.DependencyUnavailable:
+                pass
+            except Exception:
+                logger.exception("creating the prediction log's partitions ahead failed")
             finally:
                 close_old_connections()
         set_state(IDLE)

@@ -71,6 +71,13 @@ def canary_assess(config: CanaryConfig, *, now: datetime, limits: dict) -> Asses
     return Assessment(config, since, now, observations, rates, breach, promotion)
 
 
+def _unjudged_message(assessment: Assessment, limits: dict) -> str | None:
+    """Why no rate is judged yet, or None once one is."""
+    if any(rate.judged for rate in assessment.rates):
+        return None
+    return f"{assessment.rates[0].total} canary requests, fewer than {limits['min_requests']}"
+
+
 def canary_evaluate(config: CanaryConfig, *, now: datetime, limits: dict) -> Verdict:
     """Judge one active canary at ``now``: stop it on a breach, move it up when it may and is shown non-inferior."""
     assessment = canary_assess(config, now=now, limits=limits)
@@ -79,11 +86,41 @@ def canary_evaluate(config: CanaryConfig, *, now: datetime, limits: dict) -> Ver
         return _roll_back(assessment, verdict, limits)
     if assessment.ready:
         return _move_up(assessment, verdict)
-    judged = [rate for rate in assessment.rates if rate.judged]
-    if not judged:
-        verdict.result = "insufficient_data"
-        verdict.message = f"{assessment.rates[0].total} canary requests, fewer than {limits['min_requests']}"
+    unjudged = _unjudged_message(assessment, limits)
+    if unjudged:
+        verdict.result, verdict.message = "insufficient_data", unjudged
     return verdict
+
+
+def canary_verdict(*, product: str, now: datetime | None = None) -> dict | None:
+    """What the guard would conclude about ``product``'s canary now, without acting (None: no active canary).
+
+    ``result`` is "breach" (it would stop it), "ready" (it would move it up), "insufficient_data"
+    or "healthy", with a ``label`` for people and a one-line ``message``: the product dashboard's
+    evidence verdict.
+    """
+    config = selectors.active_canaries().filter(product=product).first()
+    if config is None:
+        return None
+    limits = rules.thresholds()
+    assessment = canary_assess(config, now=now or timezone.now(), limits=limits)
+    if assessment.breach is not None:
+        return {"result": "breach", "label": "would roll back", "message": rules.breach_message(assessment.breach)}
+    if assessment.ready:
+        return {
+            "result": "ready",
+            "label": "ready to move up",
+            "message": rules.promotion_reason(assessment.promotion, percent=config.canary_percent),
+        }
+    unjudged = _unjudged_message(assessment, limits)
+    if unjudged:
+        return {"result": "insufficient_data", "label": "gathering evidence", "message": unjudged}
+    judged = sum(rate.judged for rate in assessment.rates)
+    return {
+        "result": "healthy",
+        "label": "healthy",
+        "message": f"{judged} of {len(assessment.rates)} rates judged, none shown above its limit",
+    }
 
 
 def _roll_back(assessment: Assessment, verdict: Verdict, limits: dict) -> Verdict:

@@ -1,7 +1,7 @@
 """Audit reads. One module a subject:
 
 - `log`: the prediction log itself (recent rows, a prediction's shadow comparison, windows and
-  durations, percentiles and histograms);
+  durations);
 - `health`: the one definition of a model's health over a window (`model_health`), which every
   judgement below reads;
 - `rollout`: what the rollout guard tests (`rollout_observations`) and the rollout page's
@@ -11,8 +11,9 @@
 - `summary`: the log summary of the audit API, on `health`'s outcome and shadow counts.
 """
 
+from audit.rollups.selectors import outcome_label  # noqa: F401
 from audit.selectors.comparison import canary_comparison, comparison_sides  # noqa: F401
-from audit.selectors.health import Side, model_health, outcome_label, samples, slower_than  # noqa: F401
+from audit.selectors.health import Side, model_health, samples, slower_than  # noqa: F401
 from audit.selectors.log import (  # noqa: F401
     MAX_WINDOW,
     known_products,

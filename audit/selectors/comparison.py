@@ -20,22 +20,32 @@ else that sets the canary beside production read the same figures for the same w
   logged value (its score, for a band), and each bin gets the same health and evidence as the whole.
   The first and last feature bins are open, so canary values outside production's range still land
   somewhere. A feature that is redacted, missing or not a number in the window is reported as not
-  available, with the reason.
+  available, with the reason. A bin's figures cannot come from the rollups: each side's newest
+  ``SAMPLE_LIMIT`` answers (and as many of its failovers and shadow runs) are read once, with
+  their outcome and segmented features (`side_sample`), as columns; every bin's health is summed
+  from them by `audit.rollups.figures.figures_by_group` (the writer's own sum, all bins at once)
+  and the whole window's two-sample figures use the same answers, so a long window costs two
+  bounded reads a side however many bins it has.
 """
 
+import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import numpy as np
 from django.conf import settings
-from django.db.models import FloatField, Q
+from django.db.models import CharField
+from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
-from django.db.models.lookups import GreaterThanOrEqual, LessThan, LessThanOrEqual
 from django.utils import timezone
 
 from audit.evidence.comparison import compare, rate_comparison
 from audit.evidence.proportions import CONFIDENCE
-from audit.selectors.health import Side, answered_rows, model_health, samples
-from audit.selectors.log import HISTOGRAM_BINS
-from audit.selectors.segments import FEATURE, feature_value, segment_bins, segment_specs
+from audit.rollups.figures import COUNTED_FIELDS, Figures, Key, figures_by_group
+from audit.rollups.histograms import SCORE_BINS
+from audit.rollups.selectors import minute_floor, outcome_label, window_figures
+from audit.selectors.health import SAMPLE_LIMIT, Side, answered_rows, health_of, samples, window_rows
+from audit.selectors.segments import FEATURE, Bins, feature_value, logged_bins, redaction_reason, score_bands, segment_specs
 from mlops.choices import Decision, ModelRole
 from mlops.models import CanaryConfig
 
@@ -126,40 +136,135 @@ def evidence(production: dict, canary: dict, samples_production: dict, samples_c
     return {"evidence": figures, "verdicts": verdicts}
 
 
-def _sides_compared(sides: tuple[Side, Side], *, since: datetime, until: datetime, segment: Q | None, detectable: float) -> dict:
-    production, canary = (model_health(side, since=since, until=until, segment=segment) for side in sides)
-    sample_production, sample_canary = (samples(side, since=since, until=until, segment=segment) for side in sides)
-    return {
-        "production": production,
-        "canary": canary,
-        **evidence(production, canary, sample_production, sample_canary, detectable=detectable),
-    }
+def _sides_compared(sides: tuple[Side, Side], drawn: tuple[dict, dict], figures: dict[Key, Figures], *, detectable: float) -> dict:
+    production, canary = (health_of(side, figures) for side in sides)
+    return {"production": production, "canary": canary, **evidence(production, canary, *drawn, detectable=detectable)}
 
 
 # --- segments ---------------------------------------------------------------------------------
 
 
-def _between(value, low: float | None, high: float | None, *, closed: bool = False) -> Q:
-    """``low <= value < high`` (``<=`` when ``closed``); an open end when a bound is None: `Bins.index` in SQL."""
-    conditions = [] if low is None else [GreaterThanOrEqual(value, low)]
-    if high is not None:
-        conditions.append((LessThanOrEqual if closed else LessThan)(value, high))
-    return Q(*conditions)
+def _value_name(index: int) -> str:
+    return f"segment_value_{index}"
 
 
-def segmentation(spec: dict, sides: tuple[Side, Side], *, since: datetime, until: datetime, detectable: float) -> dict:
-    """One configured segmentation: its bins, each with both sides' health and the evidence."""
-    bins = segment_bins(spec, answered_rows(sides[0], since=since, until=until).order_by("-created_at"))
-    value = feature_value(bins.feature) if bins.kind == FEATURE else Cast("score", FloatField())
+def _uuid_text(text: str) -> str:
+    """A UUID read as text, as `key_of` writes it (SQLite keeps UUIDs as bare hex)."""
+    return str(uuid.UUID(text))
+
+
+@dataclass(frozen=True)
+class SideSample:
+    """The rows a side's segments are read from (`side_sample`), as columns, with what every
+    segmentation reads of them once: each row's key (an index into ``keys``), whether it is one of
+    the side's answers, its outcome label, score and latency."""
+
+    columns: dict[str, tuple]
+    keys: list[Key]
+    key_index: np.ndarray
+    answered: np.ndarray
+    scores: np.ndarray
+    latency_ms: np.ndarray
+
+    @classmethod
+    def of(cls, side: Side, fields: tuple[str, ...], rows: list[tuple]) -> "SideSample":
+        columns = dict(zip(fields, zip(*rows, strict=True), strict=True)) if rows else {name: () for name in fields}
+        keys: dict[tuple, int] = {}
+        raw = zip(columns["product"], columns["role"], columns["model_version_id"], columns["fallback_from_id"], strict=True)
+        key_index = np.fromiter((keys.setdefault(key, len(keys)) for key in raw), dtype=np.intp, count=len(rows))
+        keys_read = [
+            Key(product, role, _uuid_text(version), fallback and _uuid_text(fallback)) for product, role, version, fallback in keys
+        ]
+        answers = np.array([side.answers(key) for key in keys_read], dtype=bool)
+        return cls(
+            columns=columns,
+            keys=keys_read,
+            key_index=key_index,
+            answered=answers[key_index],
+            scores=np.array(columns["score"], dtype=float),
+            latency_ms=np.array(columns["latency_ms"], dtype=float),
+        )
+
+    def drawn(self, where: np.ndarray | None = None) -> dict:
+        """The scores and latencies of the side's answers (those ``where`` says, when given): `samples`' figures."""
+        chosen = self.answered if where is None else self.answered & where
+        return {"scores": self.scores[chosen], "latency_ms": self.latency_ms[chosen]}
+
+
+# The key's versions read as text (`side_sample`): a UUID made per row would cost more than the rest of the row.
+_AS_TEXT = {"model_version_id": "version_text", "fallback_from_id": "fallback_text"}
+
+
+def side_sample(side: Side, *, since: datetime, until: datetime, features: dict[int, str], figures: dict[Key, Figures]) -> SideSample:
+    """The rows a side's segments are read from, newest first: its newest ``SAMPLE_LIMIT`` answers (the
+    rows `samples` reads), and as many of its failovers and of its versions' shadow runs, each row with
+    its outcome label and the value of every segmented feature (``segment_value_<i>``, None when not a
+    number, and ``segment_value_<i>_text``, None when absent). ``figures``: the window's rollups, which
+    say whether there are shadow runs or failovers to read: a walk of the log's indexes for rows that
+    are not there would read every row of the version or the window."""
+    annotations = {text: Cast(name, CharField()) for name, text in _AS_TEXT.items()}
+    annotations |= {_value_name(i): feature_value(feature) for i, feature in features.items()}
+    annotations |= {f"{_value_name(i)}_text": KeyTextTransform(feature, "features") for i, feature in features.items()}
+    fields = (*COUNTED_FIELDS, "outcome_label", *(name for name in annotations if name not in _AS_TEXT.values()))
+    read = tuple(_AS_TEXT.get(name, name) for name in fields)
+
+    def newest(rows) -> list[tuple]:
+        rows = rows.order_by("-created_at").annotate(outcome_label=outcome_label(), **annotations)
+        return list(rows.values_list(*read)[:SAMPLE_LIMIT])
+
+    answered = newest(answered_rows(side, since=since, until=until))
+    version = fields.index("model_version_id")
+    versions = {_uuid_text(text) for text in {row[version] for row in answered}} or (
+        {str(side.model_version_id)} if side.model_version_id else set()
+    )
+    window = window_rows(side.product, since, until)
+    logged = {key for key, value in figures.items() if value.get("rows")}
+    shadowed = {key.model_version_id for key in logged if key.role == ModelRole.SHADOW and key.model_version_id in versions}
+    others = newest(window.filter(role=ModelRole.SHADOW, model_version_id__in=shadowed)) if shadowed else []
+    if any(side.failed_over(key) for key in logged):
+        failovers = window.filter(fallback_from__isnull=False)
+        others += newest(failovers if side.model_version_id is None else failovers.filter(fallback_from_id=side.model_version_id))
+    return SideSample.of(side, fields, answered + others)
+
+
+def _binned(side: Side, sample: SideSample, bins: Bins, values) -> list[tuple[dict, dict]]:
+    """Per bin: the side's health over its sample rows in the bin, and its answers' scores and latencies."""
+    index = bins.indexes(values)
+    size, width = len(bins.bounds), len(sample.keys)
+    # Rows in no bin count in one group more, left out.
+    groups = np.where(index >= 0, index * width + sample.key_index, size * width)
+    summed = figures_by_group(sample.columns, sample.columns["outcome_label"], groups, size * width + 1)
+    return [
+        (health_of(side, dict(zip(sample.keys, summed[i * width : (i + 1) * width], strict=True))), sample.drawn(index == i))
+        for i in range(size)
+    ]
+
+
+def segmentation(spec: dict, index: int, sides: tuple[Side, Side], sampled: tuple[SideSample, SideSample], *, detectable: float) -> dict:
+    """One configured segmentation: its bins, each with both sides' health and the evidence, from the sides' samples."""
+    if FEATURE in spec:
+        name, production = _value_name(index), sampled[0]
+        unread = redaction_reason(spec[FEATURE])  # not in the sample: the log holds no number of it
+        answers = np.flatnonzero(production.answered)
+        logged = [] if unread else [(production.columns[f"{name}_text"][i], production.columns[name][i]) for i in answers]
+        bins = logged_bins(spec[FEATURE], spec["bins"], logged)
+        columns = [sample.columns[name] for sample in sampled] if bins.bounds else []  # no column of a redacted feature
+    else:
+        bins = score_bands(spec)
+        columns = [sample.scores for sample in sampled]
     result = {"kind": bins.kind, "feature": bins.feature, "available": bins.available, "reason": bins.reason, "bins": []}
-    for index, ((low, high), text) in enumerate(zip(bins.bounds, bins.labels(), strict=True)):
-        segment = _between(value, low, high, closed=bins.closed(index))
+    if not bins.bounds:
+        return result
+    per_side = [_binned(side, sample, bins, values) for side, sample, values in zip(sides, sampled, columns, strict=True)]
+    for (low, high), text, (production, sample_p), (canary, sample_c) in zip(bins.bounds, bins.labels(), *per_side, strict=True):
         result["bins"].append(
             {
                 "label": text,
                 "low": low,
                 "high": high,
-                **_sides_compared(sides, since=since, until=until, segment=segment, detectable=detectable),
+                "production": production,
+                "canary": canary,
+                **evidence(production, canary, sample_p, sample_c, detectable=detectable),
             }
         )
     return result
@@ -171,9 +276,15 @@ def segmentation(spec: dict, sides: tuple[Side, Side], *, since: datetime, until
 def canary_comparison(*, product: str, window: timedelta, now: datetime | None = None) -> dict:
     """Canary against production over the last ``window``: the figures of the comparison page and API."""
     until = now or timezone.now()
-    since = until - window
+    since = minute_floor(until - window)  # the window in whole minutes, none of it read from raw rows
     detectable = settings.EVIDENCE_DETECTABLE_DIFFERENCE
     sides = comparison_sides(product)
+    specs = segment_specs(product)
+    features = {i: spec[FEATURE] for i, spec in enumerate(specs) if FEATURE in spec and not redaction_reason(spec[FEATURE])}
+    figures = window_figures(product, since, until)
+    sampled = tuple(side_sample(side, since=since, until=until, features=features, figures=figures) for side in sides) if specs else ()
+    # With segments, each side's sample holds the newest answers `samples` would read again.
+    drawn = tuple(sample.drawn() for sample in sampled) or tuple(samples(side, since=since, until=until) for side in sides)
     return {
         "product": product,
         "window_seconds": int(window.total_seconds()),
@@ -181,7 +292,7 @@ def canary_comparison(*, product: str, window: timedelta, now: datetime | None =
         "until": until,
         "confidence": CONFIDENCE,
         "detectable_difference": detectable,
-        "histogram_edges": [round(i / HISTOGRAM_BINS, 4) for i in range(HISTOGRAM_BINS + 1)],
-        **_sides_compared(sides, since=since, until=until, segment=None, detectable=detectable),
-        "segments": [segmentation(spec, sides, since=since, until=until, detectable=detectable) for spec in segment_specs(product)],
+        "histogram_edges": [round(i / SCORE_BINS, 4) for i in range(SCORE_BINS + 1)],
+        **_sides_compared(sides, drawn, figures, detectable=detectable),
+        "segments": [segmentation(spec, i, sides, sampled, detectable=detectable) for i, spec in enumerate(specs)],
     }

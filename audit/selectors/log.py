@@ -1,24 +1,17 @@
-"""Audit reads of the prediction log itself: windows and durations, latency percentiles and score
-histograms (the building blocks of `audit.selectors.health`), recent rows and a prediction's shadow
-comparison.
-
-Percentiles interpolate linearly between neighbours (PostgreSQL's ``percentile_cont``; the same
-formula in Python on other databases). Health, the comparison and the summary are defined in
-`audit.selectors.health`, `.comparison` and `.summary`.
+"""Audit reads of the prediction log itself: windows and durations, recent rows and a prediction's
+shadow comparison. Health, the comparison and the summary are defined in `audit.selectors.health`,
+`.comparison` and `.summary`, on the rollups (`audit.rollups`).
 """
 
-import math
 import re
 from datetime import datetime, timedelta
 
-from django.db import connection
-from django.db.models import Aggregate, Count, FloatField, IntegerField, QuerySet
-from django.db.models.functions import Cast, Floor, Greatest, Least
+from django.db.models import QuerySet
 
 from audit.models import PredictionLog
+from audit.selectors.pages import ID_TIME_MARGIN, by_prediction_id
 from mlops.choices import ModelRole
 
-HISTOGRAM_BINS = 10
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 MAX_WINDOW = timedelta(days=366)
@@ -35,34 +28,6 @@ def parse_duration(text: str) -> timedelta:
     return value
 
 
-class PercentileCont(Aggregate):
-    """PostgreSQL ``percentile_cont(p) WITHIN GROUP (ORDER BY expr)``."""
-
-    function = "percentile_cont"
-    template = "%(function)s(%(percentile)s) WITHIN GROUP (ORDER BY %(expressions)s)"
-    output_field = FloatField()
-
-    def __init__(self, expression, percentile: float, **extra):
-        super().__init__(expression, percentile=repr(float(percentile)), **extra)
-
-
-def percentile(sorted_values: list[float], p: float) -> float | None:
-    """``percentile_cont`` in Python: linear interpolation between the closest ranks."""
-    if not sorted_values:
-        return None
-    position = p * (len(sorted_values) - 1)
-    low, high = math.floor(position), math.ceil(position)
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
-
-
-def latency_percentiles(rows: QuerySet, points=(0.5, 0.95, 0.99)) -> dict[str, float | None]:
-    names = {f"p{round(p * 100)}": p for p in points}
-    if connection.vendor == "postgresql":
-        return rows.aggregate(**{name: PercentileCont("latency_ms", p) for name, p in names.items()})
-    values = sorted(rows.values_list("latency_ms", flat=True))
-    return {name: percentile(values, p) for name, p in names.items()}
-
-
 def rows_in_window(*, product: str | None, since: datetime, until: datetime | None = None) -> QuerySet:
     rows = PredictionLog.objects.filter(created_at__gte=since)
     if until is not None:
@@ -72,13 +37,6 @@ def rows_in_window(*, product: str | None, since: datetime, until: datetime | No
     return rows
 
 
-def score_histogram(rows: QuerySet, bins: int = HISTOGRAM_BINS) -> list[int]:
-    """Counts of scores in ``bins`` equal bins over [0, 1] (1.0 falls in the last bin)."""
-    bucket = Cast(Least(Greatest(Floor(Cast("score", FloatField()) * bins), 0), bins - 1), IntegerField())
-    counts = dict(rows.order_by().annotate(bucket=bucket).values_list("bucket").annotate(n=Count("pk")).values_list("bucket", "n"))
-    return [counts.get(index, 0) for index in range(bins)]
-
-
 def prediction_log_recent(*, product: str | None = None) -> QuerySet:
     rows = PredictionLog.objects.select_related("model_version").order_by("-created_at", "-prediction_id")
     return rows.filter(product=product) if product else rows
@@ -86,9 +44,12 @@ def prediction_log_recent(*, product: str | None = None) -> QuerySet:
 
 def shadow_comparison_rows(prediction: PredictionLog) -> QuerySet:
     """For an answering row, its shadow runs; for a shadow row, the answer it was compared with."""
+    rows = PredictionLog.objects.select_related("model_version")
     if prediction.role == ModelRole.SHADOW:
-        return PredictionLog.objects.filter(pk=prediction.primary_prediction_id).select_related("model_version")
-    return PredictionLog.objects.filter(primary_prediction_id=prediction.pk).select_related("model_version")
+        return by_prediction_id(rows, prediction.primary_prediction_id)
+    # A shadow runs within moments of its answer: bounding the time keeps the read to its day's partition.
+    made = prediction.created_at
+    return rows.filter(primary_prediction_id=prediction.pk, created_at__gte=made - ID_TIME_MARGIN, created_at__lte=made + ID_TIME_MARGIN)
 
 
 def known_products() -> list[str]:

@@ -10,11 +10,11 @@
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Q
-from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
-from audit.selectors.health import Side, model_health, slower_than, window_rows
+from audit.rollups.histograms import count_above
+from audit.rollups.selectors import minute_counts, minute_floor, window_figures
+from audit.selectors.health import Side, answered_figures, health_of
 from mlops.choices import ModelRole
 
 
@@ -45,43 +45,39 @@ def rollout_observations(
     were slower than each latency bound: ``bounds`` maps a name to a function of production's p95
     (e.g. the guard's L), and the result has ``<name>_ms`` and ``canary_slower[_<name>]`` for each.
     """
+    figures = window_figures(product, since, until)  # read once: every count below is of the same rows
     canary_side = Side(product, ModelRole.CANARY, canary_model_id)
-    canary = _counts(model_health(canary_side, since=since, until=until))
-    production = _counts(model_health(Side(product, ModelRole.PRODUCTION, production_model_id), since=since, until=until))
+    canary = _counts(health_of(canary_side, figures))
+    production = _counts(health_of(Side(product, ModelRole.PRODUCTION, production_model_id), figures))
+    canary_latency = answered_figures(canary_side, figures).latency
     observations = {"since": since.isoformat(), "until": until.isoformat(), "canary": canary, "production": production}
     for name, bound_of in bounds.items():
         bound = bound_of(production["p95_ms"])
         suffix = "" if name == "latency_bound" else f"_{name.removesuffix('_latency_bound')}"
         observations[f"{name}_ms"] = bound
-        observations[f"canary_slower{suffix}"] = 0 if bound is None else slower_than(canary_side, since=since, until=until, ms=bound)
+        observations[f"canary_slower{suffix}"] = 0 if bound is None else count_above(canary_latency, bound)
     return observations
 
 
 def role_stats(*, product: str, minutes: int, now: datetime | None = None) -> dict:
     """Requests, errors and p95 per role over the last ``minutes`` (`model_health`), and per-minute request counts for a chart."""
     now = now or timezone.now()
-    start = now - timedelta(minutes=minutes)
+    start = minute_floor(now - timedelta(minutes=minutes))
+    figures = window_figures(product, start, now)
     roles = {}
     for role in ModelRole.values:
-        health = model_health(Side(product, role), since=start, until=now)
+        health = health_of(Side(product, role), figures)
         roles[role] = {"requests": health["requests"], "errors": health["failovers"], "p95_ms": health["latency_ms"]["p95"]}
         if role == ModelRole.SHADOW:
             roles[role]["significant_diffs"] = health["shadow"]["significant_rate"]["count"]
-    per_minute = (
-        window_rows(product, start, now)
-        .annotate(minute=TruncMinute("created_at"))
-        .values("minute", "role")
-        .annotate(n=Count("pk"), errors=Count("pk", filter=Q(fallback_from__isnull=False)))
-        .order_by("minute")
-    )
-    first_minute = start.replace(second=0, microsecond=0)
-    labels = [first_minute + timedelta(minutes=i) for i in range(minutes + 1)]
+    labels = [start + timedelta(minutes=i) for i in range(minutes + 1)]
     series = {role: [0] * len(labels) for role in [*ModelRole.values, "errors"]}
-    for row in per_minute:
-        index = int((row["minute"] - first_minute).total_seconds() // 60)
+    for minute, key, counted in minute_counts(product, start, now):
+        index = int((minute - start).total_seconds() // 60)
         if 0 <= index < len(labels):
-            series[row["role"]][index] += row["n"]
-            series["errors"][index] += row["errors"]
+            series[key.role][index] += int(counted.get("rows"))
+            if key.fallback_from_id is not None:
+                series["errors"][index] += int(counted.get("rows"))
     return {
         "product": product,
         "minutes": minutes,

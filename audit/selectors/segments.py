@@ -1,10 +1,11 @@
 """Segments, the pieces every reader of them shares: which segmentations a product has, their bins,
 a row's bin, the bins' labels and why a feature cannot be segmented on.
 
-Read by the comparison (`audit.selectors.comparison`, which narrows each side's health to a bin
-with a database condition) and by the backtest report (`audit.backtests`, which counts each replayed
-row into its bin as it is scored, with `Bins.index`), so that both draw the same bins from the same
-values and say the same thing when a feature is not available:
+Read by the comparison (`audit.selectors.comparison`, which bins a sample of each side's rows by
+their values as the database reads them, `feature_value`) and by the backtest report
+(`audit.backtests`, which counts each chunk of replayed rows into their bins as it is scored), both with
+`Bins.indexes`, so that both draw the same bins from the same values and say the same thing when a
+feature is not available:
 
 - a feature (``{"feature": name, "bins": n}``) is binned by quantiles of production's logged values
   (the newest ``SAMPLE_LIMIT``); only the inner edges are kept, so the first and last bins are open
@@ -24,6 +25,7 @@ from django.db.models.fields.json import KeyTextTransform, KeyTransform, compile
 from django.db.models.functions import Cast
 from django.db.models.lookups import In
 
+from audit.rollups.figures import floats
 from audit.selectors.health import SAMPLE_LIMIT
 
 FEATURE = "feature"
@@ -121,14 +123,19 @@ class Bins:
     def labels(self) -> list[str]:
         return [label(self.name, low, high, closed=self.closed(i)) for i, (low, high) in enumerate(self.bounds)]
 
-    def index(self, value: float | None) -> int | None:
-        """The bin ``value`` falls in, None for no value or one outside every bin."""
-        if value is None:
-            return None
+    def indexes(self, values) -> np.ndarray:
+        """The bin each of ``values`` (numbers, None or NaN for no value) falls in, -1 for none or outside every bin."""
+        if not isinstance(values, np.ndarray):
+            values = floats(list(values))
+        found = np.full(values.shape, -1, dtype=np.intp)
         for i, (low, high) in enumerate(self.bounds):
-            if (low is None or value >= low) and (high is None or value < high or (self.closed(i) and value == high)):
-                return i
-        return None
+            inside = ~np.isnan(values) & (found == -1)
+            if low is not None:
+                inside &= values >= low
+            if high is not None:
+                inside &= (values < high) | ((values == high) if self.closed(i) else False)
+            found[inside] = i
+        return found
 
 
 def score_bands(spec: dict) -> Bins:
@@ -136,13 +143,20 @@ def score_bands(spec: dict) -> Bins:
     return Bins(SCORE_BAND, None, list(itertools.pairwise(edges)), closed_last=True)
 
 
-def feature_bins(rows: QuerySet, feature: str, bins: int) -> Bins:
-    """Quantile bins of ``feature`` over ``rows`` (production's answers, newest first; the first ``SAMPLE_LIMIT``)."""
+def logged_bins(feature: str, bins: int, logged: list[tuple[str | None, float | None]]) -> Bins:
+    """Quantile bins of ``feature`` from production's logged values (`quantile_bounds`' ``logged``), or why none."""
     if reason := redaction_reason(feature):
         return Bins(FEATURE, feature, reason=reason)
-    logged = list(rows.values_list(KeyTextTransform(feature, "features"), feature_value(feature))[:SAMPLE_LIMIT])
     bounds, reason = quantile_bounds(logged, bins)
     return Bins(FEATURE, feature, bounds, reason=reason)
+
+
+def feature_bins(rows: QuerySet, feature: str, bins: int) -> Bins:
+    """Quantile bins of ``feature`` over ``rows`` (production's answers, newest first; the first ``SAMPLE_LIMIT``)."""
+    if redaction_reason(feature):
+        return logged_bins(feature, bins, [])
+    logged = list(rows.values_list(KeyTextTransform(feature, "features"), feature_value(feature))[:SAMPLE_LIMIT])
+    return logged_bins(feature, bins, logged)
 
 
 def segment_bins(spec: dict, production_rows: QuerySet) -> Bins:

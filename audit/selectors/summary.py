@@ -6,44 +6,43 @@ client got each of them).
 
 from datetime import datetime
 
-from django.db.models import Count, Q
+from django.utils import timezone
 
 from audit.evidence.proportions import rate
-from audit.selectors.health import outcome_counts, shadow_counts
-from audit.selectors.log import latency_percentiles, rows_in_window
+from audit.rollups.figures import DECISIONS, total
+from audit.rollups.histograms import percentiles
+from audit.rollups.selectors import window_figures
+from audit.selectors.health import outcome_counts, shadow_counts, version_names
 from mlops.choices import ModelRole
 
 ANSWERING_ROLES = (ModelRole.PRODUCTION, ModelRole.CANARY)
 
 
 def prediction_log_summary(*, product: str | None, since: datetime, until: datetime | None = None) -> dict:
-    """Counts, latency, cache, shadow and outcome figures of the log over ``[since, until)``."""
-    rows = rows_in_window(product=product, since=since, until=until)
-    answering = rows.filter(role__in=ANSWERING_ROLES)
-    counts = list(
-        rows.order_by("model_version__name", "model_version__version", "role", "decision")
-        .values("model_version_id", "model_version__name", "model_version__version", "role", "decision")
-        .annotate(count=Count("pk"))
-    )
-    totals = answering.order_by().aggregate(answers=Count("pk"), cached=Count("pk", filter=Q(cached=True)))
+    """Counts, latency, cache, shadow and outcome figures of the log over ``[since, until)`` (until: now)."""
+    figures = window_figures(product, since, until or timezone.now())
+    answering = total(value for key, value in figures.items() if key.role in ANSWERING_ROLES)
+    names = {item["id"]: item["model"] for item in version_names({key.model_version_id for key in figures})}
+    per_cell: dict[tuple, int] = {}
+    for key, value in figures.items():
+        for decision in DECISIONS:
+            if value.get(decision):
+                cell = (names[key.model_version_id], key.model_version_id, key.role, decision)
+                per_cell[cell] = per_cell.get(cell, 0) + int(value.get(decision))
+    counts = [
+        {"model_version": version, "model": model, "role": role, "decision": decision, "count": count}
+        for (model, version, role, decision), count in sorted(per_cell.items())
+    ]
+    answers = int(answering.get("rows"))
     return {
         "product": product,
         "since": since,
         "until": until,
         "total_rows": sum(item["count"] for item in counts),
-        "answers": totals["answers"],
-        "counts": [
-            {
-                "model_version": str(item["model_version_id"]),
-                "model": f"{item['model_version__name']}@{item['model_version__version']}",
-                "role": item["role"],
-                "decision": item["decision"],
-                "count": item["count"],
-            }
-            for item in counts
-        ],
-        "latency_ms": latency_percentiles(answering),
-        "cache_hit_rate": rate(totals["cached"], totals["answers"]),
-        "shadow": shadow_counts(rows.filter(role=ModelRole.SHADOW)),
+        "answers": answers,
+        "counts": counts,
+        "latency_ms": percentiles(answering.latency),
+        "cache_hit_rate": rate(int(answering.get("cached")), answers),
+        "shadow": shadow_counts(total(value for key, value in figures.items() if key.role == ModelRole.SHADOW)),
         "outcomes": outcome_counts(answering),
     }

@@ -9,7 +9,9 @@ the endpoint's limit, at most that limit + 1 bytes otherwise), then `endpoints.h
 prediction does not block (the models, credentials and configuration are in process; the log
 record goes to the writer's queue), so it runs on the loop itself: a hop to a thread would cost
 more than the prediction. What may block (reading a recorded prediction, a credential not loaded
-yet, the first requests before the models are loaded) runs on a small thread pool instead.
+yet, the first requests before the models are loaded) runs on a small thread pool instead. While a
+served model is micro-batched, the single predictions whose bodies arrived together are scored in
+one session call per model before each is answered (`inference.microbatch`).
 
 Worker lifecycle (granian calls ``__rsgi_init__`` in each worker before it serves and
 ``__rsgi_del__`` once it has stopped serving, in-flight requests answered): start loading the
@@ -33,6 +35,7 @@ from django.conf import settings  # noqa: E402
 from django.db import close_old_connections  # noqa: E402
 
 from audit import writer  # noqa: E402
+from inference import microbatch  # noqa: E402
 from inference.lane import endpoints  # noqa: E402
 from inference.lane.http import Request  # noqa: E402
 from inference.runtime import runtime  # noqa: E402
@@ -49,6 +52,7 @@ class Lane:
 
     def __init__(self) -> None:
         self._threads: ThreadPoolExecutor | None = None
+        self._gathered: list[tuple[Request, asyncio.Future]] = []  # single predictions to score together
 
     def __rsgi_init__(self, loop) -> None:
         self._threads = ThreadPoolExecutor(max_workers=settings.INFERENCE_LANE_THREADS, thread_name_prefix="lane")
@@ -79,11 +83,38 @@ class Lane:
         limit = endpoints.body_limit(endpoint)
         if limit:
             request.body = await _read_body(protocol, headers.get("content-length"), limit)
+        together = None
+        if endpoint is endpoints.INFER and (snapshot := runtime.peek()) is not None and microbatch.batches_in(snapshot):
+            together = await self._gather(request)
         try:
-            answer = endpoints.handle(request, may_wait=False)
-        except WouldWait:
+            with microbatch.scoring_together(together):
+                answer = endpoints.handle(request, may_wait=False)
+        except WouldWait:  # answered alone, from a thread
             answer = await asyncio.get_running_loop().run_in_executor(self._threads, _handle_waiting, request)
         protocol.response_bytes(answer.status, answer.headers, answer.body)
+
+    def _gather(self, request: Request) -> asyncio.Future:
+        """Its share of what is scored for the predictions gathered with it: those whose bodies
+        arrive before the loop's next turn (or within INFERENCE_MICROBATCH_MAX_WAIT_US)."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._gathered.append((request, future))
+        if len(self._gathered) == 1:
+            wait = settings.INFERENCE_MICROBATCH_MAX_WAIT_US / 1e6
+            loop.call_later(wait, self._score_gathered) if wait else loop.call_soon(self._score_gathered)
+        return future
+
+    def _score_gathered(self) -> None:
+        gathered, self._gathered = self._gathered, []
+        results: dict = {}
+        try:
+            if len(gathered) > 1:
+                results = endpoints.score_together([request for request, _ in gathered])
+        except Exception:  # each request is then answered alone, as without batching
+            logger.exception("scoring gathered predictions together failed")
+        finally:
+            for _, future in gathered:
+                future.set_result(results)
 
     @staticmethod
     def _load_credentials() -> None:

@@ -10,7 +10,7 @@ receives ``http.disconnect`` (channels #1249, #1302).
 import asyncio
 import contextlib
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import import_module
 from types import SimpleNamespace
 
@@ -31,6 +31,8 @@ from inference.streams.metrics import (
 from inference.streams.sse import SCHEMA_VERSION, SSE_HEADERS, sse
 from mlops.api.errors import error_body
 
+REPLAY_CLOCK_SLACK = timedelta(hours=1)
+
 
 def _parse_last_event_id(value: str) -> tuple[int, int] | None:
     """``"<seq>.<created_at in µs>"`` -> (seq, µs)."""
@@ -44,7 +46,11 @@ def _replay_rows(product: str, after_us: int, limit: int) -> list[dict]:
     from audit.models import PredictionLog
 
     after = datetime.fromtimestamp(after_us / 1_000_000, tz=UTC)
-    rows = PredictionLog.objects.filter(product=product, created_at__gt=after).order_by("created_at").values(*LIVE)[: limit + 1]
+    # Bounded above as well, so PostgreSQL leaves out the partitions made ahead for the days to come
+    # (with an hour's slack for a writer whose clock runs ahead); index (product, created_at).
+    until = datetime.now(UTC) + REPLAY_CLOCK_SLACK
+    rows = PredictionLog.objects.filter(product=product, created_at__gt=after, created_at__lt=until)
+    rows = rows.order_by("created_at").values(*LIVE)[: limit + 1]
     return [live_record(row) for row in rows]
 
 

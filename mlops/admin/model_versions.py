@@ -62,11 +62,9 @@ def _queued(started: list, model_version, backtest) -> str:
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(SimpleHistoryAdmin):
+    # "product/name@version" says all three: separate columns for them made the list wider than a laptop.
     list_display = [
         "__str__",
-        "product",
-        "name",
-        "version",
         "status_badge",
         "threshold",
         "created_at",

@@ -9,7 +9,6 @@ as a message. Looking needs the view permission on canary configurations; acting
 ``mlops.manage_rollout``.
 """
 
-import logging
 from dataclasses import asdict
 from functools import partial
 
@@ -26,15 +25,13 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from mlops import hooks, selectors, services
-from mlops.admin.base import ReadOnlyAdmin, call_service_and_report
+from mlops.admin.base import ReadOnlyAdmin, cached_briefly, call_service_and_report
 from mlops.choices import ModelStatus
 from mlops.models import CanaryConfig, ModelVersion, RollbackEvent, ServingWorker, ShadowOverride
 from mlops.services.rollout import canary_ladder
 
-logger = logging.getLogger(__name__)
-
 MANAGE_PERMISSION = "mlops.manage_rollout"
-STATS_CACHE_SECONDS = 2  # several staff polling one page cost one set of queries per product
+STATS_CACHE_SECONDS = 2  # several staff polling one page cost one set of queries per product (cached_briefly)
 
 
 # --- Forms ------------------------------------------------------------------------------------
@@ -243,23 +240,15 @@ def _stats_key(product: str) -> str:
 
 def _stats(product: str) -> dict:
     """Counters per role over the last minutes, cached for a couple of seconds in the shared cache."""
-    key = _stats_key(product)
-    try:
-        cached = cache.get(key)
-    except Exception:
-        logger.warning("could not read the cached rollout stats of %s", product, exc_info=True)
-        cached = None
-    if cached is not None:
-        return cached
+    return cached_briefly(_stats_key(product), STATS_CACHE_SECONDS, partial(_fresh_stats, product), what=f"rollout stats of {product}")
+
+
+def _fresh_stats(product: str) -> dict:
     stats = hooks.role_stats(product=product, minutes=_stats_minutes())  # from the prediction log (audit)
     overview = selectors.rollout_overview(product=product, rollbacks=0)
     stats["split"] = {"production_percent": overview.production_percent, "canary_percent": overview.canary_percent}
     stats["workers"] = _workers(product)
     stats["guard"] = hooks.rollout_guard_status(product=product)  # what the rollout guard waits for (audit)
-    try:
-        cache.set(key, stats, STATS_CACHE_SECONDS)
-    except Exception:  # the cache is an optimisation
-        logger.warning("could not cache the rollout stats of %s", product, exc_info=True)
     return stats
 
 

@@ -74,7 +74,7 @@ from rest_framework import exceptions
 
 from mlops.background.process import ProcessLocal
 from mlops.observability.tracing import span
-from mlops.security.roles import CAPABILITY_RATE_GROUP, RateGroup
+from mlops.security.roles import CAPABILITY_RATE_GROUP, RATE_LIMIT_EXEMPT_ROLES, RateGroup
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +136,14 @@ def client_ip(request) -> str:
 
 def group_rates(group: str) -> list[str]:
     return [rate for name in GROUP_RATE_SETTINGS[group] if (rate := getattr(settings, name))]
+
+
+def role_admits(role: str, capability: str, *, per_second: float) -> bool:
+    """Whether a caller of ``role`` sending ``per_second`` requests of ``capability``, evenly, stays within every window."""
+    group = CAPABILITY_RATE_GROUP.get(capability)
+    if not settings.RATELIMIT_ENABLE or group is None or role in RATE_LIMIT_EXEMPT_ROLES:
+        return True
+    return all(per_second * period <= limit for limit, period in map(_split_rate, group_rates(group)))
 
 
 class _Window:

@@ -1,4 +1,9 @@
-"""The demo platform: product ``fraud_score`` with two registered models and an admin user."""
+"""The demo platform: product ``fraud_score`` with two registered models and an admin user.
+
+``logreg@1`` serves; ``gbdt@1`` is validated (so the rollout page can start it as a canary) and
+runs as the production model's shadow, so that the live and comparison pages show shadow
+differences as soon as traffic arrives (``manage.py demo_traffic``).
+"""
 
 import secrets
 import tempfile
@@ -10,17 +15,21 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from mlops.artifacts.stores import ModelStore
-from mlops.choices import ModelStatus
+from mlops.choices import ApiCapability, ModelStatus
 from mlops.demo import PRODUCT, build_demo_models, write_demo_reference
-from mlops.models import ApiKey, ModelVersion
+from mlops.models import ApiKey, ModelVersion, ShadowOverride
+from mlops.security.ratelimits import role_admits
 from mlops.security.roles import Role
 from mlops.services.api_keys import api_key_create
 from mlops.services.dual_models import dual_model_demo_ensure
-from mlops.services.lifecycle import model_push, model_version_promote, model_version_validate
+from mlops.services.lifecycle import LifecycleError, model_push, model_version_promote, model_version_validate
+from mlops.services.rollout import shadow_enable
 
 PRODUCTION_DEMO = "logreg"
+SHADOW_DEMO = "gbdt"
 CREDENTIALS_FILE = "demo-credentials.txt"
 DEMO_CLIENT = "demo"
+TRAFFIC_CLIENT = "demo-traffic"
 
 
 @dataclass
@@ -59,7 +68,27 @@ def demo_bootstrap(*, store: ModelStore, admin_username: str, admin_password: st
     report.lines.append(_ensure_demo_api_key())
     # The dual-model stream (POST /stream/v1/infer) works right after bootstrap: logreg fast, gbdt full.
     report.lines.append(dual_model_demo_ensure(product=PRODUCT))
+    report.lines.extend(_ensure_demo_shadow())
     return report
+
+
+def _ensure_demo_shadow() -> list[str]:
+    """``gbdt@1`` validated and shadowing all of production, unless someone already chose a shadow."""
+    if ShadowOverride.objects.filter(product=PRODUCT).exists():
+        return [f"shadow of {PRODUCT!r} set before (unchanged)"]
+    model = ModelVersion.objects.get(product=PRODUCT, name=SHADOW_DEMO, version="1")
+    if model.status not in (ModelStatus.CANDIDATE, ModelStatus.VALIDATED):
+        return [f"no demo shadow: {model} is {model.status}"]
+    lines = []
+    if model.status == ModelStatus.CANDIDATE:
+        try:
+            model_version_validate(model_version_id=model.pk, user=None, reason="demo bootstrap: the canary to try")
+            lines.append(f"validated {model}")
+        except LifecycleError as exc:  # e.g. a backtest is required first: a candidate may still shadow
+            lines.append(f"{model} stays a candidate: {exc}")
+    shadow_enable(product=PRODUCT, shadow_model_id=model.pk, sample_percent=100, user=None, reason="demo bootstrap")
+    lines.append(f"{model} shadows all of {PRODUCT!r} production traffic")
+    return lines
 
 
 def _ensure_admin(username: str, password: str | None) -> str:
@@ -97,3 +126,17 @@ def _save_credentials(entries: dict[str, str]) -> Path:
     temporary.write_text(text)
     temporary.replace(credentials)
     return credentials
+
+
+def demo_traffic_key_create(*, rate: float, outcome_batches_per_second: float) -> tuple[ApiKey, str]:
+    """A day's key for ``manage.py demo_traffic`` whose rate limits admit its traffic.
+
+    The demo client's role (``inference_client``) when its limits admit ``rate`` predictions and the
+    outcome batches a second; otherwise ``internal_service``, which no limit applies to (a demo's 30
+    a minute would answer most of a few requests a second with 429). The command revokes it at the end.
+    """
+    fits = role_admits(Role.INFERENCE_CLIENT, ApiCapability.PREDICT, per_second=rate) and role_admits(
+        Role.INFERENCE_CLIENT, ApiCapability.POST_OUTCOMES, per_second=outcome_batches_per_second
+    )
+    role = Role.INFERENCE_CLIENT if fits else Role.INTERNAL_SERVICE
+    return api_key_create(client=TRAFFIC_CLIENT, role=role, expires_in_days=1, label=f"manage.py demo_traffic at {rate:g}/s")

@@ -1,14 +1,17 @@
 """Prediction log records and rows for the audit tests."""
 
+import os
 import uuid
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Permission, User
 from django.utils import timezone
 
 from audit.models import PredictionLog
 from audit.writer import PredictionLogWriter
 from mlops.models import ModelVersion
+from tests.logged import log_rows
 
 
 def make_version(name: str = "logreg", version: str = "1", *, product: str = "fraud_score", status: str = "candidate", threshold=0.5):
@@ -57,9 +60,16 @@ def make_record(model_version, **overrides) -> dict:
     return record
 
 
+def uuid7_at(moment) -> uuid.UUID:
+    """A time-ordered prediction id as `inference.ids` makes them, for a given moment."""
+    ms = int(moment.timestamp() * 1000)
+    rand = int.from_bytes(os.urandom(10), "big")
+    return uuid.UUID(int=ms << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64 | 0b10 << 62 | rand & (1 << 62) - 1)
+
+
 def make_rows(model_version, count: int = 1, **overrides) -> list[PredictionLog]:
-    """Rows inserted straight into the database (INSERT is allowed; only UPDATE/DELETE are refused)."""
-    return PredictionLog.objects.bulk_create([PredictionLog(**make_record(model_version, **overrides)) for _ in range(count)])
+    """Rows inserted through the log store, as the writer inserts them (rollups included)."""
+    return log_rows([PredictionLog(**make_record(model_version, **overrides)) for _ in range(count)])
 
 
 @pytest.fixture
@@ -85,3 +95,17 @@ def writer_factory(tmp_path):
 @pytest.fixture
 def an_hour_ago():
     return timezone.now() - timedelta(hours=1)
+
+
+def staff(username: str, *codenames: str) -> User:
+    """A staff account holding the named audit permissions."""
+    user = User.objects.create_user(username, password="pw", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="audit", codename__in=codenames))
+    return user
+
+
+@pytest.fixture
+def auditor_client(client):
+    """The test client signed in as an auditor (views the log and outcomes)."""
+    client.force_login(staff("auditor", "view_predictionlog", "view_outcome"))
+    return client

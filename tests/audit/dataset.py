@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from audit.models import Outcome, PredictionLog
 from tests.audit.conftest import make_record
+from tests.logged import log_rows, record_outcomes
 
 PRODUCT = "fraud_score"
 
@@ -32,7 +33,7 @@ def build(production, canary) -> dict[str, PredictionLog]:
             created_at=now - timedelta(minutes=minutes_ago),
             **extra,
         )
-        rows[name] = PredictionLog.objects.create(**record)
+        rows[name] = log_rows([PredictionLog(**record)])[0]
 
     add("p1", production, "production", 0.10, "allow", 1.0, "e1")
     add("p2", production, "production", 0.30, "allow", 2.0, "e2", cached=True)
@@ -66,8 +67,8 @@ def build(production, canary) -> dict[str, PredictionLog]:
     add("old", production, "production", 0.99, "block", 99.0, "e-old", minutes_ago=3 * 24 * 60)
 
     def outcome(event, label, minutes_ago=1, source="chargebacks"):
-        Outcome.objects.create(
-            product=PRODUCT, event_id=event, label=label, observed_at=now - timedelta(minutes=minutes_ago), source=source
+        record_outcomes(
+            [Outcome(product=PRODUCT, event_id=event, label=label, observed_at=now - timedelta(minutes=minutes_ago), source=source)]
         )
 
     outcome("e1", False)

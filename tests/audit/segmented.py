@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from audit.models import Outcome, PredictionLog
 from tests.audit.conftest import make_record
+from tests.logged import log_rows, record_outcomes
 
 FEATURE = "mean radius"
 SEGMENTS = {"fraud_score": [{"feature": FEATURE, "bins": 2}, {"score_band": [0, 0.5, 1]}]}
@@ -43,5 +44,5 @@ def build(production, canary) -> None:
             )
             rows.append(PredictionLog(**record))
             outcomes.append(Outcome(product=version.product, event_id=event, label=False, observed_at=now, source="chargebacks"))
-    PredictionLog.objects.bulk_create(rows, batch_size=1000)
-    Outcome.objects.bulk_create(outcomes, batch_size=1000)
+    log_rows(rows)
+    record_outcomes(outcomes)

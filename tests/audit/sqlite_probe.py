@@ -17,7 +17,7 @@ import django
 
 django.setup()
 
-from django.core.management import call_command  # noqa: E402
+from django.core.management import CommandError, call_command  # noqa: E402
 from django.db import DatabaseError, connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
@@ -61,6 +61,11 @@ results = {
 }
 result = services.prediction_log_retention_delete(older_than=timedelta(days=30))
 results["retention_deleted"] = result.deleted
+results["retention_partitions"] = list(result.partitions)
+try:
+    call_command("audit_partitions")
+except CommandError as exc:
+    results["partitions_command"] = str(exc)
 results["remaining"] = [str(pk) for pk in PredictionLog.objects.values_list("pk", flat=True)]
 results["kept"] = str(new.pk)
 results["guard_rows_left"] = connection.cursor().execute("SELECT COUNT(*) FROM audit_retention_guard").fetchone()[0]

@@ -10,25 +10,14 @@ from django.urls import reverse
 
 from audit.models import PredictionLog
 from tests.audit import dataset
+from tests.audit.conftest import staff
 
 pytestmark = pytest.mark.django_db
-
-
-def staff(username: str, *codenames: str) -> User:
-    user = User.objects.create_user(username, password="pw", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="audit", codename__in=codenames))
-    return user
 
 
 @pytest.fixture
 def rows(production_version, canary_version):
     return dataset.build(production_version, canary_version)
-
-
-@pytest.fixture
-def auditor_client(client):
-    client.force_login(staff("auditor", "view_predictionlog", "view_outcome"))
-    return client
 
 
 @pytest.fixture
@@ -90,8 +79,8 @@ def test_search_by_prediction_id_and_event_id(auditor_client, rows):
 
 
 def test_changelist_export_streams_exactly_the_filtered_rows(auditor_client, rows):
-    query = {"role__exact": "production", "decision__exact": "allow"}
-    expected = {str(rows[name].pk) for name in ("p1", "p2", "p5")}
+    query = {"role__exact": "production", "model_version__id__exact": str(rows["p1"].model_version_id)}
+    expected = {str(rows[name].pk) for name in ("p1", "p2", "p3", "p4", "p5", "old")}
     changelist = auditor_client.get(reverse("admin:audit_predictionlog_changelist"), query).content.decode()
     assert "export/ndjson/?" in changelist and "role__exact=production" in changelist
 

@@ -18,6 +18,7 @@ from mlops.models import CanaryConfig
 from tests.audit import dataset, segmented
 from tests.audit.conftest import make_record, make_version
 from tests.audit.test_api import client_for
+from tests.logged import log_rows, record_outcomes
 
 pytestmark = pytest.mark.django_db
 
@@ -63,8 +64,8 @@ def judged(version, *, role: str, answers: int, blocked: int) -> None:
             )
         )
         outcomes.append(Outcome(product=PRODUCT, event_id=event, label=False, observed_at=now, source="chargebacks"))
-    PredictionLog.objects.bulk_create(rows, batch_size=1000)
-    Outcome.objects.bulk_create(outcomes, batch_size=1000)
+    log_rows(rows)
+    record_outcomes(outcomes)
 
 
 def compare(client, window: str = "1h") -> dict:
@@ -110,7 +111,7 @@ def test_a_real_difference_has_a_small_p_value_and_says_which_side(auditor, prod
 
 def test_a_canary_without_outcomes_yet_says_how_many_it_needs(auditor, production_version, canary_version):
     judged(production_version, role="production", answers=1000, blocked=40)
-    PredictionLog.objects.create(**make_record(canary_version, role="canary"))
+    log_rows([PredictionLog(**make_record(canary_version, role="canary"))])
     body = compare(auditor)
     fp = body["evidence"]["false_positive_rate"]
     assert (fp["a"]["total"], fp["p_value"], fp["difference"]) == (0, None, None)
@@ -173,7 +174,7 @@ def test_a_redacted_or_missing_feature_is_not_available_and_says_why(auditor, se
 
 
 def test_a_canary_row_whose_feature_is_no_number_is_left_out_of_the_bins(auditor, segmented_log, canary_version):
-    PredictionLog.objects.create(**make_record(canary_version, role="canary", features={segmented.FEATURE: "n/a"}))
+    log_rows([PredictionLog(**make_record(canary_version, role="canary", features={segmented.FEATURE: "n/a"}))])
     by_feature = compare(auditor)["segments"][0]
     assert by_feature["available"] and sum(b["canary"]["answered"] for b in by_feature["bins"]) == 1100
 

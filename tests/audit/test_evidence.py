@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from audit.evidence.comparison import compare
 from audit.evidence.distributions import distribution_difference, quantile_interval, quantile_ratio
@@ -17,6 +18,14 @@ def test_wilson_interval_matches_the_published_values(count, total, low, high):
     figure = rate(count, total)
     assert figure["value"] == pytest.approx(count / total)
     assert (figure["low"], figure["high"]) == (pytest.approx(low, abs=5e-5), pytest.approx(high, abs=5e-5))
+
+
+@pytest.mark.parametrize(("count", "total"), [(0, 1), (1, 1), (3, 1000), (5, 5), (300, 20000), (19999, 20000), (0, 20000)])
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
+def test_wilson_interval_is_scipys_at_the_edges_and_at_scale(count, total, confidence):
+    interval = stats.binomtest(count, total).proportion_ci(confidence_level=confidence, method="wilson")
+    figure = rate(count, total, confidence=confidence)
+    assert (figure["low"], figure["high"]) == (pytest.approx(interval.low, abs=1e-12), pytest.approx(interval.high, abs=1e-12))
 
 
 def test_a_rate_of_nothing_has_no_value_and_no_interval():

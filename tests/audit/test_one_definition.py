@@ -19,6 +19,7 @@ from mlops.models import CanaryConfig, RollbackEvent
 from tests.audit.conftest import make_record
 from tests.audit.test_api import client_for
 from tests.audit.test_compare import drawn_intervals
+from tests.logged import log_rows, record_outcomes
 
 pytestmark = pytest.mark.django_db
 
@@ -77,8 +78,8 @@ def build_log(production, canary) -> None:
             outcomes.append(
                 Outcome(product=PRODUCT, event_id=row.event_id, prediction_id=uuid.uuid4(), label=not label, observed_at=now, source="c")
             )
-    PredictionLog.objects.bulk_create(rows)
-    Outcome.objects.bulk_create(outcomes)
+    log_rows(rows)
+    record_outcomes(outcomes)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Segment bins (`audit.selectors.segments`): a row's bin read in Python (the backtest's `Bins.index`)
+"""Segment bins (`audit.selectors.segments`): a row's bin read in Python (the backtest's `Bins.indexes`)
 is the bin the comparison's database condition puts it in, at the edges, outside them and for
 values that are no number."""
 
@@ -7,9 +7,9 @@ from django.db.models import FloatField
 from django.db.models.functions import Cast
 
 from audit.models import PredictionLog
-from audit.selectors.comparison import _between
 from audit.selectors.segments import FEATURE, feature_value, number, quantile_bounds, score_bands, segment_bins
 from tests.audit.conftest import make_record, make_version
+from tests.logged import log_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -22,22 +22,25 @@ def rows():
     version = make_version()
     for index, value in enumerate(VALUES):
         features = {} if value is None else {"x": value}
-        PredictionLog.objects.create(**make_record(version, features=features, score=SCORES[index % len(SCORES)]))
+        log_rows([PredictionLog(**make_record(version, features=features, score=SCORES[index % len(SCORES)]))])
     return PredictionLog.objects.order_by("-created_at")
 
 
 def in_sql(rows, bins, value) -> list[set]:
-    return [
-        set(rows.filter(_between(value, low, high, closed=bins.closed(i))).values_list("pk", flat=True))
-        for i, (low, high) in enumerate(bins.bounds)
-    ]
+    """The bins of the rows by their value as the database reads it (the comparison's sample, `feature_value`)."""
+    found = [set() for _ in bins.bounds]
+    read = list(rows.annotate(read=value).values_list("pk", "read"))
+    for (pk, _), index in zip(read, bins.indexes(value for _, value in read), strict=True):
+        if index >= 0:
+            found[index].add(pk)
+    return found
 
 
 def in_python(rows, bins, value_of) -> list[set]:
     found = [set() for _ in bins.bounds]
     for row in rows:
-        index = bins.index(value_of(row))
-        if index is not None:
+        [index] = bins.indexes([value_of(row)])
+        if index >= 0:
             found[index].add(row.pk)
     return found
 
@@ -55,7 +58,7 @@ def test_a_score_row_is_in_the_same_band_in_python_as_in_the_database_and_the_la
     assert bins.labels() == ["0.2 ≤ score < 0.5", "0.5 ≤ score ≤ 1"]
     python = in_python(rows, bins, lambda row: row.score)
     assert python == in_sql(rows, bins, Cast("score", FloatField()))
-    assert bins.index(1.0) == 1 and bins.index(0.0) is None and bins.index(0.5) == 1
+    assert bins.indexes([1.0, 0.0, 0.5, None]).tolist() == [1, -1, 1, -1]
 
 
 @pytest.mark.parametrize(

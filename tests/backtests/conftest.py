@@ -15,6 +15,7 @@ from inference.validation import InferRequest
 from mlops import services as registry
 from mlops.demo import PRODUCT, demo_feature_names
 from tests.audit.conftest import writer_factory  # noqa: F401 - writers with their own redaction
+from tests.logged import record_outcomes
 
 ROWS = 200
 LABELLED = 150  # the first events get an outcome (the data set's own target: 0 is malignant, the "fraud")
@@ -42,9 +43,7 @@ def logged(serving, dataset) -> list[PredictionLog]:
             items=[InferRequest(event_id=f"evt-{i}", product=PRODUCT, features=events[i]) for i in range(start, min(ROWS, start + 100))]
         )
     assert writer.flush(10)
-    Outcome.objects.bulk_create(
-        [Outcome(product=PRODUCT, event_id=f"evt-{i}", label=labels[i], observed_at=timezone.now()) for i in range(LABELLED)]
-    )
+    record_outcomes([Outcome(product=PRODUCT, event_id=f"evt-{i}", label=labels[i], observed_at=timezone.now()) for i in range(LABELLED)])
     rows = list(PredictionLog.objects.filter(product=PRODUCT, role="production"))
     assert len(rows) == ROWS
     return rows

@@ -12,6 +12,7 @@ from sklearn.datasets import load_breast_cancer
 from audit.models import PredictionLog
 from mlops import services
 from mlops.demo import PRODUCT, demo_feature_names, write_demo_reference
+from tests.logged import log_rows
 
 SHIFTED = "mean_radius"  # the feature the drift tests move by one standard deviation
 
@@ -69,4 +70,4 @@ def log(model_version, rows: np.ndarray, *, at=None, spread: timedelta = timedel
                 created_at=end - spread + step * (index + 1) - timedelta(microseconds=1),
             )
         )
-    return PredictionLog.objects.bulk_create(entries, batch_size=1000)
+    return log_rows(entries)

@@ -54,3 +54,19 @@ def test_a_window_is_the_previous_one_plus_what_entered_minus_what_left(watched,
     assert not recount.incremental and recount.rows == second.rows == 1200
     assert {(m.feature, m.is_score): m.counts for m in DriftMeasurement.objects.filter(window=recount)} == incremental
     assert _psi(recount) == pytest.approx(incremental_psi)
+
+
+def test_a_row_logged_after_its_window_passed_it_is_counted_by_the_next_window(watched, reference_data, settings):
+    settings.DRIFT_WINDOW_SECONDS = 600
+    now = timezone.now()
+    log(watched, traffic(reference_data, 1000), at=now, spread=timedelta(minutes=5))
+    first = services.drift_window_evaluate(model_version=watched, baseline=services.drift_baseline_ensure(model_version=watched), end=now)
+    assert first.rows == 1000
+    # A writer batch that landed late, or a spill file replayed: made inside the counted window, logged after it.
+    log(watched, traffic(reference_data, 24, seed=3), at=now - timedelta(seconds=1), spread=timedelta(seconds=10))
+    later = now + timedelta(seconds=30)
+    log(watched, traffic(reference_data, 10, seed=4), at=later, spread=timedelta(seconds=20))
+    second = services.drift_window_evaluate(model_version=watched, baseline=first.baseline, end=later)
+    assert (second.rows, second.incremental) == (1034, False)  # counted afresh: the sum had missed the late rows
+    third = services.drift_window_evaluate(model_version=watched, baseline=first.baseline, end=later + timedelta(seconds=30))
+    assert (third.rows, third.incremental) == (1034, True)

@@ -107,6 +107,8 @@ def test_http_registration_refuses_a_bad_reference_naming_the_field(settings, tm
     assert "reference" in answer.json()["error"]["fields"]
     wrong_kind = _ops(settings, tmp_path).post("/v1/models", _form(demo_model_files["logreg"], b"x", name="ref.txt"), format="multipart")
     assert wrong_kind.status_code == 422 and "reference" in wrong_kind.json()["error"]["fields"]
+    empty = _ops(settings, tmp_path).post("/v1/models", _form(demo_model_files["logreg"], b""), format="multipart")
+    assert empty.status_code == 422 and "reference" in empty.json()["error"]["fields"]
     assert not ModelVersion.objects.exists()
 
 

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import requests
+
 HERE = Path(__file__).parent
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 # The budget: 30 examples per operation; the whole run stays well under two minutes here.
@@ -42,3 +44,19 @@ def test_the_api_does_what_its_schema_says(embedded_platform, tmp_path):
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=RUN_TIMEOUT)
     elapsed = time.monotonic() - started
     assert result.returncode == 0, f"schemathesis found failures ({elapsed:.0f} s):\n{result.stdout}\n{result.stderr}"
+
+
+def test_a_multipart_body_with_no_parts_is_refused_in_json_naming_the_fields(embedded_platform):
+    # Only the closing boundary: what a client sends for an empty form. Twisted's own multipart
+    # parse (daphne's requests are Twisted's) answers it with a bare 400, before the API sees it.
+    answer = requests.post(
+        f"{embedded_platform.url}/v1/models",
+        data=b"--e0f1--\r\n",
+        headers={
+            "Authorization": f"Bearer {embedded_platform.keys['ml_ops']}",
+            "Content-Type": "multipart/form-data; boundary=e0f1",
+        },
+        timeout=10,
+    )
+    assert (answer.status_code, answer.headers["Content-Type"]) == (400, "application/json")
+    assert {"file", "product", "name", "version"} <= set(answer.json()["error"]["fields"])

@@ -100,9 +100,10 @@ class Platform:
         return orjson.loads(self.sh(text, **placeholders))
 
     def demo_version_ids(self) -> dict[str, str]:
-        """{name: id} of the demo product's versions, from the registry (the ids the seed leaves open)."""
+        """{name@version: id} of the demo product's versions, from the registry (the ids the seed leaves open)."""
         script = (
-            "import json; from mlops.models import ModelVersion; print(json.dumps({v.name: str(v.pk) for v in ModelVersion.objects.all()}))"
+            "import json; from mlops.models import ModelVersion; "
+            "print(json.dumps({f'{v.name}@{v.version}': str(v.pk) for v in ModelVersion.objects.all()}))"
         )
         printed = servers.manage(["shell", "-c", script], env={"VAR_DIR": str(self.started.var_dir)}, embedded=True)
         return orjson.loads(printed.splitlines()[-1])  # after Django's "N objects imported automatically"
@@ -124,9 +125,13 @@ def curl_json(method: str, path: str, key_variable: str, body: str | None = None
     return f'curl -X {method} http://localhost:8080{path} -H "Authorization: Bearer ${key_variable}"{data}'
 
 
-def test_seed_001s_api_calls_and_canary_workflow_work_as_written(platform):
+def test_seed_001s_api_calls_and_canary_workflow_work_as_written(platform, tmp_path):
+    # bootstrap_demo validated gbdt@1 (it shadows production): the workflow's candidate is a new version of it.
+    gbdt = next(model for model in build_demo_models(tmp_path / "models") if model.name == "gbdt")
+    push = ["push_model", str(gbdt.path), "--product", "fraud_score", "--name", "gbdt", "--version", "2", "--threshold", "0.6"]
+    servers.manage(push, env={"VAR_DIR": str(platform.started.var_dir)}, embedded=True)
     ids = platform.demo_version_ids()
-    placeholders = {"new-model-id": ids["gbdt"], "current-model-id": ids["logreg"]}
+    placeholders = {"new-model-id": ids["gbdt@2"], "current-model-id": ids["logreg@1"]}
     client_key = dict(line.split(": ", 1) for line in (platform.started.var_dir / "demo-credentials.txt").read_text().splitlines())[
         "api key (demo, inference_client)"
     ]
@@ -149,7 +154,7 @@ def test_seed_001s_api_calls_and_canary_workflow_work_as_written(platform):
     # Canary Deployment Workflow
     assert platform.json(SEED_WORKFLOW["validate"], **placeholders)["status"] == "validated"
     started = platform.json(SEED_WORKFLOW["start canary"], **placeholders)
-    assert (started["canary_model_id"], started["production_model_id"], started["canary_percent"]) == (ids["gbdt"], ids["logreg"], 10)
+    assert (started["canary_model_id"], started["production_model_id"], started["canary_percent"]) == (ids["gbdt@2"], ids["logreg@1"], 10)
     shown = platform.json(curl_json("GET", "/v1/canary/fraud_score", "ML_OPS_TOKEN"))
     assert {"product", "production_model_id", "canary_model_id", "canary_percent", "started_at", "updated_at"} <= set(shown)
     metrics = SEED_WORKFLOW["metrics"].replace("sira_canary", "'mlops_inference_canary_ratio{product=\"fraud_score\"} 0.1'")
@@ -162,7 +167,7 @@ def test_seed_001s_api_calls_and_canary_workflow_work_as_written(platform):
     assert (stepped["canary_percent"], stepped["started_at"]) == (25, started["started_at"])
     assert platform.json(SEED_WORKFLOW["promote"], **placeholders)["status"] == "production"
     stopped = platform.json(SEED_WORKFLOW["stop canary"], **placeholders)
-    assert stopped["canary_percent"] == 0 and stopped["production_model_id"] == ids["gbdt"]
+    assert stopped["canary_percent"] == 0 and stopped["production_model_id"] == ids["gbdt@2"]
 
 
 def test_the_readmes_shell_examples_work_as_written(platform, tmp_path):

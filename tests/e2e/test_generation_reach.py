@@ -17,7 +17,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 SET_CANARY = (
     "from mlops import services; from mlops.models import ModelVersion; "
     "gbdt = ModelVersion.objects.get(name='gbdt'); "
-    "services.model_version_validate(model_version_id=gbdt.pk, user=None, reason='e2e'); "
     "services.canary_set(product='fraud_score', canary_model_id=gbdt.pk, canary_percent=100, user=None, reason='e2e')"
 )
 

@@ -16,7 +16,7 @@ from sklearn.datasets import load_breast_cancer
 from mlops import services
 from mlops.artifacts.stores import store_from_url
 from mlops.demo import PRODUCT, demo_feature_names
-from tests.onnx_models import build_broken_model, build_failing_model, build_slow_model
+from tests.onnx_models import build_broken_model, build_failing_model, build_fixed_batch_model, build_non_finite_model, build_slow_model
 
 
 @pytest.fixture(autouse=True)
@@ -52,18 +52,20 @@ def validated(push_demo):
 
 
 @pytest.fixture(scope="session")
-def misbehaving_files(tmp_path_factory) -> dict[str, Path]:
+def misbehaving_files(tmp_path_factory, demo_model_files) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("misbehaving")
     return {
         "slow": build_slow_model(folder / "slow.onnx"),
         "failing": build_failing_model(folder / "failing.onnx"),
         "broken": build_broken_model(folder / "broken.onnx"),
+        "fixed_batch": build_fixed_batch_model(folder / "fixed_batch.onnx", Path(demo_model_files["logreg"].path)),
+        "non_finite": build_non_finite_model(folder / "non_finite.onnx"),
     }
 
 
 @pytest.fixture
 def push_misbehaving(local_store, misbehaving_files):
-    """Register and validate the ``slow``, ``failing`` or ``broken`` model for ``fraud_score``."""
+    """Register and validate a model of ``misbehaving_files`` (``slow``, ``failing``, ...) for ``fraud_score``."""
 
     def push(kind: str, version: str = "1"):
         model = services.model_push(source=misbehaving_files[kind], store=local_store, product=PRODUCT, name=kind, version=version)

@@ -2,16 +2,19 @@
 
 import time
 import uuid
+from datetime import timedelta
 
 import orjson
 import pytest
 from django.test import Client
+from django.utils import timezone
 from prometheus_client import REGISTRY
 
 from audit import writer
 from inference.runtime import runtime
 from mlops import services as registry
 from mlops.demo import PRODUCT
+from tests.audit.conftest import make_rows, make_version, uuid7_at
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -230,3 +233,20 @@ def test_the_schema_states_each_products_features_in_both_body_forms(settings, s
     assert all(form["properties"]["product"]["enum"] == [PRODUCT] and form["additionalProperties"] is False for form in forms)
     features = schema[f"Features.{PRODUCT}"]
     assert features["required"] == serving.feature_names and features["additionalProperties"] is False
+
+
+def test_old_and_new_predictions_are_read_back_from_the_partitioned_log(api):
+    version = make_version()
+    now = timezone.now()
+    made = {
+        "new": (uuid7_at(now), now),
+        "forty days old": (uuid7_at(now - timedelta(days=40)), now - timedelta(days=40)),
+        "an older log's random id": (uuid.uuid4(), now - timedelta(days=400)),
+    }
+    for prediction_id, created_at in made.values():
+        make_rows(version, prediction_id=prediction_id, created_at=created_at)
+    for what, (prediction_id, _) in made.items():
+        response = api("get", f"/v1/infer/{prediction_id}")
+        assert response.status_code == 200, what
+        assert orjson.loads(response.content)["prediction_id"] == str(prediction_id)
+    assert api("get", f"/v1/infer/{uuid7_at(now - timedelta(days=40))}").status_code == 404

@@ -3,7 +3,8 @@
 import time
 import uuid
 
-from inference.ids import issued_at_ms, new_prediction_id
+from audit.records import issued_at_ms
+from inference.ids import new_prediction_id
 
 
 def test_ids_are_rfc_9562_version_7_and_unique():

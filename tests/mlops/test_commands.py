@@ -11,6 +11,7 @@ from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
+from mlops import selectors, services
 from mlops.artifacts.stores import sha256_of, store_from_url
 from mlops.choices import ModelStatus
 from mlops.models import ModelVersion
@@ -140,8 +141,27 @@ def test_bootstrap_demo_twice_is_idempotent(tmp_path, settings):
     assert "registered" not in second and "promoted" not in second
     assert "exists (password unchanged)" in second
     assert "API key of client 'demo' exists" in second
-    assert sorted(ModelVersion.objects.values_list("name", "status")) == [("gbdt", "candidate"), ("logreg", "production")]
+    assert "shadow of 'fraud_score' set before (unchanged)" in second
+    assert sorted(ModelVersion.objects.values_list("name", "status")) == [("gbdt", "validated"), ("logreg", "production")]
     assert get_user_model().objects.filter(username="admin", is_superuser=True).count() == 1
+
+
+def test_bootstrap_demo_shadows_production_with_the_validated_gbdt(tmp_path, settings):
+    settings.MODEL_STORE_URL = (tmp_path / "store").as_uri()
+    settings.VAR_DIR = tmp_path
+    output = run("bootstrap_demo")
+    assert "validated fraud_score/gbdt@1" in output
+    shadow = selectors.shadow_effective(product="fraud_score")
+    assert shadow.enabled and (shadow.shadow_model.name, shadow.sample_percent) == ("gbdt", 100)
+
+
+def test_bootstrap_demo_keeps_a_shadow_someone_disabled(tmp_path, settings):
+    settings.MODEL_STORE_URL = (tmp_path / "store").as_uri()
+    settings.VAR_DIR = tmp_path
+    run("bootstrap_demo")
+    services.shadow_disable(product="fraud_score", user=None, reason="too noisy")
+    run("bootstrap_demo")
+    assert not selectors.shadow_effective(product="fraud_score").enabled
 
 
 def test_bootstrap_of_a_fresh_database_replaces_stale_credentials(tmp_path, settings):

@@ -82,6 +82,41 @@ def test_tls_options_of_the_data_store_urls_reach_their_clients(tmp_path):
     ]  # fmt: skip
 
 
+# Run in the embedded default: another process (here a second connection) is in the middle of a
+# write when a person promotes a canary. It commits the moment the promotion asks for the write
+# lock, as a log writer's batch would a moment later; a promotion that read first and could not
+# wait for the lock would fail at once with "database is locked" (the API's 500).
+PROMOTE_WHILE_ANOTHER_WRITES = """
+import sqlite3
+from django.core.management import call_command
+from django.db import connection
+from mlops.services.rollout import canary_promote, canary_set
+from tests.audit.conftest import make_version
+
+call_command("migrate", verbosity=0)
+make_version("logreg", "1", status="production")
+canary = make_version("gbdt", "1", status="validated")
+canary_set(product="fraud_score", canary_model_id=canary.pk, canary_percent=10, user=None, reason="try it")
+other = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
+other.execute("BEGIN IMMEDIATE")
+other.execute("UPDATE mlops_modelversion SET description = 'touched' WHERE name = 'logreg'")
+
+def commit_the_other_on_a_request_for_the_lock(sql):
+    if sql.startswith("BEGIN IMMEDIATE") and other.in_transaction:
+        other.execute("COMMIT")
+
+connection.ensure_connection()
+connection.connection.set_trace_callback(commit_the_other_on_a_request_for_the_lock)
+print(canary_promote(product="fraud_score", user=None, reason="healthy").production_model.name)
+"""
+
+
+def test_a_change_waits_for_another_processs_write_to_the_embedded_database(tmp_path):
+    result = manage("shell", "-c", PROMOTE_WHILE_ANOTHER_WRITES, tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "gbdt"
+
+
 def test_postgres_uses_psycopg3_with_djangos_pool(postgresql):
     assert settings.DATABASES["default"]["CONN_MAX_AGE"] == 0
     assert settings.DATABASES["default"]["OPTIONS"]["pool"]["max_size"] >= 1

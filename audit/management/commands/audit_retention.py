@@ -1,5 +1,8 @@
 """``manage.py audit_retention --older-than DAYS [--dry-run] [--user NAME]``: the only way rows leave the log.
 
+On PostgreSQL whole partitions older than the cutoff are dropped, the rest deleted row by row
+(`audit.services.prediction_log_retention_delete`); the line printed names the partitions.
+
 Who may run it: whoever can run ``manage.py`` on a web host is trusted as the operator (they
 hold the database credentials anyway). ``--user`` makes the command check that a named
 account holds ``audit.purge_predictionlog`` first, for runbooks that want the check recorded.
@@ -35,7 +38,10 @@ class Command(BaseCommand):
             result = services.prediction_log_retention_delete(older_than=timedelta(days=older_than), dry_run=dry_run, user=account)
         except PermissionDenied as exc:
             raise CommandError(str(exc)) from None
+        whole = f" ({len(result.partitions)} whole partitions: {', '.join(result.partitions)})" if result.partitions else ""
         if result.dry_run:
-            self.stdout.write(f"dry run: {result.matched} prediction log rows made before {result.cutoff.isoformat()} would be deleted")
+            self.stdout.write(
+                f"dry run: {result.matched} prediction log rows made before {result.cutoff.isoformat()} would be deleted{whole}"
+            )
         else:
-            self.stdout.write(f"deleted {result.deleted} prediction log rows made before {result.cutoff.isoformat()}")
+            self.stdout.write(f"deleted {result.deleted} prediction log rows made before {result.cutoff.isoformat()}{whole}")
