@@ -16,9 +16,11 @@ import requests
 
 HERE = Path(__file__).parent
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
-# The budget: 30 examples per operation; the whole run stays well under two minutes here.
+# The budget: 30 examples per operation.
 MAX_EXAMPLES = 30
-RUN_TIMEOUT = 110
+# A guard against a hang, not a budget: the run takes 60-75 s on this 2-core machine when it is
+# busy (it grows with the operations), and a CI machine may be slower; the test's own limit is 300 s.
+RUN_TIMEOUT = 240
 
 
 def test_the_api_does_what_its_schema_says(embedded_platform, tmp_path):
