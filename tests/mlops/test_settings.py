@@ -125,6 +125,21 @@ def test_postgres_uses_psycopg3_with_djangos_pool(postgresql):
     assert psycopg.__version__.startswith("3.")
 
 
+def test_postgres_connections_leave_the_logs_short_reads_uncompiled(postgresql, db):
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"
+
+
+def test_a_database_url_with_its_own_server_options_keeps_them(tmp_path):
+    code = "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS']['options'])"
+    result = manage("shell", "-c", code, tmp_path=tmp_path, DATABASE_URL="postgres://mlops@db:5432/mlops?options=-c%20work_mem%3D64MB")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "-c work_mem=64MB"
+
+
 APPS = ("mlops", "inference", "audit")
 
 
