@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 from django.conf import settings
-from django.db.models import CharField
+from django.db.models import BooleanField, CharField, Value
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -208,11 +208,14 @@ def side_sample(side: Side, *, since: datetime, until: datetime, features: dict[
     fields = (*COUNTED_FIELDS, "outcome_label", *(name for name in annotations if name not in _AS_TEXT.values()))
     read = tuple(_AS_TEXT.get(name, name) for name in fields)
 
-    def newest(rows) -> list[tuple]:
-        rows = rows.order_by("-created_at").annotate(outcome_label=outcome_label(), **annotations)
+    def newest(rows, *, judged: bool = False) -> list[tuple]:
+        # Only the answers are judged: a side's health reads no outcome of its shadow runs or
+        # failovers (`health_of`), and the outcome is a subquery per row.
+        label = outcome_label() if judged else Value(None, output_field=BooleanField())
+        rows = rows.order_by("-created_at").annotate(outcome_label=label, **annotations)
         return list(rows.values_list(*read)[:SAMPLE_LIMIT])
 
-    answered = newest(answered_rows(side, since=since, until=until))
+    answered = newest(answered_rows(side, since=since, until=until), judged=True)
     version = fields.index("model_version_id")
     versions = {_uuid_text(text) for text in {row[version] for row in answered}} or (
         {str(side.model_version_id)} if side.model_version_id else set()
