@@ -106,8 +106,16 @@ def columns_of(rows: Iterable[Mapping]) -> dict[str, list]:
     return {name: [row.get(name) for row in rows] for name in COUNTED_FIELDS}
 
 
-def _where(values: Sequence, value) -> np.ndarray:
-    return np.array([item == value for item in values], dtype=bool)
+def _where(values: np.ndarray, value) -> np.ndarray:
+    """Which of ``values`` (an object array: numpy compares each item with ``==``) equal ``value``."""
+    return np.asarray(values == value, dtype=bool)
+
+
+def _objects(values: Sequence) -> np.ndarray:
+    """A column as an object array, made once for the several `_where` comparisons it takes."""
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
 
 
 def floats(values: Sequence) -> np.ndarray:
@@ -132,8 +140,8 @@ def figures_by_group(columns: Mapping[str, Sequence], labels: Sequence[bool | No
     def summed(values: np.ndarray) -> np.ndarray:
         return np.bincount(group, weights=values, minlength=size)
 
-    decisions, agrees, score_diffs = columns["decision"], columns["decision_agrees"], floats(columns["score_diff"])
-    diff_classes = [name or "" for name in columns["diff_class"]]
+    decisions, agrees, score_diffs = _objects(columns["decision"]), _objects(columns["decision_agrees"]), floats(columns["score_diff"])
+    diff_classes, labels = _objects([name or "" for name in columns["diff_class"]]), _objects(labels)
     scores, latency = floats(columns["score"]), floats(columns["latency_ms"])
     blocked, judged, positive = _where(decisions, "block"), ~_where(labels, None), _where(labels, True)
     counters = {

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.conf import settings
 from django.db import connection
-from django.db.models import Case, CharField, F, FloatField, Func, QuerySet, Value, When
+from django.db.models import Case, CharField, F, Field, FloatField, Func, QuerySet, Value, When
 from django.db.models.fields.json import KeyTextTransform, KeyTransform, compile_json_path
 from django.db.models.functions import Cast
 from django.db.models.lookups import In
@@ -54,7 +54,9 @@ def feature_value(feature: str):
     kind = _json_kind(feature)
     if kind is None:
         return number
-    return Case(When(In(kind[0], kind[1]), then=number), default=None, output_field=FloatField())
+    # Typed as a plain Field: the cast makes the database return a float (or NULL) already, and as a
+    # FloatField Django would convert every row's value again (a converter call per row of a sample).
+    return Case(When(In(kind[0], kind[1]), then=number), default=None, output_field=Field())
 
 
 def number(value) -> float | None:
