@@ -22,10 +22,10 @@ else that sets the canary beside production read the same figures for the same w
   somewhere. A feature that is redacted, missing or not a number in the window is reported as not
   available, with the reason. A bin's figures cannot come from the rollups: each side's newest
   ``SAMPLE_LIMIT`` answers (and as many of its failovers and shadow runs) are read once, with
-  their segmented features and the answers' outcomes (`side_sample`), as columns; every bin's health is summed
-  from them by `audit.rollups.figures.figures_by_group` (the writer's own sum, all bins at once)
-  and the whole window's two-sample figures use the same answers, so a long window costs two
-  bounded reads a side however many bins it has.
+  their segmented features and the answers' outcomes (`side_sample`), as columns; every bin's
+  health is summed from them by `audit.rollups.figures.figures_by_group` (the writer's own sum,
+  all bins at once) and the whole window's two-sample figures use the same answers, so a long
+  window costs two bounded reads a side however many bins it has.
 """
 
 import uuid
@@ -198,10 +198,11 @@ _AS_TEXT = {"model_version_id": "version_text", "fallback_from_id": "fallback_te
 def side_sample(side: Side, *, since: datetime, until: datetime, features: dict[int, str], figures: dict[Key, Figures]) -> SideSample:
     """The rows a side's segments are read from, newest first: its newest ``SAMPLE_LIMIT`` answers (the
     rows `samples` reads), and as many of its failovers and of its versions' shadow runs, each row with
-    its outcome label (an answer's; None for the others) and the value of every segmented feature (``segment_value_<i>``, None when not a
-    number, and ``segment_value_<i>_text``, None when absent). ``figures``: the window's rollups, which
-    say whether there are shadow runs or failovers to read: a walk of the log's indexes for rows that
-    are not there would read every row of the version or the window."""
+    its outcome label (an answer's; None for the others) and the value of every segmented feature
+    (``segment_value_<i>``, None when not a number, and ``segment_value_<i>_text``, None when absent).
+    ``figures``: the window's rollups, which say whether there are shadow runs or failovers to read:
+    a walk of the log's indexes for rows that are not there would read every row of the version or
+    the window."""
     annotations = {text: Cast(name, CharField()) for name, text in _AS_TEXT.items()}
     annotations |= {_value_name(i): feature_value(feature) for i, feature in features.items()}
     annotations |= {f"{_value_name(i)}_text": KeyTextTransform(feature, "features") for i, feature in features.items()}
