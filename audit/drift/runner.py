@@ -43,14 +43,8 @@ def run_forever(*, interval: float, stop: threading.Event, use_lock: bool = True
         if not use_lock or acquire_turn(interval):
             set_state(EVALUATING)
             close_old_connections()
-            try:
-                resilience.database_call("drift", drift_evaluate)
-            except resilience.DependencyUnavailable:
-                pass
-            except Exception:
-                logger.exception("drift evaluation failed")
-            finally:
-                close_old_connections()
+            resilience.background_turn("drift", drift_evaluate, log=logger, failed="drift evaluation failed")
+            close_old_connections()
         set_state(IDLE)
         stop.wait(max(0.1, interval - (time.monotonic() - started)))
 

@@ -68,7 +68,7 @@ def run_forever(
         if not use_lock or acquire_turn(interval):
             set_state(EVALUATING)
             close_old_connections()
-            try:
+            try:  # not `background_turn`: a report that fails is logged as a failed evaluation is
                 for verdict in resilience.database_call("rollout_guard", rollout_guard_evaluate):
                     if report is not None:
                         report(verdict)
@@ -76,15 +76,11 @@ def run_forever(
                 pass
             except Exception:
                 logger.exception("rollout guard evaluation failed")
-            try:
-                # The guard process is the one that always runs: it keeps the log's days ahead.
-                resilience.database_call("audit_partitions", _partitions_ahead)
-            except resilience.DependencyUnavailable:
-                pass
-            except Exception:
-                logger.exception("creating the prediction log's partitions ahead failed")
-            finally:
-                close_old_connections()
+            # The guard process is the one that always runs: it keeps the log's days ahead.
+            resilience.background_turn(
+                "audit_partitions", _partitions_ahead, log=logger, failed="creating the prediction log's partitions ahead failed"
+            )
+            close_old_connections()
         set_state(IDLE)
         stop.wait(max(0.1, interval - (time.monotonic() - started)))
 

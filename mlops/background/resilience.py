@@ -23,6 +23,7 @@ prediction-cache tier (`inference.cache`): a `circuit`, which never retries and,
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 from collections.abc import Callable
@@ -213,3 +214,16 @@ def database_call(operation: str, fn: Callable[[], _T], *, retry: bool = True) -
     return dependency("database", _database_policy, _database_transient).call(
         operation, fn, retry=retry, before_retry=close_old_connections
     )
+
+
+def background_turn(operation: str, fn: Callable[[], _T], *, log: logging.Logger, failed: str) -> _T | None:
+    """One turn of a background loop's database work (`database_call`): its result, or None when it
+    did not run or failed. An open circuit is skipped (its metric says so; the next turn tries again)
+    and any other failure is logged with ``failed``, so that the loop goes on either way."""
+    try:
+        return database_call(operation, fn)
+    except DependencyUnavailable:
+        return None
+    except Exception:
+        log.exception(failed)
+        return None
